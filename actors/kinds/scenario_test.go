@@ -1,0 +1,203 @@
+package kinds_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/actors/kinds"
+	"github.com/flare-dispatch/flare-dispatch/actors/run"
+)
+
+// drain delivers the mailbox in order and collects the Progress effects per execution.
+func (w *world) drain() map[string][]actors.Progress {
+	out := map[string][]actors.Progress{}
+	for len(w.mail) > 0 {
+		s := w.mail[0]
+		w.mail = w.mail[1:]
+		for _, e := range w.apply(s.To, s.Msg) {
+			if p, ok := e.(actors.Progress); ok {
+				out[p.Exec] = append(out[p.Exec], p)
+			}
+			w.perform([]actors.Effect{e})
+		}
+	}
+	return out
+}
+
+// advance moves the clock forward by d, firing every alarm due on the way.
+func (w *world) advance(d time.Duration) {
+	end := w.now.Add(d)
+	for w.now.Before(end) {
+		w.alarm(end.Sub(w.now))
+		w.drain()
+	}
+}
+
+func (w *world) status(exec string) actors.Status {
+	return w.actor(actors.RunAddr(exec)).(*run.Actor).Status()
+}
+
+func TestCapOneQueuesFIFOAndReportsPositions(t *testing.T) {
+	cfg := kinds.DefaultConfig()
+	cfg.Admission.Cap = 1
+	w := newWorld(t, 1, cfg)
+	for _, e := range []string{"a", "b", "c"} {
+		w.start(e, "lean", "sb-"+e, time.Time{})
+		w.now = w.now.Add(time.Second)
+	}
+	prog := w.drain()
+	if w.status("a") != actors.StatusLeased || w.status("b") != actors.StatusQueued || w.status("c") != actors.StatusQueued {
+		t.Fatalf("statuses a=%s b=%s c=%s", w.status("a"), w.status("b"), w.status("c"))
+	}
+	last := prog["c"][len(prog["c"])-1]
+	if last.Queue == nil || last.Queue.Position != 1 || last.Queue.Busy != 1 || last.Queue.Cap != 1 {
+		t.Fatalf("c queue = %+v, want behind 1 run, 1/1 in use", last.Queue)
+	}
+	if want := w.now.Add(20 * time.Minute); !last.Queue.Deadline.Equal(want) { // queued when delivered
+		t.Fatalf("deadline %s, want %s", last.Queue.Deadline, want)
+	}
+	// a finishes: b is admitted at once, c's position changes to 0 on the next sweep.
+	w.perform(w.apply(actors.RunAddr("a"), actors.AgentExit{Exec: "a", Attempt: 1}))
+	w.drain()
+	if w.status("b") != actors.StatusLeased {
+		t.Fatalf("b = %s after a finished", w.status("b"))
+	}
+	w.alarm(6 * time.Second)
+	prog = w.drain()
+	if got := prog["c"]; len(got) == 0 || got[len(got)-1].Queue.Position != 0 {
+		t.Fatalf("c was not told it moved to the front: %+v", got)
+	}
+}
+
+func TestAdmissionTimesOutAfterTwentyMinutes(t *testing.T) {
+	cfg := kinds.DefaultConfig()
+	cfg.Admission.Cap = 1
+	w := newWorld(t, 2, cfg)
+	w.start("holder", "lean", "sb1", time.Time{})
+	w.start("waiter", "lean", "sb2", time.Time{})
+	w.drain()
+	for range 300 { // keep the holder's agent alive; the waiter keeps heartbeating
+		w.perform(w.apply(actors.RunAddr("holder"), actors.AgentHeartbeat{Exec: "holder", Attempt: 1}))
+		w.alarm(5 * time.Second)
+		w.drain()
+	}
+	ra := w.actor(actors.RunAddr("waiter")).(*run.Actor)
+	if ra.Status() != actors.StatusFailure || ra.Failure() == nil || ra.Failure().Tag != actors.TagAdmissionTimedOut {
+		t.Fatalf("waiter = %s %+v, want failure AdmissionTimedOut", ra.Status(), ra.Failure())
+	}
+	var d struct{ QueuedForMs, Position, PoolBusy int64 }
+	if err := json.Unmarshal(ra.Failure().Detail, &d); err != nil || d.QueuedForMs < (20*time.Minute).Milliseconds() || d.PoolBusy != 1 {
+		t.Fatalf("detail %s (%v)", ra.Failure().Detail, err)
+	}
+	if w.status("holder") != actors.StatusRunning {
+		t.Fatalf("holder = %s", w.status("holder"))
+	}
+}
+
+func TestSharedSandboxSerializesAndBusyAfterTenMinutes(t *testing.T) {
+	w := newWorld(t, 3, kinds.DefaultConfig())
+	w.start("first", "lean", "same", time.Time{})
+	w.start("second", "lean", "same", time.Time{})
+	w.drain()
+	if w.status("first") != actors.StatusLeased || w.status("second") != actors.StatusAdmitted {
+		t.Fatalf("first=%s second=%s", w.status("first"), w.status("second"))
+	}
+	for range 130 {
+		w.perform(w.apply(actors.RunAddr("first"), actors.AgentHeartbeat{Exec: "first", Attempt: 1}))
+		w.alarm(5 * time.Second)
+		w.drain()
+	}
+	ra := w.actor(actors.RunAddr("second")).(*run.Actor)
+	if ra.Failure() == nil || ra.Failure().Tag != actors.TagContainerBusy {
+		t.Fatalf("second = %s %+v, want ContainerBusy", ra.Status(), ra.Failure())
+	}
+}
+
+func TestSilentAgentIsRestartedThenTheRunFails(t *testing.T) {
+	w := newWorld(t, 4, kinds.DefaultConfig())
+	w.start("x", "lean", "sb", time.Time{})
+	w.drain()
+	// Attempt 1 completes one step, then dies.
+	x := actors.RunAddr("x")
+	w.perform(w.apply(x, actors.StepBegin{Exec: "x", Attempt: 1, Step: "checkout"}))
+	w.perform(w.apply(x, actors.StepEnd{Exec: "x", Attempt: 1, Step: "checkout", Result: []byte(`{"dir":"/w"}`)}))
+	w.advance(11 * time.Second)
+	if a := w.actor(x).(*run.Actor).Attempt(); a != 2 {
+		t.Fatalf("attempt = %d after a silent agent, want 2", a)
+	}
+	// The old attempt is refused; the new one gets the journal's result without rerunning.
+	if r := w.perform(w.apply(x, actors.AgentHeartbeat{Exec: "x", Attempt: 1})); !r.(actors.AgentAck).Superseded {
+		t.Fatalf("old attempt not refused: %+v", r)
+	}
+	d := w.perform(w.apply(x, actors.StepBegin{Exec: "x", Attempt: 2, Step: "checkout"})).(actors.StepDecision)
+	if !d.Done || string(d.Result) != `{"dir":"/w"}` {
+		t.Fatalf("decision %+v, want the recorded result", d)
+	}
+	w.advance(5 * time.Minute) // attempts 2 and 3 go silent too
+	ra := w.actor(x).(*run.Actor)
+	if ra.Status() != actors.StatusFailure || ra.Failure().Tag != actors.TagAgentLost {
+		t.Fatalf("x = %s %+v, want AgentLost after 3 attempts", ra.Status(), ra.Failure())
+	}
+	// Slot and lease came back: a new run on the same sandbox starts at once.
+	w.start("y", "lean", "sb", time.Time{})
+	w.drain()
+	if w.status("y") != actors.StatusLeased {
+		t.Fatalf("y = %s, the slot or lease was not released", w.status("y"))
+	}
+}
+
+func TestCancelAndDeadlineReleaseEverything(t *testing.T) {
+	cfg := kinds.DefaultConfig()
+	cfg.Admission.Cap = 1
+	w := newWorld(t, 5, cfg)
+	w.perform(w.apply(actors.RunAddr("slow"), actors.RunStart{Exec: "slow", Pool: "lean", Sandbox: "s", MaxDuration: time.Minute}))
+	w.start("next", "lean", "s", time.Time{})
+	w.drain()
+	for range 20 {
+		w.perform(w.apply(actors.RunAddr("slow"), actors.AgentHeartbeat{Exec: "slow", Attempt: 1}))
+		w.alarm(5 * time.Second)
+		w.drain()
+	}
+	if w.status("slow") != actors.StatusTimedOut {
+		t.Fatalf("slow = %s, want timed_out", w.status("slow"))
+	}
+	if w.status("next") != actors.StatusLeased {
+		t.Fatalf("next = %s after slow timed out", w.status("next"))
+	}
+	r := w.perform(w.apply(actors.RunAddr("next"), actors.RunCancel{Exec: "next", Reason: "by admin"})).(actors.RunStatus)
+	if r.Status != actors.StatusCancelled {
+		t.Fatalf("cancel answered %+v", r)
+	}
+	w.drain()
+	if !w.quiet() {
+		t.Fatalf("not idle after cancel: %s", w.describe())
+	}
+}
+
+func TestMessagesRoundTripThroughTheCodec(t *testing.T) {
+	in := []actors.Message{
+		actors.RunStart{Exec: "e", Run: "r", Pool: "lean", Sandbox: "s", MaxDuration: time.Minute},
+		actors.AdmitQueued{Exec: "e", Queue: actors.QueueInfo{Position: 2, Busy: 1, Cap: 1}},
+		actors.StepEnd{Exec: "e", Attempt: 1, Step: "x", Result: json.RawMessage(`{"a":1}`), Failure: &actors.Failure{Tag: "ExecFailed", Message: "m"}},
+		actors.Alarm{},
+	}
+	for _, m := range in {
+		b, err := actors.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := actors.Unmarshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, _ := actors.Marshal(out)
+		if string(b) != string(b2) || out.Type() != m.Type() {
+			t.Fatalf("round trip %s: %s != %s", m.Type(), b, b2)
+		}
+	}
+	if _, err := actors.Unmarshal([]byte(`{"type":"nope","body":{}}`)); err == nil {
+		t.Fatal("unknown type accepted")
+	}
+}

@@ -1,0 +1,488 @@
+// Package run is one execution's actor: its state machine
+// (queued → admitted → leased → running → success | failure | cancelled | timed_out),
+// its step journal, and the liveness of its agent.
+//
+// The run actor, not the agent, keeps the admission slot and the lease alive: it
+// heartbeats both on its alarm, and releases both on every exit path, repeating the
+// release until it is acknowledged. The agent heartbeats the run actor; a silent agent
+// is stopped and started again for the same execution (a new attempt, which skips the
+// steps the journal already holds) a bounded number of times.
+package run
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+)
+
+// Config holds the liveness timings.
+type Config struct {
+	KeepAlive   time.Duration // heartbeat period towards admission and lease
+	AgentDead   time.Duration // an agent silent this long is lost (a few missed beats)
+	AgentBoot   time.Duration // grace for an agent to send its first beat
+	MaxAttempts int           // agent starts before the run fails with AgentLost
+	MaxDuration time.Duration // default when RunStart has none
+}
+
+// DefaultConfig: keep-alive every 15 s; the agent beats every 2 s and is lost after
+// 10 s of silence (90 s to boot); 3 attempts; 30 min runs.
+func DefaultConfig() Config {
+	return Config{KeepAlive: 15 * time.Second, AgentDead: 10 * time.Second, AgentBoot: 90 * time.Second,
+		MaxAttempts: 3, MaxDuration: 30 * time.Minute}
+}
+
+type header struct {
+	Exec        string            `json:"exec"`
+	Run         string            `json:"run"`
+	Pool        string            `json:"pool"`
+	Sandbox     string            `json:"sandbox"`
+	Parent      string            `json:"parent,omitempty"`
+	OrderKey    time.Time         `json:"orderKey,omitzero"`
+	Status      actors.Status     `json:"status"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	Deadline    time.Time         `json:"deadline"`
+	MaxDuration time.Duration     `json:"maxDuration"`
+	MaxAttempts int               `json:"maxAttempts"`
+	Attempt     int               `json:"attempt"`
+	LastBeat    time.Time         `json:"lastBeat,omitzero"`
+	HoldsSlot   bool              `json:"holdsSlot,omitempty"`
+	HoldsLease  bool              `json:"holdsLease,omitempty"`
+	SlotOwed    bool              `json:"slotOwed,omitempty"`  // release sent, not yet acknowledged
+	LeaseOwed   bool              `json:"leaseOwed,omitempty"` // idem
+	NextKeep    time.Time         `json:"nextKeep,omitzero"`
+	Queue       *actors.QueueInfo `json:"queue,omitempty"`
+	Failure     *actors.Failure   `json:"failure,omitempty"`
+	Output      json.RawMessage   `json:"output,omitempty"`
+	FinishedAt  time.Time         `json:"finishedAt,omitzero"`
+}
+
+// Step is one journal entry.
+type Step struct {
+	Name       string            `json:"name"`
+	Status     actors.StepStatus `json:"status"`
+	Attempt    int               `json:"attempt"`
+	Result     json.RawMessage   `json:"result,omitempty"`
+	Failure    *actors.Failure   `json:"failure,omitempty"`
+	StartedAt  time.Time         `json:"startedAt"`
+	FinishedAt time.Time         `json:"finishedAt,omitzero"`
+}
+
+func (s *Step) done() bool { return s.Status == actors.StepSuccess || s.Status == actors.StepFailure }
+
+// Actor is one execution.
+type Actor struct {
+	actors.Changes
+	cfg   Config
+	h     header
+	steps map[string]*Step
+}
+
+var _ actors.Actor = (*Actor)(nil)
+
+// New returns an execution that has not started (it waits for RunStart).
+func New(exec string, cfg Config) *Actor {
+	return &Actor{cfg: cfg, h: header{Exec: exec}, steps: map[string]*Step{}}
+}
+
+// Apply is the whole behaviour.
+func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
+	if a.h.Status == "" {
+		if start, ok := m.(actors.RunStart); ok {
+			return a.start(now, start)
+		}
+		return a.unstarted(m)
+	}
+	var out []actors.Effect
+	switch m := m.(type) {
+	case actors.RunStart, actors.RunQuery:
+		out = append(out, actors.Reply{Msg: a.status(false)})
+	case actors.RunCancel:
+		if !a.h.Status.Terminal() {
+			out = a.finish(now, actors.StatusCancelled, actors.Cancelled(m.Reason), nil)
+		}
+		out = append(out, actors.Reply{Msg: a.status(false)})
+
+	case actors.AdmitQueued:
+		if a.h.Status == actors.StatusQueued && (a.h.Queue == nil || *a.h.Queue != m.Queue) {
+			q := m.Queue
+			a.h.Queue = &q
+			a.MarkHeader()
+			out = append(out, a.progress(now))
+		}
+	case actors.AdmitGranted:
+		switch {
+		case a.h.Status == actors.StatusQueued:
+			a.h.Status, a.h.HoldsSlot, a.h.Queue = actors.StatusAdmitted, true, nil
+			a.MarkHeader()
+			out = append(out, a.progress(now), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec}))
+		case a.h.Status.Terminal():
+			// A grant that crossed our release: give it back.
+			a.h.SlotOwed = true
+			a.MarkHeader()
+			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec}))
+		}
+	case actors.AdmitTimedOut:
+		if a.h.Status == actors.StatusQueued {
+			out = a.finish(now, actors.StatusFailure, actors.AdmissionTimedOut(m.QueuedFor, m.Position, m.Busy, m.Cap), nil)
+		}
+	case actors.AdmitUnknown:
+		// Our entry expired (a lost request, or a long silence): ask again at our place.
+		if !a.h.Status.Terminal() {
+			out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, OrderKey: a.h.OrderKey}))
+		}
+	case actors.AdmitReleased:
+		if a.h.SlotOwed {
+			a.h.SlotOwed = false
+			a.MarkHeader()
+		}
+
+	case actors.LeaseGranted:
+		switch {
+		case a.h.Status == actors.StatusAdmitted:
+			a.h.Status, a.h.HoldsLease = actors.StatusLeased, true
+			out = append(out, a.progress(now))
+			out = append(out, a.startAgent(now))
+		case a.h.Status.Terminal():
+			a.h.LeaseOwed = true
+			a.MarkHeader()
+			out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec}))
+		}
+	case actors.LeaseBusy:
+		if a.h.Status == actors.StatusAdmitted {
+			out = a.finish(now, actors.StatusFailure, actors.ContainerBusy(m.Sandbox, m.Holder, m.Waited), nil)
+		}
+	case actors.LeaseUnknown:
+		if a.h.Status == actors.StatusAdmitted || a.h.HoldsLease && !a.h.Status.Terminal() {
+			out = append(out, a.toLease(actors.LeaseAcquire{Exec: a.h.Exec}))
+		}
+	case actors.LeaseReleased:
+		if a.h.LeaseOwed {
+			a.h.LeaseOwed = false
+			a.MarkHeader()
+		}
+	case actors.LeaseWaiting:
+
+	case actors.AgentHeartbeat:
+		out = a.fromAgent(now, m.Attempt, func() []actors.Effect {
+			return []actors.Effect{actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, OK: true}}}
+		})
+	case actors.StepBegin:
+		out = a.fromAgent(now, m.Attempt, func() []actors.Effect { return a.stepBegin(now, m) })
+	case actors.StepEnd:
+		out = a.fromAgent(now, m.Attempt, func() []actors.Effect { return a.stepEnd(now, m) })
+	case actors.AgentExit:
+		out = a.fromAgent(now, m.Attempt, func() []actors.Effect {
+			status := actors.StatusSuccess
+			if m.Failure != nil {
+				status = actors.StatusFailure
+			}
+			fx := a.finish(now, status, m.Failure, m.Output)
+			return append(fx, actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, OK: true}})
+		})
+
+	case actors.Alarm:
+		out = a.alarm(now)
+	case actors.Recover:
+		out = a.recover(now)
+	}
+	return out
+}
+
+func (a *Actor) start(now time.Time, m actors.RunStart) []actors.Effect {
+	maxDur := m.MaxDuration
+	if maxDur <= 0 {
+		maxDur = a.cfg.MaxDuration
+	}
+	attempts := m.MaxAttempts
+	if attempts <= 0 {
+		attempts = a.cfg.MaxAttempts
+	}
+	a.h = header{Exec: m.Exec, Run: m.Run, Pool: m.Pool, Sandbox: m.Sandbox, Parent: m.Parent, OrderKey: m.OrderKey,
+		Status: actors.StatusQueued, CreatedAt: now, Deadline: now.Add(maxDur), MaxDuration: maxDur,
+		MaxAttempts: attempts, NextKeep: now.Add(a.cfg.KeepAlive)}
+	a.MarkHeader()
+	return []actors.Effect{
+		a.progress(now),
+		a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, OrderKey: a.h.OrderKey}),
+		actors.Reply{Msg: a.status(true)},
+	}
+}
+
+// unstarted answers messages for an execution that was never started.
+func (a *Actor) unstarted(m actors.Message) []actors.Effect {
+	switch m := m.(type) {
+	case actors.RunQuery, actors.RunCancel:
+		return []actors.Effect{actors.Reply{Msg: actors.RunStatus{Exec: a.h.Exec}}}
+	case actors.AgentHeartbeat, actors.StepEnd, actors.AgentExit:
+		return []actors.Effect{actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, Stop: true, Reason: "unknown execution"}}}
+	case actors.StepBegin:
+		return []actors.Effect{actors.Reply{Msg: actors.StepDecision{Exec: a.h.Exec, Step: m.Step, Stop: true}}}
+	case actors.AdmitGranted, actors.AdmitQueued:
+		return []actors.Effect{a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec})}
+	}
+	return nil
+}
+
+// fromAgent checks that a message comes from the current attempt of a live run, counts
+// it as a heartbeat, and then runs handle. Any agent message may be refused with an
+// AgentAck (Stop or Superseded) instead of its usual answer.
+func (a *Actor) fromAgent(now time.Time, attempt int, handle func() []actors.Effect) []actors.Effect {
+	switch {
+	case a.h.Status.Terminal():
+		return []actors.Effect{actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, Stop: true, Reason: string(a.h.Status)}}}
+	case attempt != a.h.Attempt || (a.h.Status != actors.StatusLeased && a.h.Status != actors.StatusRunning):
+		return []actors.Effect{actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, Superseded: true, Reason: fmt.Sprintf("attempt %d is not current", attempt)}}}
+	}
+	// Liveness is volatile: a beat alone does not dirty the header (Recover grants a
+	// fresh grace period after a restart), so heartbeats cost no write.
+	a.h.LastBeat = now
+	var out []actors.Effect
+	if a.h.Status == actors.StatusLeased {
+		a.h.Status = actors.StatusRunning
+		a.MarkHeader()
+		out = append(out, a.progress(now))
+	}
+	return append(out, handle()...)
+}
+
+func (a *Actor) stepBegin(now time.Time, m actors.StepBegin) []actors.Effect {
+	if s := a.steps[m.Step]; s != nil && s.done() {
+		return []actors.Effect{actors.Reply{Msg: actors.StepDecision{Exec: a.h.Exec, Step: m.Step, Done: true, Result: s.Result, Failure: s.Failure}}}
+	}
+	s := &Step{Name: m.Step, Status: actors.StepRunning, Attempt: m.Attempt, StartedAt: now}
+	a.steps[m.Step] = s
+	a.MarkRow(m.Step)
+	return []actors.Effect{
+		actors.StepProgress{Exec: a.h.Exec, Step: s.Name, Status: s.Status, Attempt: s.Attempt, At: now},
+		actors.Reply{Msg: actors.StepDecision{Exec: a.h.Exec, Step: m.Step}},
+	}
+}
+
+func (a *Actor) stepEnd(now time.Time, m actors.StepEnd) []actors.Effect {
+	ack := actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, OK: true}}
+	s := a.steps[m.Step]
+	if s != nil && s.done() {
+		return []actors.Effect{ack} // recorded before: the journal is append-once
+	}
+	if s == nil {
+		s = &Step{Name: m.Step, Attempt: m.Attempt, StartedAt: now}
+		a.steps[m.Step] = s
+	}
+	s.Status, s.Result, s.Failure, s.FinishedAt = actors.StepSuccess, m.Result, m.Failure, now
+	if m.Failure != nil {
+		s.Status = actors.StepFailure
+	}
+	a.MarkRow(m.Step)
+	return []actors.Effect{
+		actors.StepProgress{Exec: a.h.Exec, Step: s.Name, Status: s.Status, Attempt: s.Attempt, At: now, Failure: s.Failure, Result: s.Result},
+		ack,
+	}
+}
+
+func (a *Actor) startAgent(now time.Time) actors.Effect {
+	a.h.Attempt++
+	a.h.Status, a.h.LastBeat = actors.StatusLeased, now
+	a.MarkHeader()
+	return actors.StartAgent{Exec: a.h.Exec, Run: a.h.Run, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Pool: a.h.Pool}
+}
+
+func (a *Actor) alarm(now time.Time) []actors.Effect {
+	var out []actors.Effect
+	st := a.h.Status
+	switch {
+	case !st.Terminal() && !now.Before(a.h.Deadline):
+		return a.finish(now, actors.StatusTimedOut, actors.RunTimedOut(a.h.MaxDuration), nil)
+	case st == actors.StatusLeased || st == actors.StatusRunning:
+		if silent := now.Sub(a.h.LastBeat); silent >= a.agentLimit() {
+			out = append(out, actors.StopAgent{Exec: a.h.Exec, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Reason: "agent stopped heartbeating"})
+			if a.h.Attempt >= a.h.MaxAttempts {
+				return append(out, a.finish(now, actors.StatusFailure, actors.AgentLost(a.h.Attempt, silent), nil)...)
+			}
+			out = append(out, a.startAgent(now), a.progress(now))
+		}
+	}
+	if !now.Before(a.h.NextKeep) {
+		a.h.NextKeep = now.Add(a.cfg.KeepAlive)
+		a.MarkHeader()
+		out = append(out, a.keepAlive()...)
+	}
+	return out
+}
+
+// keepAlive heartbeats whatever the run holds or waits for, and repeats releases that
+// were not acknowledged.
+func (a *Actor) keepAlive() []actors.Effect {
+	var out []actors.Effect
+	if a.h.Status.Terminal() {
+		if a.h.SlotOwed {
+			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec}))
+		}
+		if a.h.LeaseOwed {
+			out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec}))
+		}
+		return out
+	}
+	out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec}))
+	if a.h.Status != actors.StatusQueued {
+		out = append(out, a.toLease(actors.LeaseHeartbeat{Exec: a.h.Exec}))
+	}
+	return out
+}
+
+// recover re-sends what may have been lost between persist and send.
+func (a *Actor) recover(now time.Time) []actors.Effect {
+	out := []actors.Effect{a.progress(now)}
+	names := make([]string, 0, len(a.steps))
+	for n := range a.steps {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		s := a.steps[n]
+		out = append(out, actors.StepProgress{Exec: a.h.Exec, Step: s.Name, Status: s.Status, Attempt: s.Attempt, At: s.StartedAt, Failure: s.Failure, Result: s.Result})
+	}
+	switch a.h.Status {
+	case actors.StatusQueued:
+		out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, OrderKey: a.h.OrderKey}))
+	case actors.StatusAdmitted:
+		out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec}), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec}))
+	case actors.StatusLeased, actors.StatusRunning:
+		// The agent may have died with the host: give it one fresh grace period to beat.
+		a.h.LastBeat = now
+		out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec}), a.toLease(actors.LeaseHeartbeat{Exec: a.h.Exec}))
+	default:
+		out = append(out, a.keepAlive()...)
+	}
+	return out
+}
+
+// finish ends the execution: stop the agent, release slot and lease (until
+// acknowledged), and report the result.
+func (a *Actor) finish(now time.Time, st actors.Status, f *actors.Failure, output json.RawMessage) []actors.Effect {
+	var out []actors.Effect
+	prev := a.h.Status
+	if prev == actors.StatusLeased || prev == actors.StatusRunning {
+		out = append(out, actors.StopAgent{Exec: a.h.Exec, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Reason: string(st)})
+	}
+	a.h.Status, a.h.Failure, a.h.Output, a.h.FinishedAt, a.h.Queue = st, f, output, now, nil
+	// Every state but a timed-out admission has an admission entry to drop; releasing
+	// an unknown entry is harmless, so always release.
+	a.h.SlotOwed, a.h.HoldsSlot = true, false
+	out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec}))
+	if prev != actors.StatusQueued {
+		a.h.LeaseOwed, a.h.HoldsLease = true, false
+		out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec}))
+	}
+	a.h.NextKeep = now.Add(a.cfg.KeepAlive)
+	a.MarkHeader()
+	return append(out, a.progress(now))
+}
+
+func (a *Actor) progress(now time.Time) actors.Progress {
+	p := actors.Progress{Exec: a.h.Exec, Status: a.h.Status, At: now, Failure: a.h.Failure, Output: a.h.Output, Attempt: a.h.Attempt}
+	if a.h.Queue != nil {
+		q := *a.h.Queue
+		p.Queue = &q
+	}
+	return p
+}
+
+func (a *Actor) status(created bool) actors.RunStatus {
+	return actors.RunStatus{Exec: a.h.Exec, Status: a.h.Status, Attempt: a.h.Attempt, Created: created, Queue: a.h.Queue, Failure: a.h.Failure}
+}
+
+func (a *Actor) agentLimit() time.Duration {
+	if a.h.Status == actors.StatusLeased {
+		return a.cfg.AgentBoot
+	}
+	return a.cfg.AgentDead
+}
+
+func (a *Actor) toAdmission(m actors.Message) actors.Effect {
+	return actors.Send{To: actors.AdmissionAddr(a.h.Pool), Msg: m}
+}
+
+func (a *Actor) toLease(m actors.Message) actors.Effect {
+	return actors.Send{To: actors.LeaseAddr(a.h.Sandbox), Msg: m}
+}
+
+// Wake implements actors.Actor: the earliest of the deadline, the keep-alive and the
+// agent's liveness limit; after the end, only while a release is unacknowledged.
+func (a *Actor) Wake() time.Time {
+	switch {
+	case a.h.Status == "":
+		return time.Time{}
+	case a.h.Status.Terminal():
+		if a.h.SlotOwed || a.h.LeaseOwed {
+			return a.h.NextKeep
+		}
+		return time.Time{}
+	}
+	w := a.h.NextKeep
+	if a.h.Deadline.Before(w) {
+		w = a.h.Deadline
+	}
+	if a.h.Status == actors.StatusLeased || a.h.Status == actors.StatusRunning {
+		if d := a.h.LastBeat.Add(a.agentLimit()); d.Before(w) {
+			w = d
+		}
+	}
+	return w
+}
+
+// Idle implements actors.Actor: nothing left to do once the end is acknowledged.
+func (a *Actor) Idle() bool {
+	return a.h.Status == "" || a.h.Status.Terminal() && !a.h.SlotOwed && !a.h.LeaseOwed
+}
+
+// Status is the execution's status; Steps its journal; Attempt the current attempt.
+func (a *Actor) Status() actors.Status { return a.h.Status }
+func (a *Actor) Attempt() int          { return a.h.Attempt }
+func (a *Actor) Sandbox() string       { return a.h.Sandbox }
+func (a *Actor) Pool() string          { return a.h.Pool }
+func (a *Actor) Failure() *actors.Failure {
+	return a.h.Failure
+}
+
+// Step returns a journal entry.
+func (a *Actor) Step(name string) (Step, bool) {
+	s, ok := a.steps[name]
+	if !ok {
+		return Step{}, false
+	}
+	return *s, true
+}
+
+// Header implements actors.Actor.
+func (a *Actor) Header() ([]byte, error) { return json.Marshal(a.h) }
+
+// Row implements actors.Actor: one row per journal entry.
+func (a *Actor) Row(key string) ([]byte, bool, error) {
+	s := a.steps[key]
+	if s == nil {
+		return nil, false, nil
+	}
+	b, err := json.Marshal(s)
+	return b, true, err
+}
+
+// Load implements actors.Actor.
+func (a *Actor) Load(h []byte, rows map[string][]byte) error {
+	if len(h) > 0 {
+		if err := json.Unmarshal(h, &a.h); err != nil {
+			return fmt.Errorf("run %s header: %w", a.h.Exec, err)
+		}
+	}
+	a.steps = map[string]*Step{}
+	for k, b := range rows {
+		s := &Step{}
+		if err := json.Unmarshal(b, s); err != nil {
+			return fmt.Errorf("run %s step %s: %w", a.h.Exec, k, err)
+		}
+		a.steps[k] = s
+	}
+	return nil
+}
