@@ -1,0 +1,220 @@
+package sandbox_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/agent/internal/s3test"
+	"github.com/flare-dispatch/flare-dispatch/agent/logship"
+	"github.com/flare-dispatch/flare-dispatch/agent/redact"
+	"github.com/flare-dispatch/flare-dispatch/agent/sandbox"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+)
+
+func newSandbox(t *testing.T, mod func(*sandbox.Config)) *sandbox.Sandbox {
+	t.Helper()
+	cfg := sandbox.Config{Workspace: t.TempDir(), Local: true, KillGrace: 300 * time.Millisecond, Redactor: &redact.Redactor{}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	sb, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
+}
+
+// gone reports whether pid no longer runs (absent, or a zombie nobody reaped yet).
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && (fields[0] == "Z" || fields[0] == "X")
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !gone(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d survived", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestExecTimeoutKillsChildAndGrandchild(t *testing.T) {
+	sb := newSandbox(t, nil)
+	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
+	// The shell starts a child shell that starts a grandchild; all ignore SIGTERM, so
+	// only the SIGKILL to the whole group stops them.
+	cmd := `trap "" TERM; sh -c 'sleep 300 & echo $! > ` + pidFile + `; wait' & wait`
+	start := time.Now()
+	res, err := sb.Exec(context.Background(), dsl.ExecRequest{Command: cmd, Timeout: 300 * time.Millisecond})
+	var et *dsl.ExecTimeout
+	if !errors.As(err, &et) || et.TimeoutSec != 1 {
+		t.Fatalf("got %v, want ExecTimeout", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("took %s", took)
+	}
+	if res.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exit code %d", res.ExitCode)
+	}
+	waitGone(t, readPid(t, pidFile))
+}
+
+func TestExecKillsWhatTheCommandLeftRunning(t *testing.T) {
+	sb := newSandbox(t, nil)
+	pidFile := filepath.Join(t.TempDir(), "bg.pid")
+	start := time.Now()
+	res, err := sb.Exec(context.Background(), dsl.ExecRequest{Command: "sleep 300 & echo $! > " + pidFile + "; echo started"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatal("Exec waited for a background process holding its output")
+	}
+	if res.StdoutTail != "started\n" {
+		t.Fatalf("stdout %q", res.StdoutTail)
+	}
+	waitGone(t, readPid(t, pidFile))
+}
+
+func TestExecCancelKillsTheGroup(t *testing.T) {
+	sb := newSandbox(t, nil)
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			if _, err := os.Stat(pidFile); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	_, err := sb.Exec(ctx, dsl.ExecRequest{Command: "sleep 300 & echo $! > " + pidFile + "; wait"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	waitGone(t, readPid(t, pidFile))
+}
+
+func TestExecNonZeroExitIsAResult(t *testing.T) {
+	sb := newSandbox(t, nil)
+	res, err := sb.Exec(context.Background(), dsl.ExecRequest{Command: "echo oops >&2; exit 3"})
+	if err != nil || res.ExitCode != 3 || res.StderrTail != "oops\n" {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+}
+
+func TestExecMissingDirIsExecFailed(t *testing.T) {
+	sb := newSandbox(t, nil)
+	_, err := sb.Exec(context.Background(), dsl.ExecRequest{Dir: "/nonexistent/dir", Command: "true"})
+	var ef *dsl.ExecFailed
+	if !errors.As(err, &ef) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestExecEnvironmentIsAllowlisted(t *testing.T) {
+	t.Setenv("FLARE_AGENT_PRIVATE", "must-not-leak")
+	t.Setenv("LANG", "C.UTF-8")
+	var ws string
+	sb := newSandbox(t, func(c *sandbox.Config) { ws = c.Workspace })
+	res, err := sb.Exec(context.Background(), dsl.ExecRequest{Command: "env", Env: map[string]string{"MY_VAR": "1", "LANG": "en_US.UTF-8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := res.StdoutTail
+	for _, want := range []string{"HOME=" + ws + "\n", "MY_VAR=1\n", "LANG=en_US.UTF-8\n", "PATH="} {
+		if !strings.Contains(env, want) {
+			t.Errorf("environment lacks %q:\n%s", want, env)
+		}
+	}
+	if strings.Contains(env, "FLARE_AGENT_PRIVATE") {
+		t.Errorf("the agent's own environment leaked:\n%s", env)
+	}
+}
+
+func TestExecRedactsSecretsAndShipsNumberedLogs(t *testing.T) {
+	st := s3test.Start(t)
+	id, secret := st.Credential(t, "ex9", "acme/web")
+	sink, err := logship.NewS3Sink(logship.S3Config{Endpoint: st.URL, Bucket: st.Bucket, AccessKeyID: id, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	red := &redact.Redactor{}
+	red.Add("s3cr3t-value")
+	sb := newSandbox(t, func(c *sandbox.Config) {
+		c.Logs, c.LogPrefix, c.Redactor = sink, "logs/ex9/", red
+	})
+	res, err := sb.Exec(context.Background(), dsl.ExecRequest{
+		Command: "echo token=$TOKEN; echo leaked $TOKEN >&2; exit 1",
+		Env:     map[string]string{"TOKEN": "s3cr3t-value"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StdoutTail != "token=***\n" || res.StderrTail != "leaked ***\n" {
+		t.Fatalf("tails not redacted: %+v", res)
+	}
+	if res.LogURI != "logs/ex9/exec.ndjson" {
+		t.Fatalf("LogURI %q", res.LogURI)
+	}
+	res2, err := sb.Exec(context.Background(), dsl.ExecRequest{Command: "echo s3cr3t-value-in-command"})
+	if err != nil || res2.LogURI != "logs/ex9/exec-2.ndjson" {
+		t.Fatalf("second exec: %+v %v", res2, err)
+	}
+
+	var all strings.Builder
+	for _, k := range st.Keys(t, "logs/ex9/") {
+		all.WriteString(st.Get(t, k))
+	}
+	logs := all.String()
+	if strings.Contains(logs, "s3cr3t") {
+		t.Fatalf("secret in shipped logs:\n%s", logs)
+	}
+	for _, want := range []string{
+		`{"stream":"meta","command":"echo token=$TOKEN; echo leaked $TOKEN \u003e\u00262; exit 1"}`,
+		`{"stream":"stdout","line":"token=***"}`,
+		`{"stream":"stderr","line":"leaked ***"}`,
+		`{"stream":"exit","exitCode":1,`,
+		`{"stream":"meta","command":"echo ***-in-command"}`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+	keys := st.Keys(t, "logs/ex9/")
+	if len(keys) != 2 || keys[0] != "logs/ex9/exec-2.ndjson.000001" || keys[1] != "logs/ex9/exec.ndjson.000001" {
+		t.Fatalf("keys %v", keys)
+	}
+}

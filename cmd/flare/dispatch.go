@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/edge/local"
+)
+
+var cmdDispatch = command{
+	name:    "dispatch",
+	summary: "sign and post a dispatch to a running stack, like the GitHub Action; print the execution id",
+	usage: `Finds the stack of 'flare up' under --data (or use --url with HMAC_SECRET set).
+
+Examples:
+  flare dispatch offload-test --repo . --command 'go test ./...'
+  flare dispatch offload-test --inputs '{"repo":".","command":"true"}' --idempotency-key my-key-1
+  HMAC_SECRET=... flare dispatch offload-test --url https://dispatch.example.com --repo acme/app --sha 1a2b3c --command 'make test'`,
+}
+
+var cmdLogs = command{
+	name:    "logs",
+	summary: "print an execution's logs (-f to follow until it ends)",
+	usage: `Examples:
+  flare logs offload-test:cli-20261128T101500-1a2b3c
+  flare logs -f EXECUTION_ID`,
+}
+
+func init() {
+	cmdDispatch.run = runDispatch
+	cmdLogs.run = runLogs
+}
+
+// clientFor finds the stack to talk to: --url with HMAC_SECRET, else flare up's lock.
+func clientFor(url, data string) (*stackClient, error) {
+	if url != "" {
+		secret := envOr("HMAC_SECRET", "")
+		if _, err := os.Stat(local.SecretsPath(data)); secret == "" && err == nil {
+			if sec, err := local.LoadSecrets(data, os.Getenv); err == nil {
+				secret = sec.HMACSecret
+			}
+		}
+		if secret == "" {
+			return nil, fmt.Errorf("HMAC_SECRET is not set")
+		}
+		return &stackClient{url: strings.TrimRight(url, "/"), secret: secret, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	}
+	c, ok := findRunningStack(data)
+	if !ok {
+		return nil, fmt.Errorf("no running stack under %s: start one with `flare up` or pass --url", data)
+	}
+	return c, nil
+}
+
+func runDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags(cmdDispatch, stderr)
+	f := addDispatchFlags(fs)
+	url := fs.String("url", envOr("FLARE_URL", ""), "dispatcher URL (default: the running flare up)")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fs.Usage()
+		return exitUsage
+	}
+	run := args[0]
+	if code, ok := parse(fs, args[1:]); !ok {
+		return code
+	}
+	c, err := clientFor(*url, f.data)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare dispatch:", err)
+		return exitUsage
+	}
+	body, err := f.envelope(run)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare dispatch:", err)
+		return exitUsage
+	}
+	res, status, err := c.dispatch(ctx, body, f.key)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare dispatch:", err)
+		return exitTrouble
+	}
+	if status != http.StatusAccepted {
+		fmt.Fprintln(stderr, "flare dispatch:", describeDispatchError(res, status, c.secret))
+		return exitUsage
+	}
+	if f.jsonOut {
+		_ = json.NewEncoder(stdout).Encode(res)
+		return exitOK
+	}
+	fmt.Fprintln(stdout, res.ExecutionID)
+	note := ""
+	if res.Deduped {
+		note = " (already dispatched: same execution)"
+	}
+	fmt.Fprintf(stderr, "logs: %s%s\n", res.LogsURL, note)
+	return exitOK
+}
+
+func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags(cmdLogs, stderr)
+	follow := fs.Bool("f", false, "follow until the execution ends")
+	data := fs.String("data", envOr("FLARE_DATA", ".flare"), "state directory")
+	url := fs.String("url", envOr("FLARE_URL", ""), "dispatcher URL (default: the running flare up)")
+	// Accept the id before or after the flags.
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if id == "" && fs.NArg() > 0 {
+		id = fs.Arg(0)
+	}
+	if id == "" {
+		fs.Usage()
+		return exitUsage
+	}
+	c, err := clientFor(*url, *data)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare logs:", err)
+		return exitUsage
+	}
+	printed := 0
+	for {
+		text, err := c.logsText(ctx, id)
+		if err != nil {
+			fmt.Fprintln(stderr, "flare logs:", err)
+			return exitTrouble
+		}
+		if len(text) > printed {
+			fmt.Fprint(stdout, text[printed:])
+			printed = len(text)
+		}
+		if !*follow {
+			return exitOK
+		}
+		v, err := c.execution(ctx, id)
+		if err != nil {
+			fmt.Fprintln(stderr, "flare logs:", err)
+			return exitTrouble
+		}
+		if actors.Status(v.Execution.Status).Terminal() {
+			if text, err := c.logsText(ctx, id); err == nil && len(text) > printed {
+				fmt.Fprint(stdout, text[printed:])
+			}
+			return exitOK
+		}
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

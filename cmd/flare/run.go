@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/edge"
+)
+
+var cmdRun = command{
+	name:    "run",
+	summary: "run a run end to end on the embedded stack and print its check-run summary",
+	usage: `Boots the embedded stack on loopback (or uses a running 'flare up' under --data),
+dispatches through the real HTTP + HMAC path, follows the steps, prints the check-run
+summary and where the logs are, and exits 1 when the run failed.
+
+Examples:
+  flare run offload-test --repo . --command 'go test ./actors/...'
+  flare run offload-test --inputs '{"repo":".","command":"make test","timeoutSec":900}'
+  flare run offload-test --repo ../app --sha 1a2b3c --command 'npm test' --report-only`,
+}
+
+func init() { cmdRun.run = runRun }
+
+// dispatchFlags are the flags run and dispatch share.
+type dispatchFlags struct {
+	inputs, repo, sha, command, data, key string
+	reportOnly, jsonOut                   bool
+}
+
+func addDispatchFlags(fs *flag.FlagSet) *dispatchFlags {
+	f := &dispatchFlags{}
+	fs.StringVar(&f.inputs, "inputs", "", "the run's inputs as JSON (the same JSON as a dispatch's inputs)")
+	fs.StringVar(&f.repo, "repo", "", "repository: a local path (local mode) or owner/name; sets inputs.repo")
+	fs.StringVar(&f.sha, "sha", "", "commit to check out; default the repository's HEAD")
+	fs.StringVar(&f.command, "command", "", "command to run; sets inputs.command")
+	fs.BoolVar(&f.reportOnly, "report-only", false, "keep the check green when the command fails; sets inputs.reportOnly")
+	fs.StringVar(&f.data, "data", envOr("FLARE_DATA", ".flare"), "state directory")
+	fs.StringVar(&f.key, "idempotency-key", "", "execution id to use (default: a new one per invocation)")
+	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	return f
+}
+
+// envelope builds the dispatch body from flags.
+func (f *dispatchFlags) envelope(run string) (edge.DispatchBody, error) {
+	inputs := map[string]any{}
+	if f.inputs != "" {
+		if err := json.Unmarshal([]byte(f.inputs), &inputs); err != nil {
+			return edge.DispatchBody{}, fmt.Errorf("--inputs is not a JSON object: %w", err)
+		}
+	}
+	if f.repo != "" {
+		inputs["repo"] = f.repo
+	}
+	if f.command != "" {
+		inputs["command"] = f.command
+	}
+	if f.reportOnly {
+		inputs["reportOnly"] = true
+	}
+	if f.sha != "" {
+		inputs["sha"] = f.sha
+	}
+	repo, _ := inputs["repo"].(string)
+	sha, _ := inputs["sha"].(string)
+	ownerName := repo
+	if repo != "" && !looksLikeOwnerName(repo) {
+		path, resolved, on, err := localTarget(repo, sha)
+		if err != nil {
+			return edge.DispatchBody{}, err
+		}
+		inputs["repo"], sha, ownerName = path, resolved, on
+		inputs["sha"] = resolved
+	}
+	raw, _ := json.Marshal(inputs)
+	return edge.DispatchBody{Run: run, GitHub: edge.DispatchGitHub{Repo: ownerName, SHA: sha}, Inputs: raw}, nil
+}
+
+func looksLikeOwnerName(s string) bool {
+	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "/") || strings.HasPrefix(s, "file://") {
+		return false
+	}
+	if _, err := os.Stat(s); err == nil {
+		return false
+	}
+	return strings.Count(s, "/") == 1
+}
+
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags(cmdRun, stderr)
+	f := addDispatchFlags(fs)
+	timeout := fs.Duration("timeout", 2*time.Hour, "give up waiting after this long")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fs.Usage()
+		return exitUsage
+	}
+	run := args[0]
+	if code, ok := parse(fs, args[1:]); !ok {
+		return code
+	}
+	body, err := f.envelope(run)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare run:", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	c, running := findRunningStack(f.data)
+	if running {
+		fmt.Fprintf(stderr, "using the stack running at %s\n", c.url)
+	} else {
+		st, err := openStack(ctx, "127.0.0.1:0", f.data, false, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "flare run: start the embedded stack:", err)
+			return exitTrouble
+		}
+		defer st.Close(context.Background())
+		c = &stackClient{url: st.URL, secret: st.Secrets.HMACSecret, http: &http.Client{Timeout: 30 * time.Second}}
+		fmt.Fprintf(stderr, "embedded stack at %s (state in %s)\n", st.URL, f.data)
+	}
+	key := f.key
+	if key == "" {
+		key = newIdempotencyKey(run)
+	}
+	start := time.Now()
+	res, status, err := c.dispatch(ctx, body, key)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare run:", err)
+		return exitTrouble
+	}
+	if status != http.StatusAccepted {
+		fmt.Fprintln(stderr, "flare run:", describeDispatchError(res, status, c.secret))
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "dispatched %s as %s\n", run, res.ExecutionID)
+	v, err := c.follow(ctx, res.ExecutionID, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare run: following", res.ExecutionID+":", err)
+		return exitTrouble
+	}
+	return printResult(stdout, v, res.LogsURL, time.Since(start), f.jsonOut)
+}
+
+// printResult prints the check-run summary and the log link; the exit code says
+// whether the run succeeded.
+func printResult(out io.Writer, v executionView, logsURL string, took time.Duration, asJSON bool) int {
+	code := exitOK
+	if v.Check == nil || v.Check.Conclusion != "success" {
+		code = exitFailed
+	}
+	if asJSON {
+		_ = json.NewEncoder(out).Encode(map[string]any{"executionId": v.Execution.ID, "status": v.Execution.Status,
+			"check": v.Check, "output": v.Summary, "logsUrl": logsURL, "steps": v.Steps})
+		return code
+	}
+	fmt.Fprintf(out, "\n── check-run %s: %s ──\n", v.Check.Name, v.Check.Conclusion)
+	fmt.Fprintln(out, v.Check.Summary)
+	if len(v.Summary) > 0 {
+		fmt.Fprintf(out, "\noutput: %s\n", v.Summary)
+	}
+	fmt.Fprintf(out, "\nexecution %s %s in %s\nlogs: %s\n", v.Execution.ID, v.Execution.Status, took.Round(time.Millisecond), logsURL)
+	return code
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/runs"
+)
+
+var cmdUp = command{
+	name:    "up",
+	summary: "run the embedded stack (edge, actors, SQLite, S3 store, agents) until interrupted",
+	usage: `Examples:
+  flare up                         # listens on 127.0.0.1:8787, state in ./.flare
+  flare up --addr 127.0.0.1:0 --data /tmp/flare
+  ADMISSION_CAP=4 flare up
+
+Configuration uses the Worker's names from the environment: HMAC_SECRET, ADMIN_TOKEN,
+ADMISSION_CAP, PUBLIC_ORIGIN, GITHUB_APP_ID, ... Secrets that are not set are generated
+once and kept in <data>/secrets.json (mode 0600); the secret itself is never printed.`,
+}
+
+func init() { cmdUp.run = runUp }
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags(cmdUp, stderr)
+	addr := fs.String("addr", envOr("FLARE_ADDR", "127.0.0.1:8787"), "listen address HOST:PORT")
+	data := fs.String("data", envOr("FLARE_DATA", ".flare"), "state directory")
+	verbose := fs.Bool("v", false, "log debug detail")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	st, err := openStack(ctx, *addr, *data, *verbose, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "flare up:", err)
+		return exitTrouble
+	}
+	defer st.Close(context.Background())
+	fmt.Fprintf(stdout, "flare-dispatch is up at %s\n", st.URL)
+	fmt.Fprintf(stdout, "  dispatcher secret fingerprint: %s (the secret is in %s, mode 0600)\n",
+		edge.Fingerprint(st.Secrets.HMACSecret), local.SecretsPath(st.DataDir))
+	fmt.Fprintf(stdout, "  runs: %v\n  try:  flare dispatch offload-test --repo . --command 'go version'\n", runs.Registry().Names())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping")
+	return exitOK
+}
+
+// openStack boots the embedded stack with this binary as the agent command.
+func openStack(ctx context.Context, addr, data string, verbose bool, stderr io.Writer) (*local.Stack, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return local.Open(ctx, local.Options{DataDir: data, Addr: addr, AgentCommand: []string{self, "agent"},
+		Runs: runs.Registry(), Log: log})
+}

@@ -1,0 +1,172 @@
+// Package dsl is how a run is written: a Spec, typed inputs and outputs, and a body
+// made of durable steps over capabilities (sandbox, secrets, journal) that the agent
+// provides. Failures are typed errors of one closed set, rendered for check-runs by
+// Markdown.
+//
+// Layering: capabilities (interfaces in ctx.go) → primitives (LoadSecrets, …) →
+// recipes (CommandRun) → runs (package runs). The package has no platform or host
+// dependency and builds for GOOS=js GOARCH=wasm.
+package dsl
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Pools of sandboxes a run can ask for.
+const (
+	PoolLean    = "lean"
+	PoolBrowser = "browser"
+)
+
+// Spec describes a run: what the registry, the edge and the actors need without
+// running it.
+type Spec struct {
+	Name        string // kebab-case, unique in the registry
+	Version     string // semver
+	Description string
+	Pool        string // PoolLean or PoolBrowser; "" means lean
+	MaxDuration time.Duration
+	Schedules   []Schedule
+}
+
+// Schedule fires the run from a cron trigger. Inputs give a scope; enumerating work
+// belongs in the run's first step.
+type Schedule struct {
+	Cron           string
+	IdempotencyKey func(firedAt time.Time) string
+	Gate           func(firedAt time.Time) bool // nil = always
+	Inputs         func(firedAt time.Time) any
+}
+
+// Run is a registered run program.
+type Run interface {
+	Spec() Spec
+	// DecodeInputs validates inputs at the boundary (unknown fields rejected, wrong
+	// types, missing required fields, then the input type's Validate() error if it has
+	// one) and returns them normalized as JSON (defaults applied). Errors are *FieldError.
+	DecodeInputs(raw json.RawMessage) (json.RawMessage, error)
+	// Execute runs the program for one attempt. inputs are normally DecodeInputs'
+	// output; they are decoded again, strictly. The output is the body's result as JSON.
+	Execute(c *Ctx, inputs json.RawMessage) (json.RawMessage, error)
+}
+
+var (
+	kebab  = regexp.MustCompile(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
+	semver = regexp.MustCompile(`^\d+\.\d+\.\d+(?:-[0-9A-Za-z-.]+)?$`)
+)
+
+// Validate reports the first problem with the spec.
+func (s Spec) Validate() error {
+	switch {
+	case !kebab.MatchString(s.Name):
+		return fmt.Errorf("run name %q is not kebab-case", s.Name)
+	case !semver.MatchString(s.Version):
+		return fmt.Errorf("run %s: version %q is not semver", s.Name, s.Version)
+	case s.MaxDuration <= 0:
+		return fmt.Errorf("run %s: MaxDuration must be > 0, got %s", s.Name, s.MaxDuration)
+	case s.Pool != "" && s.Pool != PoolLean && s.Pool != PoolBrowser:
+		return fmt.Errorf("run %s: pool %q is neither %q nor %q", s.Name, s.Pool, PoolLean, PoolBrowser)
+	}
+	for i, sc := range s.Schedules {
+		switch {
+		case len(strings.Fields(sc.Cron)) != 5:
+			return fmt.Errorf("run %s: schedule %d: cron %q does not have 5 fields", s.Name, i, sc.Cron)
+		case sc.IdempotencyKey == nil:
+			return fmt.Errorf("run %s: schedule %d (%s) has no IdempotencyKey", s.Name, i, sc.Cron)
+		case sc.Inputs == nil:
+			return fmt.Errorf("run %s: schedule %d (%s) has no Inputs", s.Name, i, sc.Cron)
+		}
+	}
+	return nil
+}
+
+// PoolName is the pool the run's sandboxes come from (Pool, or lean when empty).
+func (s Spec) PoolName() string {
+	if s.Pool == "" {
+		return PoolLean
+	}
+	return s.Pool
+}
+
+// Define makes a Run from a spec and a typed body. It panics on an invalid spec, so a
+// bad run fails at init, not at dispatch.
+//
+// Inputs of type I are decoded strictly (see DecodeInputs). A struct field is required
+// unless its json tag has omitempty or omitzero. If *I has a method Default(), it is
+// called after decoding to fill defaults; if it has Validate() error, that runs last
+// and should return a *FieldError naming the field.
+func Define[I any, O any](spec Spec, body func(c *Ctx, in I) (O, error)) Run {
+	if err := spec.Validate(); err != nil {
+		panic("dsl.Define: " + err.Error())
+	}
+	if body == nil {
+		panic("dsl.Define: run " + spec.Name + " has no body")
+	}
+	return &typedRun[I, O]{spec: spec, body: body}
+}
+
+type typedRun[I any, O any] struct {
+	spec Spec
+	body func(c *Ctx, in I) (O, error)
+}
+
+func (r *typedRun[I, O]) Spec() Spec { return r.spec }
+
+func (r *typedRun[I, O]) DecodeInputs(raw json.RawMessage) (json.RawMessage, error) {
+	in, err := decodeInputs[I](raw)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, &FieldError{Message: "inputs do not encode as JSON: " + err.Error()}
+	}
+	return b, nil
+}
+
+func (r *typedRun[I, O]) Execute(c *Ctx, raw json.RawMessage) (json.RawMessage, error) {
+	in, err := decodeInputs[I](raw)
+	if err != nil {
+		return nil, &StepFailed{Step: "inputs", Cause: "invalid inputs: " + err.Error()}
+	}
+	out, err := r.body(c, in)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, &StepFailed{Step: "output", Cause: "output does not encode as JSON: " + err.Error()}
+	}
+	return b, nil
+}
+
+// Registry is the runs that exist, by name.
+type Registry map[string]Run
+
+// NewRegistry indexes runs by name. It panics on a duplicate name.
+func NewRegistry(runs ...Run) Registry {
+	r := make(Registry, len(runs))
+	for _, run := range runs {
+		name := run.Spec().Name
+		if _, dup := r[name]; dup {
+			panic("dsl.NewRegistry: run " + name + " registered twice")
+		}
+		r[name] = run
+	}
+	return r
+}
+
+// Names returns the run names, sorted.
+func (r Registry) Names() []string {
+	names := make([]string, 0, len(r))
+	for n := range r {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

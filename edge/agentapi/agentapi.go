@@ -1,0 +1,224 @@
+// Package agentapi is the wire contract between the edge and the agent, both ways:
+//
+//   - the agent's own HTTP server in its sandbox (Start, Cancel, health), called by the
+//     edge's sandbox port;
+//   - the edge's agent API (heartbeat, steps, exit, secrets), called by the agent with
+//     the run-scoped, expiring token it was started with.
+//
+// It holds types and a small client only, so the agent can import it without the edge.
+package agentapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Paths of the agent's own server.
+const (
+	PathStart  = "/start"
+	PathCancel = "/cancel"
+	PathHealth = "/health"
+)
+
+// Start is what the edge sends an agent to begin one attempt of an execution.
+type Start struct {
+	Exec    string          `json:"exec"`
+	Attempt int             `json:"attempt"`
+	Run     string          `json:"run"`
+	EdgeURL string          `json:"edgeUrl"` // base of the edge's agent API
+	Token   string          `json:"token"`   // run-scoped agent token (Bearer)
+	GitHub  GitHub          `json:"github"`
+	Inputs  json.RawMessage `json:"inputs"`
+	Blobs   Blobs           `json:"blobs"`
+	Local   bool            `json:"local,omitempty"` // local mode: local repo paths allowed
+}
+
+// GitHub is the dispatch's target.
+type GitHub struct {
+	Repo     string `json:"repo"` // owner/name
+	Ref      string `json:"ref"`
+	SHA      string `json:"sha"`
+	PRNumber int    `json:"prNumber,omitempty"`
+}
+
+// Blobs is S3 access scoped to the execution's prefixes, short-lived.
+type Blobs struct {
+	Endpoint    string    `json:"endpoint"`
+	Bucket      string    `json:"bucket"`
+	AccessKeyID string    `json:"accessKeyId"`
+	Secret      string    `json:"secret"`
+	Expires     time.Time `json:"expires"`
+	LogPrefix   string    `json:"logPrefix"` // logs/<exec>/
+}
+
+// Cancel stops an attempt.
+type Cancel struct {
+	Exec    string `json:"exec"`
+	Attempt int    `json:"attempt"`
+}
+
+// Failure is a typed error on the wire: a tag of dsl's closed set, a message, the
+// tag's fields.
+type Failure struct {
+	Tag     string          `json:"tag"`
+	Message string          `json:"message"`
+	Detail  json.RawMessage `json:"detail,omitempty"`
+}
+
+// Attempt names the sender of every agent API call.
+type Attempt struct {
+	Attempt int `json:"attempt"`
+}
+
+// StepDecision answers StepBegin: Done means the journal already holds the step.
+type StepDecision struct {
+	Done    bool            `json:"done"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Failure *Failure        `json:"failure,omitempty"`
+}
+
+// StepEnd records a step.
+type StepEnd struct {
+	Attempt int             `json:"attempt"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Failure *Failure        `json:"failure,omitempty"`
+}
+
+// Exit ends the attempt.
+type Exit struct {
+	Attempt int             `json:"attempt"`
+	Output  json.RawMessage `json:"output,omitempty"`
+	Failure *Failure        `json:"failure,omitempty"`
+}
+
+// SecretsRequest asks for secrets the run's configuration allows for this repo.
+type SecretsRequest struct {
+	Attempt  int      `json:"attempt"`
+	Keys     []string `json:"keys"`
+	Prefix   string   `json:"prefix,omitempty"`
+	Required bool     `json:"required,omitempty"`
+}
+
+// Secrets answers SecretsRequest: the values found, and the keys missing.
+type Secrets struct {
+	Values  map[string]string `json:"values"`
+	Missing []string          `json:"missing,omitempty"`
+}
+
+// ErrStopped is returned when the edge refuses the attempt (409): superseded by a
+// newer attempt, or the run is over. The agent must stop.
+var ErrStopped = errors.New("agent attempt stopped by the edge")
+
+// Client calls the edge's agent API for one execution.
+type Client struct {
+	Base    string // edge URL
+	Exec    string
+	Attempt int
+	Token   string
+	HTTP    *http.Client
+}
+
+func (c *Client) path(parts ...string) string {
+	p := c.Base + "/v1/agent/" + url.PathEscape(c.Exec)
+	for _, s := range parts {
+		p += "/" + url.PathEscape(s)
+	}
+	return p
+}
+
+// Heartbeat tells the run actor this attempt is alive.
+func (c *Client) Heartbeat(ctx context.Context) error {
+	return c.post(ctx, c.path("heartbeat"), Attempt{c.Attempt}, nil)
+}
+
+// BeginStep asks the journal whether step name already completed.
+func (c *Client) BeginStep(ctx context.Context, name string) (StepDecision, error) {
+	var d StepDecision
+	err := c.post(ctx, c.path("steps", name, "begin"), Attempt{c.Attempt}, &d)
+	return d, err
+}
+
+// EndStep records the step's result or failure.
+func (c *Client) EndStep(ctx context.Context, name string, result json.RawMessage, f *Failure) error {
+	return c.post(ctx, c.path("steps", name, "end"), StepEnd{Attempt: c.Attempt, Result: result, Failure: f}, nil)
+}
+
+// Exit ends the attempt with the run's output or failure.
+func (c *Client) Exit(ctx context.Context, output json.RawMessage, f *Failure) error {
+	return c.post(ctx, c.path("exit"), Exit{Attempt: c.Attempt, Output: output, Failure: f}, nil)
+}
+
+// Secrets loads secrets through the edge (the sandbox holds none of its own).
+func (c *Client) Secrets(ctx context.Context, req SecretsRequest) (Secrets, error) {
+	req.Attempt = c.Attempt
+	var s Secrets
+	err := c.post(ctx, c.path("secrets"), req, &s)
+	return s, err
+}
+
+// ErrorBody is every JSON error the edge returns.
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (c *Client) post(ctx context.Context, u string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	// Transient failures (the edge restarting) are retried briefly; 4xx are final.
+	var last error
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try*try) * 100 * time.Millisecond):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		hc := c.HTTP
+		if hc == nil {
+			hc = http.DefaultClient
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusConflict:
+			return ErrStopped
+		case resp.StatusCode >= 500:
+			last = fmt.Errorf("POST %s: %s: %s", u, resp.Status, bytes.TrimSpace(data))
+			continue
+		case resp.StatusCode >= 300:
+			var e ErrorBody
+			_ = json.Unmarshal(data, &e)
+			return fmt.Errorf("POST %s: %s: %s %s", u, resp.Status, e.Error, e.Message)
+		}
+		if out != nil {
+			if err := json.Unmarshal(data, out); err != nil {
+				return fmt.Errorf("POST %s: decode: %w", u, err)
+			}
+		}
+		return nil
+	}
+	return last
+}

@@ -1,0 +1,157 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+)
+
+// maxStepResult is a step result's limit (as Workflows' step.do had).
+const maxStepResult = 1 << 20
+
+// agentRequest authenticates an agent API call and decodes its body; the body's
+// attempt must be the token's.
+func (s *Server) agentRequest(w http.ResponseWriter, r *http.Request, into any) (string, AgentClaims, bool) {
+	id := r.PathValue("id")
+	claims, err := VerifyAgentToken(s.Config, bearer(r), id, s.Now())
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+		return "", claims, false
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return "", claims, false
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_body", "request body is not valid JSON: "+err.Error())
+		return "", claims, false
+	}
+	var a agentapi.Attempt
+	_ = json.Unmarshal(body, &a)
+	if a.Attempt != claims.Attempt {
+		writeError(w, http.StatusForbidden, "wrong_attempt", fmt.Sprintf("token is for attempt %d, body says %d", claims.Attempt, a.Attempt), "field", "attempt")
+		return "", claims, false
+	}
+	return id, claims, true
+}
+
+// callRun sends an agent message to the run actor and answers a refusal with 409.
+func (s *Server) callRun(w http.ResponseWriter, r *http.Request, id string, m actors.Message) (actors.Message, bool) {
+	reply, err := s.Actors.Call(r.Context(), actors.RunAddr(id), m)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "actor_unavailable", err.Error())
+		return nil, false
+	}
+	if ack, ok := reply.(actors.AgentAck); ok && !ack.OK {
+		code := "stopped"
+		if ack.Superseded {
+			code = "superseded"
+		}
+		writeError(w, http.StatusConflict, code, ack.Reason)
+		return nil, false
+	}
+	return reply, true
+}
+
+func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var a agentapi.Attempt
+	id, c, ok := s.agentRequest(w, r, &a)
+	if !ok {
+		return
+	}
+	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: c.Attempt}); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	}
+}
+
+func (s *Server) agentStepBegin(w http.ResponseWriter, r *http.Request) {
+	var a agentapi.Attempt
+	id, c, ok := s.agentRequest(w, r, &a)
+	if !ok {
+		return
+	}
+	reply, ok := s.callRun(w, r, id, actors.StepBegin{Exec: id, Attempt: c.Attempt, Step: r.PathValue("step")})
+	if !ok {
+		return
+	}
+	d, _ := reply.(actors.StepDecision)
+	if d.Stop || d.Superseded {
+		writeError(w, http.StatusConflict, "stopped", "the run is over")
+		return
+	}
+	writeJSON(w, http.StatusOK, agentapi.StepDecision{Done: d.Done, Result: d.Result, Failure: toWire(d.Failure)})
+}
+
+func (s *Server) agentStepEnd(w http.ResponseWriter, r *http.Request) {
+	var e agentapi.StepEnd
+	id, c, ok := s.agentRequest(w, r, &e)
+	if !ok {
+		return
+	}
+	if len(e.Result) > maxStepResult {
+		writeError(w, http.StatusBadRequest, "result_too_large", "a step result is limited to 1 MiB", "field", "result")
+		return
+	}
+	if _, ok := s.callRun(w, r, id, actors.StepEnd{Exec: id, Attempt: c.Attempt, Step: r.PathValue("step"), Result: e.Result, Failure: fromWire(e.Failure)}); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	}
+}
+
+func (s *Server) agentExit(w http.ResponseWriter, r *http.Request) {
+	var e agentapi.Exit
+	id, c, ok := s.agentRequest(w, r, &e)
+	if !ok {
+		return
+	}
+	if len(e.Output) > maxStepResult {
+		writeError(w, http.StatusBadRequest, "output_too_large", "a run output is limited to 1 MiB", "field", "output")
+		return
+	}
+	if _, ok := s.callRun(w, r, id, actors.AgentExit{Exec: id, Attempt: c.Attempt, Output: e.Output, Failure: fromWire(e.Failure)}); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	}
+}
+
+// agentSecrets serves loadSecrets: CONFIG_KV keys <prefix><key> (contract §5.3).
+func (s *Server) agentSecrets(w http.ResponseWriter, r *http.Request) {
+	var q agentapi.SecretsRequest
+	id, _, ok := s.agentRequest(w, r, &q)
+	if !ok {
+		return
+	}
+	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: q.Attempt}); !ok {
+		return
+	}
+	out := agentapi.Secrets{Values: map[string]string{}}
+	for _, k := range q.Keys {
+		v, found, err := s.KV.Get(r.Context(), q.Prefix+k)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			writeError(w, http.StatusInternalServerError, "kv_error", err.Error())
+			return
+		}
+		if found {
+			out.Values[k] = v
+		} else {
+			out.Missing = append(out.Missing, k)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func toWire(f *actors.Failure) *agentapi.Failure {
+	if f == nil {
+		return nil
+	}
+	return &agentapi.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail}
+}
+
+func fromWire(f *agentapi.Failure) *actors.Failure {
+	if f == nil {
+		return nil
+	}
+	return &actors.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail}
+}

@@ -1,0 +1,61 @@
+package edge
+
+import (
+	"fmt"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+)
+
+// CheckName is the check-run name of a run.
+func CheckName(run string) string { return "flare-dispatch/" + run }
+
+// RenderCheck turns a run's progress into the check-run text of the contract (§4.12,
+// §6.1). The failure markdown comes from dsl.Markdown, the one renderer of typed errors.
+func RenderCheck(run string, p actors.Progress, logLink string) CheckReport {
+	links := fmt.Sprintf("\n\n[View logs ↗](%s)", logLink)
+	r := CheckReport{Name: CheckName(run), Status: "in_progress", DetailsURL: logLink}
+	switch p.Status {
+	case actors.StatusQueued:
+		r.Title = "Queued"
+		r.Summary = fmt.Sprintf("Execution `%s` started.", p.Exec)
+		if q := p.Queue; q != nil {
+			r.Summary = QueuedText(*q)
+		}
+	case actors.StatusAdmitted, actors.StatusLeased:
+		r.Title = "Starting"
+		r.Summary = fmt.Sprintf("Execution `%s` started.", p.Exec) + links
+	case actors.StatusRunning:
+		r.Title = "Running"
+		r.Summary = fmt.Sprintf("Execution `%s` started.", p.Exec) + links
+		if p.Attempt > 1 {
+			r.Summary += fmt.Sprintf("\n\nAgent restarted: attempt %d.", p.Attempt)
+		}
+	case actors.StatusSuccess:
+		r.Status, r.Conclusion, r.Title = "completed", "success", "Succeeded"
+		r.Summary = fmt.Sprintf("✓ %s — execution succeeded.", run) + links
+	default:
+		r.Status, r.Conclusion, r.Title = "completed", "failure", "Failed"
+		switch p.Status {
+		case actors.StatusCancelled:
+			r.Conclusion, r.Title = "cancelled", "Cancelled"
+		case actors.StatusTimedOut:
+			r.Conclusion, r.Title = "timed_out", "Timed out"
+		}
+		r.Summary = fmt.Sprintf("✗ %s — execution failed.", run) + links
+		if f := p.Failure; f != nil {
+			r.Summary += "\n\n" + dsl.Markdown(dsl.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail})
+		}
+	}
+	return r
+}
+
+// QueuedText is the queue-position line (contract §6.1).
+func QueuedText(q actors.QueueInfo) string {
+	runs := "runs"
+	if q.Position == 1 {
+		runs = "run"
+	}
+	return fmt.Sprintf("Queued — waiting for a sandbox slot behind %d %s (%d/%d in use); times out %s UTC",
+		q.Position, runs, q.Busy, q.Cap, q.Deadline.UTC().Format("15:04"))
+}

@@ -1,0 +1,429 @@
+//go:build !js
+
+package workertest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+)
+
+// These tests run the real Worker (Go runtime, JavaScript entry, Durable Objects,
+// D1/KV/R2 simulators) under `wrangler dev`. -short skips them: each test builds
+// the wasm once and starts workerd, about 10-20 s in all, and needs node_modules.
+
+func start(t *testing.T, opt Options) *Worker {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts wrangler dev (-short skips it)")
+	}
+	root := Require(t)
+	w, err := Start(t.Context(), root, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.Stop()
+		if t.Failed() {
+			t.Logf("--- wrangler dev output ---\n%s", w.Logs())
+		}
+	})
+	return w
+}
+
+// agent is a fake sandbox agent: it records what reached it.
+type agent struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []string
+}
+
+func newAgent(t *testing.T) *agent {
+	a := &agent{}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		a.seen = append(a.seen, r.Method+" "+r.URL.Path+" sandbox="+r.Header.Get("X-Flare-Sandbox"))
+		a.mu.Unlock()
+		w.Header().Set("X-Agent", "fake")
+		fmt.Fprintf(w, "agent saw %s", r.URL.Path)
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *agent) requests() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.seen...)
+}
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+func get(t *testing.T, w *Worker, path string) (int, []byte) {
+	t.Helper()
+	res, err := client.Get(w.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, b
+}
+
+func getJSON(t *testing.T, w *Worker, path string, v any) {
+	t.Helper()
+	code, b := get(t, w, path)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, code, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, b)
+	}
+}
+
+// call sends m to the actor at to through the Worker's dev route (Worker → DO).
+func call(t *testing.T, w *Worker, to actors.Addr, m actors.Message) actors.Message {
+	t.Helper()
+	body, err := actors.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := client.Post(w.URL+"/__dev/actors/"+to.Kind+"/"+to.Key, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("%s to %s: %d %s", m.Type(), to, res.StatusCode, b)
+	}
+	reply, err := actors.Unmarshal(b)
+	if err != nil {
+		t.Fatalf("%s to %s: reply %s: %v", m.Type(), to, b, err)
+	}
+	return reply
+}
+
+func status(t *testing.T, w *Worker, exec string) actors.RunStatus {
+	t.Helper()
+	st, ok := call(t, w, actors.RunAddr(exec), actors.RunQuery{Exec: exec}).(actors.RunStatus)
+	if !ok {
+		t.Fatalf("RunQuery %s: not a RunStatus", exec)
+	}
+	return st
+}
+
+// eventually polls f until it returns nil or the limit passes.
+func eventually(t *testing.T, limit time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", limit, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type health struct {
+	OK       bool   `json:"ok"`
+	Runtime  string `json:"runtime"`
+	Instance string `json:"instance"`
+}
+
+type runtimeStats struct {
+	Generation int  `json:"generation"`
+	Alive      bool `json:"alive"`
+	JSRefs     int  `json:"jsRefs"`
+	Go         struct {
+		Goroutines  int `json:"goroutines"`
+		LiveObjects int `json:"liveObjects"`
+	} `json:"go"`
+}
+
+func TestWorker(t *testing.T) {
+	ag := newAgent(t)
+	w := start(t, Options{PersistDir: t.TempDir(), AgentURL: ag.URL})
+
+	var first health
+	t.Run("HealthIsServedByGo", func(t *testing.T) {
+		getJSON(t, w, "/health", &first)
+		if !first.OK || first.Runtime != "go" || first.Instance == "" {
+			t.Fatalf("health = %+v", first)
+		}
+		var js health
+		getJSON(t, w, "/__dev/js/health", &js)
+		if js.Runtime != "js" {
+			t.Fatalf("js health = %+v", js)
+		}
+	})
+
+	t.Run("OneRuntimeServesEveryRequest", func(t *testing.T) {
+		for range 20 {
+			var h health
+			getJSON(t, w, "/health", &h)
+			if h.Instance != first.Instance {
+				t.Fatalf("instance changed from %s to %s without a failure", first.Instance, h.Instance)
+			}
+		}
+	})
+
+	t.Run("RequestAndResponseBodiesRoundTrip", func(t *testing.T) {
+		body := make([]byte, 3<<20)
+		rand.Read(body)
+		res, err := client.Post(w.URL+"/__dev/echo", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !bytes.Equal(got, body) {
+			t.Fatalf("echo: %d, %d bytes back of %d", res.StatusCode, len(got), len(body))
+		}
+	})
+
+	t.Run("FlushStreamsTheResponse", func(t *testing.T) {
+		start := time.Now()
+		res, err := client.Get(w.URL + "/__dev/stream?n=3&gap=500ms&type=application/x-ndjson")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		line := make([]byte, len("chunk 0\n"))
+		if _, err := io.ReadFull(res.Body, line); err != nil {
+			t.Fatal(err)
+		}
+		if first := time.Since(start); first > 400*time.Millisecond {
+			t.Fatalf("first chunk after %v: not streamed", first)
+		}
+		rest, _ := io.ReadAll(res.Body)
+		if got := string(line) + string(rest); got != "chunk 0\nchunk 1\nchunk 2\n" {
+			t.Fatalf("stream = %q", got)
+		}
+	})
+
+	t.Run("OutboundFetchGoesThroughTheFetchAPI", func(t *testing.T) {
+		code, b := get(t, w, "/__dev/fetch?url="+ag.URL+"/direct")
+		if code != 200 || string(b) != "agent saw /direct" {
+			t.Fatalf("fetch: %d %s", code, b)
+		}
+	})
+
+	t.Run("SandboxesForwardToTheLocalAgent", func(t *testing.T) {
+		for _, binding := range []string{"RUNS_SANDBOX", "RUNS_SANDBOX_BROWSER"} {
+			code, b := get(t, w, "/__dev/sandbox/"+binding+"/sb-1/v1/ping")
+			if code != 200 || string(b) != "agent saw /v1/ping" {
+				t.Fatalf("%s: %d %s", binding, code, b)
+			}
+		}
+		want := "GET /v1/ping sandbox=sb-1"
+		if got := ag.requests(); !contains(got, want) {
+			t.Fatalf("agent saw %v, want %q", got, want)
+		}
+	})
+
+	t.Run("BindingsWorkInTheSharedRuntime", func(t *testing.T) {
+		if code, b := get(t, w, "/__dev/d1?n=10"); code != 200 || string(b) != `{"queries":10,"sum":55}` {
+			t.Fatalf("d1: %d %s", code, b)
+		}
+		if code, b := get(t, w, "/__dev/kv?v=hello"); code != 200 || string(b) != "hello" {
+			t.Fatalf("kv: %d %s", code, b)
+		}
+		blob := make([]byte, 1<<20)
+		rand.Read(blob)
+		res, err := client.Post(w.URL+"/__dev/r2/artifact.bin", "application/octet-stream", bytes.NewReader(blob))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !bytes.Equal(got, blob) {
+			t.Fatalf("r2: %d, %d bytes", res.StatusCode, len(got))
+		}
+	})
+
+	t.Run("CronTriggersReachGo", func(t *testing.T) {
+		if code, b := get(t, w, "/__scheduled?cron=*/5+*+*+*+*"); code != 200 {
+			t.Fatalf("__scheduled: %d %s", code, b)
+		}
+		var got []string
+		getJSON(t, w, "/__dev/scheduled", &got)
+		if len(got) != 1 || !strings.HasPrefix(got[0], "*/5 * * * * @ ") {
+			t.Fatalf("scheduled = %v", got)
+		}
+	})
+
+	t.Run("ActorsRunAcrossDurableObjects", func(t *testing.T) {
+		start := actors.RunStart{Exec: "e1", Run: "checks", Pool: "p1", Sandbox: "sb1", MaxDuration: 3 * time.Second}
+		st := call(t, w, actors.RunAddr("e1"), start).(actors.RunStatus)
+		if !st.Created || st.Status != actors.StatusQueued {
+			t.Fatalf("RunStart: %+v", st)
+		}
+		// run → admission → run → lease → run: StartAgent.
+		eventually(t, 10*time.Second, func() error {
+			if st := status(t, w, "e1"); st.Status != actors.StatusLeased || st.Attempt != 1 {
+				return fmt.Errorf("status %+v", st)
+			}
+			return nil
+		})
+		if st := call(t, w, actors.RunAddr("e1"), start).(actors.RunStatus); st.Created {
+			t.Fatal("a second RunStart created the execution again")
+		}
+		var fx []struct{ From, Type string }
+		getJSON(t, w, "/__dev/effects", &fx)
+		if !containsEffect(fx, "run/e1", "actors.StartAgent") {
+			t.Fatalf("no StartAgent among %v", fx)
+		}
+	})
+
+	t.Run("AlarmsFire", func(t *testing.T) {
+		// e1's deadline (3 s) is its alarm: the run times out and releases its slot
+		// and lease, so a second run on the same sandbox gets them.
+		eventually(t, 15*time.Second, func() error {
+			if st := status(t, w, "e1"); st.Status != actors.StatusTimedOut {
+				return fmt.Errorf("status %s", st.Status)
+			}
+			return nil
+		})
+		call(t, w, actors.RunAddr("e2"), actors.RunStart{Exec: "e2", Run: "checks", Pool: "p1", Sandbox: "sb1", MaxDuration: time.Hour})
+		eventually(t, 10*time.Second, func() error {
+			if st := status(t, w, "e2"); st.Status != actors.StatusLeased {
+				return fmt.Errorf("e2 status %s", st.Status)
+			}
+			return nil
+		})
+	})
+
+	t.Run("HandlerPanicIsA500AndTheRuntimeSurvives", func(t *testing.T) {
+		if code, _ := get(t, w, "/__dev/panic"); code != http.StatusInternalServerError {
+			t.Fatalf("panic: %d", code)
+		}
+		var h health
+		getJSON(t, w, "/health", &h)
+		if h.Instance != first.Instance {
+			t.Fatal("a handler panic restarted the runtime")
+		}
+	})
+
+	t.Run("NothingLeaksPerRequest", func(t *testing.T) {
+		var before, after runtimeStats
+		getJSON(t, w, "/__dev/js/runtime", &before)
+		for range 200 {
+			get(t, w, "/health")
+		}
+		for range 50 {
+			status(t, w, "e2")
+		}
+		getJSON(t, w, "/__dev/js/runtime", &after)
+		if after.Go.Goroutines > before.Go.Goroutines+2 {
+			t.Fatalf("goroutines %d → %d", before.Go.Goroutines, after.Go.Goroutines)
+		}
+		// References are released when Go collects; a GC bounds them.
+		get(t, w, "/__dev/stats?gc=1")
+		get(t, w, "/health")
+		getJSON(t, w, "/__dev/js/runtime", &after)
+		if after.JSRefs > before.JSRefs+500 {
+			t.Fatalf("live JS references %d → %d after GC", before.JSRefs, after.JSRefs)
+		}
+	})
+
+	t.Run("ADeadRuntimeFailsFastAndIsReplaced", func(t *testing.T) {
+		// A request in flight when the runtime dies fails too, instead of hanging.
+		inflight := make(chan int, 1)
+		go func() {
+			res, err := client.Get(w.URL + "/__dev/sleep?ms=2000")
+			if err != nil {
+				inflight <- -1
+				return
+			}
+			res.Body.Close()
+			inflight <- res.StatusCode
+		}()
+		time.Sleep(300 * time.Millisecond)
+		if code, b := get(t, w, "/__dev/crash"); code != http.StatusServiceUnavailable {
+			t.Fatalf("crash: %d %s", code, b)
+		}
+		select {
+		case code := <-inflight:
+			if code != http.StatusServiceUnavailable {
+				t.Fatalf("in-flight request: %d", code)
+			}
+		case <-time.After(1500 * time.Millisecond):
+			t.Fatal("the in-flight request hung after the runtime died")
+		}
+		var h health
+		getJSON(t, w, "/health", &h)
+		if h.Instance == first.Instance {
+			t.Fatal("no new runtime after the crash")
+		}
+		// Actor state lives in Durable Object storage, not in Go memory.
+		if st := status(t, w, "e1"); st.Status != actors.StatusTimedOut {
+			t.Fatalf("e1 after the restart: %+v", st)
+		}
+		if st := status(t, w, "e2"); st.Status != actors.StatusLeased {
+			t.Fatalf("e2 after the restart: %+v", st)
+		}
+	})
+}
+
+// TestWorkerStateSurvivesRestart stops wrangler dev and starts it again on the same
+// persistence directory: the actors come back from their SQLite storage.
+func TestWorkerStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	w := start(t, Options{PersistDir: dir})
+	call(t, w, actors.RunAddr("r1"), actors.RunStart{Exec: "r1", Run: "checks", Pool: "p", Sandbox: "s", MaxDuration: time.Hour})
+	eventually(t, 10*time.Second, func() error {
+		if st := status(t, w, "r1"); st.Status != actors.StatusLeased {
+			return fmt.Errorf("status %s", st.Status)
+		}
+		return nil
+	})
+	w.Stop()
+
+	w = start(t, Options{PersistDir: dir})
+	st := status(t, w, "r1")
+	if st.Status != actors.StatusLeased || st.Attempt != 1 {
+		t.Fatalf("after restart: %+v", st)
+	}
+	// Recover re-sent the run's heartbeats: the lease still names r1, so r2 waits.
+	call(t, w, actors.RunAddr("r2"), actors.RunStart{Exec: "r2", Run: "checks", Pool: "p", Sandbox: "s", MaxDuration: time.Hour})
+	time.Sleep(time.Second)
+	if st := status(t, w, "r2"); st.Status != actors.StatusAdmitted {
+		t.Fatalf("r2 = %+v, want admitted and waiting for the lease r1 holds", st)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsEffect(fx []struct{ From, Type string }, from, typ string) bool {
+	for _, e := range fx {
+		if e.From == from && e.Type == typ {
+			return true
+		}
+	}
+	return false
+}

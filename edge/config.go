@@ -1,0 +1,40 @@
+package edge
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Config is the edge's configuration by the Worker's own names, so one table
+// documents both platforms (specs/configuration.md).
+type Config struct {
+	HMACSecret    string // HMAC_SECRET: dispatch signatures and every derived token
+	LogLinkSecret string // LOG_LINK_SECRET: optional extra key material for log links
+	AdminToken    string // ADMIN_TOKEN: cancel, listing, admin events
+	PublicOrigin  string // PUBLIC_ORIGIN: absolute links; else the request's origin
+	AdmissionCap  int    // ADMISSION_CAP: slots per pool (default 16)
+	Local         bool   // local mode: local repository paths accepted
+	BlobEndpoint  string // S3 endpoint the agents use (R2 or the embedded store)
+	BlobBucket    string
+}
+
+// ConfigFromEnv reads a Config with getenv (os.Getenv locally, the Worker's env on
+// Cloudflare).
+func ConfigFromEnv(getenv func(string) string) Config {
+	return Config{
+		HMACSecret:    getenv("HMAC_SECRET"),
+		LogLinkSecret: getenv("LOG_LINK_SECRET"),
+		AdminToken:    getenv("ADMIN_TOKEN"),
+		PublicOrigin:  strings.TrimRight(getenv("PUBLIC_ORIGIN"), "/"),
+		AdmissionCap:  ParseCap(getenv("ADMISSION_CAP")),
+	}
+}
+
+// ParseCap reads ADMISSION_CAP: a positive integer, else the default 16 (contract §6.1).
+func ParseCap(s string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n <= 0 {
+		return 16
+	}
+	return n
+}

@@ -1,0 +1,193 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+)
+
+// DispatchBody is the signed envelope of POST /v1/dispatch/:run (contract §2.1).
+type DispatchBody struct {
+	Run     string          `json:"run"`
+	GitHub  DispatchGitHub  `json:"github"`
+	Inputs  json.RawMessage `json:"inputs"`
+	Trigger json.RawMessage `json:"trigger,omitempty"`
+	Notify  *struct {
+		Emails []string `json:"emails"`
+	} `json:"notify,omitempty"`
+}
+
+// DispatchGitHub is the envelope's target.
+type DispatchGitHub struct {
+	Repo           string `json:"repo"`
+	Ref            string `json:"ref,omitempty"`
+	SHA            string `json:"sha"`
+	PRNumber       int    `json:"pr_number,omitempty"`
+	Actor          string `json:"actor,omitempty"`
+	InstallationID *int64 `json:"installation_id,omitempty"`
+}
+
+// Params is what an execution was started with, stored as executions.input_json.
+type Params struct {
+	Exec           string          `json:"executionId"`
+	Run            string          `json:"run"`
+	Repo           string          `json:"repo"`
+	Ref            string          `json:"ref"`
+	SHA            string          `json:"sha"`
+	PRNumber       int             `json:"prNumber,omitempty"`
+	InstallationID int64           `json:"installationId,omitempty"`
+	Inputs         json.RawMessage `json:"inputs"`
+	Origin         string          `json:"origin"`
+	Parent         string          `json:"parentExecutionId,omitempty"`
+}
+
+var (
+	repoPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$`)
+	emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+)
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	if s.Config.HMACSecret == "" {
+		writeError(w, http.StatusServiceUnavailable, "dispatch_not_configured", "HMAC_SECRET is unset on this deploy")
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	if !VerifySignature(s.Config.HMACSecret, body, r.Header.Get("X-FlareDispatch-Signature")) {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "HMAC signature missing or invalid",
+			"dispatcher_secret_fingerprint", Fingerprint(s.Config.HMACSecret))
+		return
+	}
+	name := r.PathValue("run")
+	run, ok := s.Runs[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, "run_not_found", fmt.Sprintf("unknown run %q", name), "run", name)
+		return
+	}
+	var d DispatchBody
+	if err := json.Unmarshal(body, &d); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_body", "request body is not valid JSON", "detail", jsonErrorDetail(err), "field", jsonErrorField(err))
+		return
+	}
+	if field, msg := validateEnvelope(d, name); field != "" {
+		writeError(w, http.StatusBadRequest, "invalid_body", msg, "field", field, "detail", field+": "+msg)
+		return
+	}
+	inputs, err := run.DecodeInputs(d.Inputs)
+	if err != nil {
+		field := "inputs"
+		var fe *dsl.FieldError
+		if errors.As(err, &fe) {
+			field = "inputs." + fe.Field
+		}
+		writeError(w, http.StatusBadRequest, "invalid_inputs", fmt.Sprintf("inputs failed schema validation for run %q", name),
+			"field", field, "detail", err.Error())
+		return
+	}
+	exec := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if exec == "" {
+		exec = SemanticID(d.Run, d.GitHub.Repo, d.GitHub.SHA)
+	}
+	if !ValidExecutionID(exec) {
+		writeError(w, http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must match ^[A-Za-z0-9:_-]{3,128}$", "field", "Idempotency-Key")
+		return
+	}
+	p := Params{Exec: exec, Run: d.Run, Repo: d.GitHub.Repo, Ref: d.GitHub.Ref, SHA: d.GitHub.SHA, PRNumber: d.GitHub.PRNumber,
+		Inputs: inputs, Origin: s.origin(r)}
+	if d.GitHub.InstallationID != nil {
+		p.InstallationID = *d.GitHub.InstallationID
+	}
+	st, err := s.Start(r.Context(), run, p)
+	if err != nil {
+		s.Log.Error("dispatch: start", "execution", exec, "err", err)
+		writeError(w, http.StatusInternalServerError, "start_failed", "could not start the execution: "+err.Error())
+		return
+	}
+	resp := map[string]any{"executionId": exec, "logsUrl": s.LogLink(p.Origin, exec), "status": st.Status}
+	if !st.Created {
+		resp["deduped"] = true
+	}
+	writeJSON(w, http.StatusAccepted, resp)
+}
+
+// Start records the execution and starts its run actor; starting an id that exists
+// changes nothing and reports Created false (dedup by execution id).
+func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunStatus, error) {
+	spec := run.Spec()
+	if p.Ref == "" {
+		p.Ref = "refs/heads/main"
+	}
+	input, err := json.Marshal(p)
+	if err != nil {
+		return actors.RunStatus{}, err
+	}
+	if _, err := s.Meta.CreateExecution(ctx, Execution{ID: p.Exec, Run: p.Run, Repo: p.Repo, Ref: p.Ref, SHA: p.SHA,
+		Status: string(actors.StatusQueued), StartedAt: s.Now(), Parent: p.Parent, Input: input}); err != nil {
+		return actors.RunStatus{}, fmt.Errorf("record execution: %w", err)
+	}
+	pool := spec.Pool
+	if pool == "" {
+		pool = dsl.PoolLean
+	}
+	reply, err := s.Actors.Call(ctx, actors.RunAddr(p.Exec), actors.RunStart{
+		Exec: p.Exec, Run: p.Run, Pool: pool, Sandbox: SandboxID(SemanticID(p.Run, p.Repo, p.SHA)),
+		Parent: p.Parent, MaxDuration: spec.MaxDuration})
+	if err != nil {
+		return actors.RunStatus{}, err
+	}
+	st, ok := reply.(actors.RunStatus)
+	if !ok {
+		return actors.RunStatus{}, fmt.Errorf("run actor answered %T", reply)
+	}
+	return st, nil
+}
+
+// validateEnvelope returns the first wrong field and why.
+func validateEnvelope(d DispatchBody, path string) (field, msg string) {
+	switch {
+	case d.Run == "":
+		return "run", "is required"
+	case d.Run != path:
+		return "run", fmt.Sprintf("%q differs from the run in the path %q", d.Run, path)
+	case d.GitHub.Repo == "":
+		return "github.repo", "is required"
+	case !repoPattern.MatchString(d.GitHub.Repo):
+		return "github.repo", fmt.Sprintf("%q is not owner/name", d.GitHub.Repo)
+	case d.GitHub.SHA == "":
+		return "github.sha", "is required"
+	case len(d.GitHub.SHA) > 64 || strings.ContainsAny(d.GitHub.SHA, " \t\r\n"):
+		return "github.sha", "is not a commit sha or ref"
+	case d.GitHub.InstallationID != nil && *d.GitHub.InstallationID <= 0:
+		return "github.installation_id", "must be a positive GitHub App installation id; omit it to skip check-runs"
+	case len(d.Inputs) == 0 || string(d.Inputs) == "null":
+		return "inputs", "is required"
+	}
+	if d.Notify != nil {
+		for i, e := range d.Notify.Emails {
+			if !emailPattern.MatchString(e) {
+				return fmt.Sprintf("notify.emails[%d]", i), fmt.Sprintf("%q is not an email address", e)
+			}
+		}
+	}
+	return "", ""
+}
+
+func jsonErrorDetail(err error) string { return err.Error() }
+
+// jsonErrorField names the field of a JSON type error, when there is one.
+func jsonErrorField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field
+	}
+	return ""
+}

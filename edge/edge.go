@@ -1,0 +1,150 @@
+// Package edge is the Dispatcher: one http.Handler over small ports (actors, SQL
+// metadata, blobs, KV, sandboxes, checks, clock). The Cloudflare build and the local
+// build differ only in the adapters they pass to New.
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+)
+
+// Deps are the ports and the run registry.
+type Deps struct {
+	Config    Config
+	Runs      dsl.Registry
+	Actors    Actors
+	Meta      Metadata
+	Blobs     Blobs
+	KV        KV
+	Sandboxes Sandboxes
+	Checks    Checks
+	Now       func() time.Time
+	Log       *slog.Logger
+}
+
+// Server is the edge.
+type Server struct {
+	Deps
+	mux *http.ServeMux
+}
+
+// maxBody caps request bodies: dispatches are small; a step result is at most 1 MiB.
+const maxBody = 2 << 20
+
+// New builds the edge.
+func New(d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{Deps: d, mux: http.NewServeMux()}
+	s.route("/health", http.MethodGet, s.health)
+	s.route("/v1/dispatch/{run}", http.MethodPost, s.dispatch)
+	s.route("/v1/executions/{id}", http.MethodGet, s.execution)
+	s.route("/v1/executions/{id}/logs", http.MethodGet, s.logsAll)
+	s.route("/v1/executions/{id}/logs/{file}", http.MethodGet, s.logFile)
+	s.route("/v1/executions/{id}/cancel", http.MethodPost, s.cancel)
+	s.route("/v1/agent/{id}/heartbeat", http.MethodPost, s.agentHeartbeat)
+	s.route("/v1/agent/{id}/steps/{step}/begin", http.MethodPost, s.agentStepBegin)
+	s.route("/v1/agent/{id}/steps/{step}/end", http.MethodPost, s.agentStepEnd)
+	s.route("/v1/agent/{id}/exit", http.MethodPost, s.agentExit)
+	s.route("/v1/agent/{id}/secrets", http.MethodPost, s.agentSecrets)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "not_found"})
+	})
+	return s
+}
+
+// route registers a path for one method; other methods get a JSON 405.
+func (s *Server) route(pattern, method string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": "method_not_allowed"})
+			return
+		}
+		h(w, r)
+	})
+}
+
+// ServeHTTP implements http.Handler, turning a panic into a JSON 500.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.Log.Error("panic in handler", "path", r.URL.Path, "panic", v)
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "internal", "message": "internal error"})
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "runs": s.Runs.Names()})
+}
+
+// origin is PUBLIC_ORIGIN, else the request's own.
+func (s *Server) origin(r *http.Request) string {
+	if s.Config.PublicOrigin != "" {
+		return s.Config.PublicOrigin
+	}
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// LogLink is the capability link of an execution: its log viewer URL.
+func (s *Server) LogLink(origin, exec string) string {
+	return origin + "/v1/executions/" + exec + "/logs?t=" + LogToken(s.Config, exec)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, extra ...any) {
+	body := map[string]any{"error": code, "message": msg}
+	for i := 0; i+1 < len(extra); i += 2 {
+		body[extra[i].(string)] = extra[i+1]
+	}
+	writeJSON(w, status, body)
+}
+
+// readBody reads at most maxBody bytes; ok is false (and a 413 written) past that.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds 2 MiB")
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, "invalid_body", "could not read request body: "+err.Error())
+		return nil, false
+	}
+	return b, true
+}
+
+func bearer(r *http.Request) string {
+	v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(v)
+}
+
+// background is the context for work that outlives a request (effects).
+func background() context.Context { return context.Background() }

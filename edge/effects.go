@@ -1,0 +1,179 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
+)
+
+// Effects performs the actors' non-actor effects (start/stop agents, projections,
+// check-runs) off the actors' goroutines: Handle only queues. Effects of one execution
+// are performed in order, by one of a few workers chosen by the execution id.
+type Effects struct {
+	s       *Server
+	queues  []chan job
+	wg      sync.WaitGroup
+	closeMu sync.RWMutex
+	closed  bool
+}
+
+type job struct {
+	from actors.Addr
+	e    actors.Effect
+}
+
+// NewEffects starts n workers.
+func NewEffects(s *Server, n int) *Effects {
+	fx := &Effects{s: s}
+	for range n {
+		q := make(chan job, 4096)
+		fx.queues = append(fx.queues, q)
+		fx.wg.Add(1)
+		go func() {
+			defer fx.wg.Done()
+			for j := range q {
+				fx.s.Perform(context.Background(), j.from, j.e)
+			}
+		}()
+	}
+	return fx
+}
+
+// Handle queues an effect (the actor host's EffectHandler).
+func (fx *Effects) Handle(from actors.Addr, e actors.Effect) {
+	fx.closeMu.RLock()
+	defer fx.closeMu.RUnlock()
+	if fx.closed {
+		return
+	}
+	h := fnv.New32a()
+	h.Write([]byte(execOf(e)))
+	fx.queues[int(h.Sum32())%len(fx.queues)] <- job{from, e}
+}
+
+// Close stops accepting effects and waits for the queued ones.
+func (fx *Effects) Close() {
+	fx.closeMu.Lock()
+	if !fx.closed {
+		fx.closed = true
+		for _, q := range fx.queues {
+			close(q)
+		}
+	}
+	fx.closeMu.Unlock()
+	fx.wg.Wait()
+}
+
+func execOf(e actors.Effect) string {
+	switch e := e.(type) {
+	case actors.StartAgent:
+		return e.Exec
+	case actors.StopAgent:
+		return e.Exec
+	case actors.Progress:
+		return e.Exec
+	case actors.StepProgress:
+		return e.Exec
+	}
+	return ""
+}
+
+// Perform carries out one effect now. Failures are logged: every effect is repeated
+// by the actors when it matters (Recover re-projects; a missed agent start is a
+// silent agent, restarted after its boot grace).
+func (s *Server) Perform(ctx context.Context, from actors.Addr, e actors.Effect) {
+	var err error
+	switch e := e.(type) {
+	case actors.StartAgent:
+		err = s.startAgent(ctx, e)
+	case actors.StopAgent:
+		err = s.Sandboxes.Stop(ctx, e.Sandbox, agentapi.Cancel{Exec: e.Exec, Attempt: e.Attempt})
+	case actors.Progress:
+		err = s.project(ctx, e)
+	case actors.StepProgress:
+		row := StepRow{Exec: e.Exec, Name: e.Step, Status: string(e.Status), Attempt: e.Attempt, StartedAt: e.At}
+		if e.Status != actors.StepRunning {
+			row.CompletedAt = e.At
+		}
+		if e.Failure != nil {
+			row.ErrorTag = e.Failure.Tag
+		}
+		var res struct {
+			ExitCode *int `json:"exitCode"`
+		}
+		if json.Unmarshal(e.Result, &res) == nil {
+			row.ExitCode = res.ExitCode
+		}
+		err = s.Meta.PutStep(ctx, row)
+	}
+	if err != nil {
+		s.Log.Warn("effect failed", "from", from.String(), "effect", fmt.Sprintf("%T", e), "err", err)
+	}
+}
+
+func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
+	ex, err := s.Meta.Execution(ctx, e.Exec)
+	if err != nil {
+		return fmt.Errorf("start agent %s: %w", e.Exec, err)
+	}
+	var p Params
+	if err := json.Unmarshal(ex.Input, &p); err != nil {
+		return fmt.Errorf("start agent %s: params: %w", e.Exec, err)
+	}
+	ttl := 2 * time.Hour
+	if run, ok := s.Runs[p.Run]; ok && run.Spec().MaxDuration > 0 {
+		ttl = run.Spec().MaxDuration + 10*time.Minute
+	}
+	now := s.Now()
+	token := MintAgentToken(s.Config, AgentClaims{Exec: e.Exec, Attempt: e.Attempt, Expires: now.Add(ttl).Unix()})
+	keyID, secret, err := blobcred.Mint(BlobRoot(s.Config), e.Exec, blobcred.ExecGrants(e.Exec, p.Repo, false), ttl, now)
+	if err != nil {
+		return fmt.Errorf("start agent %s: blob credentials: %w", e.Exec, err)
+	}
+	start := agentapi.Start{
+		Exec: e.Exec, Attempt: e.Attempt, Run: p.Run, EdgeURL: p.Origin, Token: token,
+		GitHub: agentapi.GitHub{Repo: p.Repo, Ref: p.Ref, SHA: p.SHA, PRNumber: p.PRNumber},
+		Inputs: p.Inputs, Local: s.Config.Local,
+		Blobs: agentapi.Blobs{Endpoint: s.Config.BlobEndpoint, Bucket: s.Config.BlobBucket, AccessKeyID: keyID, Secret: secret,
+			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/"},
+	}
+	return s.Sandboxes.Start(ctx, e.Sandbox, e.Pool, start)
+}
+
+// project writes the status to the executions table and the check-run.
+func (s *Server) project(ctx context.Context, p actors.Progress) error {
+	ex, err := s.Meta.Execution(ctx, p.Exec)
+	if err != nil {
+		return fmt.Errorf("project %s: %w", p.Exec, err)
+	}
+	var params Params
+	_ = json.Unmarshal(ex.Input, &params)
+	upd := Execution{ID: p.Exec, Status: string(p.Status)}
+	if p.Status.Terminal() {
+		upd.CompletedAt = p.At
+		upd.Summary = p.Output
+	}
+	report := RenderCheck(ex.Run, p, s.LogLink(params.Origin, p.Exec))
+	report.Install = params.InstallationID
+	b, _ := json.Marshal(report)
+	if err := s.KV.Put(ctx, "check-run/"+p.Exec, string(b), 0); err != nil {
+		return err
+	}
+	if s.Checks != nil && report.Install > 0 {
+		id, err := s.Checks.Report(ctx, ex, report)
+		if err != nil {
+			// Reporting never fails a run; the next progress tries again.
+			s.Log.Warn("check-run report failed", "execution", p.Exec, "err", err)
+		} else if ex.CheckRunID == 0 {
+			upd.CheckRunID = id
+		}
+	}
+	return s.Meta.UpdateExecution(ctx, upd)
+}

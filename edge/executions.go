@@ -1,0 +1,275 @@
+package edge
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+)
+
+// authorizeLogs checks the execution id and its capability token (?t=); it writes the
+// error and returns false when the request may not see the execution.
+func (s *Server) authorizeLogs(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !ValidExecutionID(id) {
+		writeError(w, http.StatusBadRequest, "invalid_execution_id", "execution id must match ^[A-Za-z0-9:_-]{3,128}$")
+		return "", false
+	}
+	if s.Config.HMACSecret == "" {
+		writeError(w, http.StatusServiceUnavailable, "logs_not_configured", "no key material for log links on this deploy")
+		return "", false
+	}
+	if !constantEqual(r.URL.Query().Get("t"), LogToken(s.Config, id)) {
+		writeError(w, http.StatusForbidden, "forbidden", "missing or invalid log token")
+		return "", false
+	}
+	return id, true
+}
+
+func (s *Server) execution(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.authorizeLogs(w, r)
+	if !ok {
+		return
+	}
+	e, err := s.Meta.Execution(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "execution_not_found", fmt.Sprintf("no execution %q", id))
+		return
+	} else if err != nil {
+		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+		return
+	}
+	steps, err := s.Meta.Steps(r.Context(), id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+		return
+	}
+	files, err := s.logFiles(r, id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "blob_error", err.Error())
+		return
+	}
+	t := r.URL.Query().Get("t")
+	logs := make([]map[string]any, 0, len(files))
+	for _, f := range files {
+		logs = append(logs, map[string]any{"file": f.name, "size": f.size,
+			"url": s.origin(r) + "/v1/executions/" + id + "/logs/" + f.name + "?t=" + t})
+	}
+	if steps == nil {
+		steps = []StepRow{}
+	}
+	out := map[string]any{"execution": e, "steps": steps, "logs": logs, "logsUrl": s.LogLink(s.origin(r), id)}
+	if len(e.Summary) > 0 {
+		out["summary"] = e.Summary
+	}
+	if c, found, _ := s.KV.Get(r.Context(), "check-run/"+id); found {
+		out["check"] = json.RawMessage(c)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// logFile is one log file, made of one or more numbered segments.
+type logFile struct {
+	name     string
+	size     int64
+	segments []string
+}
+
+// Log keys: logs/<exec>/<file>.ndjson is written as numbered segments
+// logs/<exec>/<file>.ndjson.<NNNNNN> so lines are readable while a command runs.
+var segmentKey = regexp.MustCompile(`^(.+\.ndjson)(?:\.(\d+))?$`)
+
+func (s *Server) logFiles(r *http.Request, exec string) ([]logFile, error) {
+	prefix := "logs/" + exec + "/"
+	infos, err := s.Blobs.List(r.Context(), prefix)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*logFile{}
+	for _, in := range infos {
+		m := segmentKey.FindStringSubmatch(strings.TrimPrefix(in.Key, prefix))
+		if m == nil || strings.Contains(m[1], "/") {
+			continue
+		}
+		f := byName[m[1]]
+		if f == nil {
+			f = &logFile{name: m[1]}
+			byName[m[1]] = f
+		}
+		f.size += in.Size
+		f.segments = append(f.segments, in.Key)
+	}
+	out := make([]logFile, 0, len(byName))
+	for _, f := range byName {
+		sort.Slice(f.segments, func(i, j int) bool { return segNum(f.segments[i]) < segNum(f.segments[j]) })
+		out = append(out, *f)
+	}
+	sort.Slice(out, func(i, j int) bool { return logOrder(out[i].name) < logOrder(out[j].name) })
+	return out, nil
+}
+
+func segNum(key string) int {
+	m := segmentKey.FindStringSubmatch(key)
+	n, _ := strconv.Atoi(m[2])
+	return n
+}
+
+// logOrder sorts exec < exec-2 < exec-10 < step-named files (contract §3).
+func logOrder(name string) string {
+	base := strings.TrimSuffix(name, ".ndjson")
+	if base == "exec" {
+		return "0"
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(base, "exec-")); err == nil && strings.HasPrefix(base, "exec-") {
+		return fmt.Sprintf("1%08d", n)
+	}
+	return "2" + base
+}
+
+var validLogFile = regexp.MustCompile(`^exec(-[A-Za-z0-9_]+)?\.ndjson$`)
+
+func (s *Server) logFile(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.authorizeLogs(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("file")
+	if !validLogFile.MatchString(name) {
+		writeError(w, http.StatusBadRequest, "invalid_log_file", "log file must match ^exec(-[A-Za-z0-9_]+)?\\.ndjson$", "field", "file")
+		return
+	}
+	files, err := s.logFiles(r, id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "blob_error", err.Error())
+		return
+	}
+	for _, f := range files {
+		if f.name == name {
+			s.streamLog(w, r, id, []logFile{f}, r.URL.Query().Get("format") == "text", false)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "log_not_found", fmt.Sprintf("no log %q for execution %q", name, id))
+}
+
+// logsAll streams every log of the execution as text, files separated by a header.
+func (s *Server) logsAll(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.authorizeLogs(w, r)
+	if !ok {
+		return
+	}
+	files, err := s.logFiles(r, id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "blob_error", err.Error())
+		return
+	}
+	if len(files) == 0 {
+		writeError(w, http.StatusNotFound, "no_logs", fmt.Sprintf("execution %q has no logs yet", id))
+		return
+	}
+	s.streamLog(w, r, id, files, r.URL.Query().Get("format") != "ndjson", true)
+}
+
+func (s *Server) streamLog(w http.ResponseWriter, r *http.Request, id string, files []logFile, text, separators bool) {
+	ct := "application/x-ndjson"
+	if text {
+		ct = "text/plain; charset=utf-8"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	if e, err := s.Meta.Execution(r.Context(), id); err == nil && actors.Status(e.Status).Terminal() {
+		w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	}
+	w.WriteHeader(http.StatusOK)
+	for _, f := range files {
+		if separators {
+			fmt.Fprintf(w, "\n===== %s =====\n", f.name)
+		}
+		for _, key := range f.segments {
+			body, _, err := s.Blobs.Get(r.Context(), key)
+			if err != nil {
+				continue // a segment pruned between list and get
+			}
+			if text {
+				renderText(w, body)
+			} else {
+				_, _ = io.Copy(w, body)
+			}
+			body.Close()
+		}
+	}
+}
+
+// renderText turns NDJSON log records into lines: meta → "$ cmd", stdout → the line,
+// stderr → "[stderr] line", exit → "[exit N after M ms]"; anything else verbatim.
+func renderText(w io.Writer, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var rec struct {
+			Stream     string `json:"stream"`
+			Line       string `json:"line"`
+			Command    string `json:"command"`
+			ExitCode   int    `json:"exitCode"`
+			DurationMs int64  `json:"durationMs"`
+			TimedOut   bool   `json:"timedOut"`
+		}
+		if json.Unmarshal(line, &rec) != nil || rec.Stream == "" {
+			fmt.Fprintf(w, "%s\n", line)
+			continue
+		}
+		switch rec.Stream {
+		case "meta":
+			if rec.Command != "" {
+				fmt.Fprintf(w, "$ %s\n", rec.Command)
+			}
+		case "stderr":
+			fmt.Fprintf(w, "[stderr] %s\n", rec.Line)
+		case "exit":
+			if rec.TimedOut {
+				fmt.Fprintf(w, "[timed out after %d ms]\n", rec.DurationMs)
+			} else {
+				fmt.Fprintf(w, "[exit %d after %d ms]\n", rec.ExitCode, rec.DurationMs)
+			}
+		default:
+			fmt.Fprintf(w, "%s\n", rec.Line)
+		}
+	}
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	if s.Config.AdminToken == "" {
+		writeError(w, http.StatusServiceUnavailable, "admin_not_configured", "ADMIN_TOKEN is unset on this deploy")
+		return
+	}
+	if !constantEqual(bearer(r), s.Config.AdminToken) {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "Authorization: Bearer ADMIN_TOKEN required")
+		return
+	}
+	id := r.PathValue("id")
+	if !ValidExecutionID(id) {
+		writeError(w, http.StatusBadRequest, "invalid_execution_id", "execution id must match ^[A-Za-z0-9:_-]{3,128}$")
+		return
+	}
+	if _, err := s.Meta.Execution(r.Context(), id); errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "execution_not_found", fmt.Sprintf("no execution %q", id))
+		return
+	}
+	reply, err := s.Actors.Call(r.Context(), actors.RunAddr(id), actors.RunCancel{Exec: id, Reason: "cancelled by an administrator"})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "cancel_failed", err.Error())
+		return
+	}
+	st, _ := reply.(actors.RunStatus)
+	writeJSON(w, http.StatusAccepted, map[string]any{"executionId": id, "status": st.Status})
+}

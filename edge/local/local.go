@@ -1,0 +1,293 @@
+// Package local assembles the embedded stack of `flare up`: the edge over SQLite
+// metadata, the native actor host, the embedded S3-compatible store and agents as
+// child processes, all kept under one data directory.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/flare-dispatch/flare-dispatch/actors/host"
+	"github.com/flare-dispatch/flare-dispatch/actors/kinds"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
+	"github.com/flare-dispatch/flare-dispatch/edge/github"
+	"github.com/flare-dispatch/flare-dispatch/edge/local/s3store"
+	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
+	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
+	"github.com/flare-dispatch/flare-dispatch/migrations"
+)
+
+// Options configure a local stack.
+type Options struct {
+	DataDir      string // default ./.flare
+	Addr         string // edge listen address, default 127.0.0.1:8787
+	Getenv       func(string) string
+	AgentCommand []string // how to start an agent: [flare-binary, agent]
+	Runs         dsl.Registry
+	Log          *slog.Logger
+	Actors       kinds.Config // zero: kinds.DefaultConfig() with ADMISSION_CAP applied
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	URL          string // the edge
+	BlobURL      string // the embedded S3 store
+	Secrets      Secrets
+	Edge         *edge.Server
+	Host         *host.Host
+	Procs        *sandboxes.Procs
+	DataDir      string
+	Meta         *sqlmeta.Store
+	effects      *edge.Effects
+	srv, s3      *http.Server
+	store        *s3store.Store
+	db           *sql.DB
+	lockPath     string
+	stopSchedule context.CancelFunc
+}
+
+// Secrets are generated once per data directory and kept in a 0600 file.
+type Secrets struct {
+	HMACSecret string `json:"HMAC_SECRET"`
+	AdminToken string `json:"ADMIN_TOKEN"`
+	BlobKeyID  string `json:"BLOB_ADMIN_KEY_ID"`
+	BlobSecret string `json:"BLOB_ADMIN_SECRET"`
+}
+
+// Lock is what `flare up` writes so other commands find the stack.
+type Lock struct {
+	URL     string `json:"url"`
+	BlobURL string `json:"blobUrl"`
+	PID     int    `json:"pid"`
+}
+
+// SecretsPath and LockPath name the files in a data directory.
+func SecretsPath(dir string) string { return filepath.Join(dir, "secrets.json") }
+func LockPath(dir string) string    { return filepath.Join(dir, "flare.lock") }
+
+// LoadSecrets reads the data directory's secrets, creating them on first use.
+// Environment values (HMAC_SECRET, ADMIN_TOKEN) win over stored ones.
+func LoadSecrets(dir string, getenv func(string) string) (Secrets, error) {
+	var s Secrets
+	path := SecretsPath(dir)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &s); err != nil {
+			return s, fmt.Errorf("%s: %w", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		s = Secrets{HMACSecret: random(32), AdminToken: random(24), BlobKeyID: "FLAREADMIN" + random(6), BlobSecret: random(32)}
+		b, _ := json.MarshalIndent(s, "", "  ")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return s, err
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return s, err
+		}
+	default:
+		return s, err
+	}
+	if v := getenv("HMAC_SECRET"); v != "" {
+		s.HMACSecret = v
+	}
+	if v := getenv("ADMIN_TOKEN"); v != "" {
+		s.AdminToken = v
+	}
+	return s, nil
+}
+
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Open starts the stack and serves it until Close.
+func Open(ctx context.Context, o Options) (*Stack, error) {
+	if o.DataDir == "" {
+		o.DataDir = ".flare"
+	}
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:8787"
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	sec, err := LoadSecrets(o.DataDir, o.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	cfg := edge.ConfigFromEnv(o.Getenv)
+	cfg.HMACSecret, cfg.AdminToken, cfg.Local, cfg.BlobBucket = sec.HMACSecret, sec.AdminToken, true, "flare"
+
+	st := &Stack{DataDir: o.DataDir, Secrets: sec, lockPath: LockPath(o.DataDir)}
+	fail := func(err error) (*Stack, error) {
+		st.Close(context.Background())
+		return nil, err
+	}
+
+	// Blobs: the embedded S3 store on its own loopback port.
+	st.store, err = s3store.New(filepath.Join(o.DataDir, "blobs"), edge.BlobRoot(cfg), sec.BlobKeyID, sec.BlobSecret)
+	if err != nil {
+		return fail(fmt.Errorf("blob store: %w", err))
+	}
+	s3ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	st.BlobURL = "http://" + s3ln.Addr().String()
+	st.s3 = &http.Server{Handler: st.store.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go st.s3.Serve(s3ln)
+	cfg.BlobEndpoint = st.BlobURL
+	bl, err := blobs.New(st.BlobURL, cfg.BlobBucket, sec.BlobKeyID, sec.BlobSecret, nil)
+	if err != nil {
+		return fail(err)
+	}
+
+	// Metadata and KV: SQLite.
+	st.db, err = openSQLite(filepath.Join(o.DataDir, "meta.db"))
+	if err != nil {
+		return fail(err)
+	}
+	if err := migrations.Apply(ctx, st.db); err != nil {
+		return fail(err)
+	}
+	st.Meta = &sqlmeta.Store{DB: st.db}
+
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fail(fmt.Errorf("listen %s: %w", o.Addr, err))
+	}
+	st.URL = "http://" + ln.Addr().String()
+	if cfg.PublicOrigin == "" {
+		cfg.PublicOrigin = st.URL
+	}
+
+	checks, err := githubChecks(o.Getenv)
+	if err != nil {
+		ln.Close()
+		return fail(err)
+	}
+	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: filepath.Join(o.DataDir, "sandboxes"), Log: o.Log}
+	st.Edge = edge.New(edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Checks: checks, Log: o.Log})
+	st.effects = edge.NewEffects(st.Edge, 4)
+
+	acfg := o.Actors
+	if acfg.Admission.Cap == 0 {
+		acfg = kinds.DefaultConfig()
+		acfg.Admission.Cap = cfg.AdmissionCap
+	}
+	st.Host, err = host.Open(ctx, filepath.Join(o.DataDir, "actors.db"), kinds.Factory(acfg), st.effects, host.Options{Logger: o.Log})
+	if err != nil {
+		ln.Close()
+		return fail(fmt.Errorf("actor host: %w", err))
+	}
+	st.Edge.Actors = st.Host
+
+	st.srv = &http.Server{Handler: st.Edge, ReadHeaderTimeout: 10 * time.Second}
+	go st.srv.Serve(ln)
+	var schedCtx context.Context
+	schedCtx, st.stopSchedule = context.WithCancel(context.Background())
+	go schedule(schedCtx, st.Edge, time.Now)
+	lock, _ := json.Marshal(Lock{URL: st.URL, BlobURL: st.BlobURL, PID: os.Getpid()})
+	if err := os.WriteFile(st.lockPath, lock, 0o600); err != nil {
+		return fail(err)
+	}
+	return st, nil
+}
+
+// Close stops the edge, the agents, the actors and the stores, in that order.
+func (st *Stack) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if st.stopSchedule != nil {
+		st.stopSchedule()
+	}
+	if st.srv != nil {
+		_ = st.srv.Shutdown(ctx)
+	}
+	if st.Procs != nil {
+		st.Procs.Close()
+	}
+	if st.Host != nil {
+		_ = st.Host.Stop(ctx)
+	}
+	if st.effects != nil {
+		st.effects.Close()
+	}
+	if st.s3 != nil {
+		_ = st.s3.Shutdown(ctx)
+	}
+	if st.store != nil {
+		st.store.Close()
+	}
+	if st.db != nil {
+		st.db.Close()
+	}
+	if st.lockPath != "" {
+		_ = os.Remove(st.lockPath)
+	}
+	return nil
+}
+
+// openSQLite opens a database in WAL mode with full sync and a busy timeout.
+func openSQLite(path string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)")
+	if err != nil {
+		return nil, err
+	}
+	return db, db.Ping()
+}
+
+// FindStack reads the lock file of a running `flare up`.
+func FindStack(dir string) (Lock, error) {
+	var l Lock
+	b, err := os.ReadFile(LockPath(dir))
+	if err != nil {
+		return l, fmt.Errorf("no running stack under %s (start one with `flare up`): %w", dir, err)
+	}
+	return l, json.Unmarshal(b, &l)
+}
+
+// githubChecks builds the check-run reporter from GITHUB_APP_ID and
+// GITHUB_APP_PRIVATE_KEY (GITHUB_API_URL points it elsewhere, e.g. at a fake); nil
+// without credentials, and then summaries are only stored locally.
+func githubChecks(getenv func(string) string) (edge.Checks, error) {
+	id, key := getenv("GITHUB_APP_ID"), getenv("GITHUB_APP_PRIVATE_KEY")
+	if id == "" || key == "" {
+		return nil, nil
+	}
+	appID, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("GITHUB_APP_ID %q is not a number", id)
+	}
+	c, err := github.New(github.Config{AppID: appID, PrivateKeyPEM: []byte(key), BaseURL: getenv("GITHUB_API_URL"),
+		HTTPClient: &http.Client{Timeout: 30 * time.Second}})
+	if err != nil {
+		return nil, fmt.Errorf("GitHub App: %w", err)
+	}
+	return github.Checks{Client: c}, nil
+}

@@ -1,0 +1,237 @@
+// Package sandboxes is the local Sandboxes port: one `flare agent` child process per
+// sandbox id, as a Container would be, each with its own workspace, an environment
+// built from an allowlist (never the edge's secrets), and a process group of its own
+// that dies with flare up (Pdeathsig) and is killed whole on stop.
+package sandboxes
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+)
+
+// ReadyPrefix starts the line an agent prints on stdout once it listens.
+const ReadyPrefix = "flare-agent listening on "
+
+// Procs starts agents as child processes.
+type Procs struct {
+	Command []string // the agent command, e.g. [/path/to/flare, agent]
+	Root    string   // workspaces live in Root/<sandbox>
+	Log     *slog.Logger
+	HTTP    *http.Client
+
+	mu    sync.Mutex
+	procs map[string]*proc
+	gate  map[string]*sync.Mutex // one start at a time per sandbox
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+var _ edge.Sandboxes = (*Procs)(nil)
+
+// envAllowlist is all of the host environment an agent inherits.
+var envAllowlist = []string{"PATH", "LANG", "LC_ALL", "TZ", "GOPATH", "GOMODCACHE", "GOCACHE", "GOFLAGS", "GOPROXY", "npm_config_cache", "CARGO_HOME", "RUSTUP_HOME"}
+
+func (p *Procs) sandboxLock(sandbox string) *sync.Mutex {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gate == nil {
+		p.gate = map[string]*sync.Mutex{}
+	}
+	if p.gate[sandbox] == nil {
+		p.gate[sandbox] = &sync.Mutex{}
+	}
+	return p.gate[sandbox]
+}
+
+// Start implements edge.Sandboxes: it starts the sandbox's agent if it is not
+// running, then hands it the attempt.
+func (p *Procs) Start(ctx context.Context, sandbox, pool string, s agentapi.Start) error {
+	g := p.sandboxLock(sandbox)
+	g.Lock()
+	defer g.Unlock()
+	pr, err := p.ensure(sandbox)
+	if err != nil {
+		return err
+	}
+	return p.post(ctx, pr.url+agentapi.PathStart, s)
+}
+
+// Stop implements edge.Sandboxes: it asks the agent to cancel the attempt and, if the
+// agent does not answer, kills its whole process group (a hung or lost agent).
+func (p *Procs) Stop(ctx context.Context, sandbox string, c agentapi.Cancel) error {
+	p.mu.Lock()
+	pr := p.procs[sandbox]
+	p.mu.Unlock()
+	if pr == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := p.post(cctx, pr.url+agentapi.PathCancel, c); err != nil {
+		p.kill(sandbox, pr)
+	}
+	return nil
+}
+
+// Close kills every agent.
+func (p *Procs) Close() {
+	p.mu.Lock()
+	all := p.procs
+	p.procs = nil
+	p.mu.Unlock()
+	for sb, pr := range all {
+		p.kill(sb, pr)
+	}
+}
+
+// Running counts live agent processes.
+func (p *Procs) Running() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.procs)
+}
+
+// Kill kills a sandbox's agent (tests use it as a crash).
+func (p *Procs) Kill(sandbox string) bool {
+	p.mu.Lock()
+	pr := p.procs[sandbox]
+	p.mu.Unlock()
+	if pr == nil {
+		return false
+	}
+	p.kill(sandbox, pr)
+	return true
+}
+
+func (p *Procs) kill(sandbox string, pr *proc) {
+	if pr.cmd.Process != nil {
+		_ = syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	<-pr.done
+	p.mu.Lock()
+	if p.procs[sandbox] == pr {
+		delete(p.procs, sandbox)
+	}
+	p.mu.Unlock()
+}
+
+func (p *Procs) ensure(sandbox string) (*proc, error) {
+	p.mu.Lock()
+	pr := p.procs[sandbox]
+	p.mu.Unlock()
+	if pr != nil {
+		select {
+		case <-pr.done:
+		default:
+			return pr, nil
+		}
+	}
+	ws := filepath.Join(p.Root, sandbox)
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox %s: workspace: %w", sandbox, err)
+	}
+	args := append(append([]string{}, p.Command[1:]...), "--listen", "127.0.0.1:0", "--workspace", ws)
+	cmd := exec.Command(p.Command[0], args...)
+	cmd.Dir = ws
+	cmd.Env = []string{"HOME=" + ws, "TMPDIR=" + os.TempDir(), "FLARE_SANDBOX=" + sandbox}
+	for _, k := range envAllowlist {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sandbox %s: start agent: %w", sandbox, err)
+	}
+	pr = &proc{cmd: cmd, done: make(chan struct{})}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			if u, ok := strings.CutPrefix(line, ReadyPrefix); ok {
+				select {
+				case ready <- strings.TrimSpace(u):
+				default:
+				}
+				continue
+			}
+			fmt.Fprintln(os.Stderr, "["+sandbox+"] "+line)
+		}
+	}()
+	go func() {
+		_ = cmd.Wait()
+		close(pr.done)
+	}()
+	select {
+	case pr.url = <-ready:
+	case <-pr.done:
+		return nil, fmt.Errorf("sandbox %s: agent exited before listening", sandbox)
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		return nil, fmt.Errorf("sandbox %s: agent did not listen within 30s", sandbox)
+	}
+	p.mu.Lock()
+	if p.procs == nil {
+		p.procs = map[string]*proc{}
+	}
+	p.procs[sandbox] = pr
+	p.mu.Unlock()
+	if p.Log != nil {
+		p.Log.Debug("agent started", "sandbox", sandbox, "pid", cmd.Process.Pid, "url", pr.url)
+	}
+	return pr, nil
+}
+
+func (p *Procs) post(ctx context.Context, url string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := p.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode >= 300 {
+		return errors.New("POST " + url + ": " + strconv.Itoa(resp.StatusCode) + " " + strings.TrimSpace(string(msg)))
+	}
+	return nil
+}

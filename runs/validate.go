@@ -1,0 +1,26 @@
+package runs
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+)
+
+// validateRepo accepts owner/name, or an absolute path or file:// URL (which only a
+// local agent will clone; a production sandbox refuses them).
+func validateRepo(field, repo string) *dsl.FieldError {
+	switch {
+	case repo == "":
+		return &dsl.FieldError{Field: field, Message: "must not be empty"}
+	case strings.ContainsFunc(repo, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return &dsl.FieldError{Field: field, Message: "must not contain control characters"}
+	case repoName.MatchString(repo) && !strings.Contains(repo, ".."):
+		return nil
+	case strings.HasPrefix(repo, "/") || strings.HasPrefix(repo, "file://"):
+		return nil
+	}
+	return &dsl.FieldError{Field: field, Message: "must be owner/name"}
+}
+
+func fieldIndex(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the Cloudflare Worker: build/wasm_exec.js, build/app.wasm, and (unless
+# --no-dry-run) a `wrangler deploy --dry-run` bundle in build/dist with its size.
+#
+#   worker/build.sh              build + dry run + size report
+#   worker/build.sh --no-dry-run build only (what `wrangler dev` needs)
+#   worker/build.sh --check      only check build/ against the current Go toolchain
+#
+# Environment: FLARE_GZIP_WARN_KIB (default 3072: the free plan's 3 MiB) warns above
+# it; FLARE_GZIP_MAX_KIB (default 10240: the paid plan's limit) fails above it.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+mode="${1:-all}"
+
+goroot="$(go env GOROOT)"
+goversion="$(go env GOVERSION)"
+wasm_exec="$goroot/lib/wasm/wasm_exec.js"
+
+# build/toolchain.txt records which Go release built app.wasm (`go version` cannot
+# read a wasm binary) and the hashes of the pair.
+stamp() {
+	echo "$goversion $(sha256sum build/wasm_exec.js | cut -c1-64) $(sha256sum build/app.wasm | cut -c1-64)"
+}
+
+check() {
+	# wasm_exec.js must come from the Go release that built app.wasm.
+	if ! cmp -s "$wasm_exec" build/wasm_exec.js; then
+		echo "build/wasm_exec.js differs from $wasm_exec ($goversion): run worker/build.sh" >&2
+		return 1
+	fi
+	if [ ! -f build/toolchain.txt ] || [ "$(cat build/toolchain.txt)" != "$(stamp)" ]; then
+		echo "build/app.wasm was not built by $goversion with this wasm_exec.js ($(cat build/toolchain.txt 2>/dev/null | cut -d' ' -f1)): run worker/build.sh" >&2
+		return 1
+	fi
+}
+
+if [ "$mode" = "--check" ]; then
+	check
+	echo "build/ matches $goversion"
+	exit 0
+fi
+
+mkdir -p build
+cp "$wasm_exec" build/wasm_exec.js
+GOOS=js GOARCH=wasm go build -trimpath -o build/app.wasm ./edge/cloudflare/cmd/worker
+stamp >build/toolchain.txt
+check
+raw=$(wc -c <build/app.wasm)
+gz=$(gzip -9 -c build/app.wasm | wc -c)
+printf 'build/app.wasm: %s (%d bytes), gzip -9 %d KiB\n' "$goversion" "$raw" $((gz / 1024))
+
+[ "$mode" = "--no-dry-run" ] && exit 0
+
+if [ ! -x worker/node_modules/.bin/wrangler ]; then
+	echo "worker/node_modules is missing: run (cd worker && npm ci)" >&2
+	exit 1
+fi
+export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+rm -rf build/dist
+out="$(cd worker && npx --no-install wrangler deploy --dry-run --config ../wrangler.jsonc --outdir "$root/build/dist" 2>&1)" || {
+	echo "$out" >&2
+	exit 1
+}
+line="$(grep -m1 'Total Upload' <<<"$out" || true)"
+echo "wrangler deploy --dry-run: ${line:-no size line in the output}"
+kib="$(sed -n 's/.*gzip: \([0-9.]*\) KiB.*/\1/p' <<<"$line")"
+if [ -n "$kib" ]; then
+	kib=${kib%.*}
+	if [ "$kib" -gt "${FLARE_GZIP_MAX_KIB:-10240}" ]; then
+		echo "bundle is $kib KiB gzip: over the ${FLARE_GZIP_MAX_KIB:-10240} KiB limit" >&2
+		exit 1
+	fi
+	if [ "$kib" -gt "${FLARE_GZIP_WARN_KIB:-3072}" ]; then
+		echo "warning: bundle is $kib KiB gzip, over ${FLARE_GZIP_WARN_KIB:-3072} KiB (the free plan's 3 MiB)" >&2
+	fi
+fi
