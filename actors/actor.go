@@ -150,6 +150,7 @@ const (
 	StatusAdmitted  Status = "admitted"
 	StatusLeased    Status = "leased"
 	StatusRunning   Status = "running"
+	StatusWaiting   Status = "waiting" // suspended: holds no slot, waits for time, children or an event
 	StatusSuccess   Status = "success"
 	StatusFailure   Status = "failure"
 	StatusCancelled Status = "cancelled"

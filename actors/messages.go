@@ -13,40 +13,50 @@ import (
 type Message interface{ Type() string }
 
 // ---- admission (one actor per pool) ----
+//
+// Every admission and lease message carries the run's Ticket: it goes up each time a
+// suspended run queues again, so a late release or grant of an earlier ticket can
+// never be mistaken for the current one.
 
 // AdmitRequest asks for a slot in the pool (idempotent). OrderKey places the request
 // in the FIFO; a fan-out child passes its parent's so it keeps the parent's place.
 // Zero means now.
 type AdmitRequest struct {
 	Exec     string    `json:"exec"`
+	Ticket   int       `json:"ticket,omitempty"`
 	OrderKey time.Time `json:"orderKey,omitzero"`
 }
 
 // AdmitHeartbeat keeps a waiter or holder alive; it is answered with the current truth
 // (AdmitQueued or AdmitGranted, or AdmitUnknown when the entry is gone).
 type AdmitHeartbeat struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // AdmitRelease frees the slot or leaves the queue; answered with AdmitReleased.
 type AdmitRelease struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // AdmitQueued reports the waiter's queue position (sent when it changes).
 type AdmitQueued struct {
-	Exec  string    `json:"exec"`
-	Queue QueueInfo `json:"queue"`
+	Exec   string    `json:"exec"`
+	Ticket int       `json:"ticket,omitempty"`
+	Queue  QueueInfo `json:"queue"`
 }
 
 // AdmitGranted tells the waiter it holds a slot.
 type AdmitGranted struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // AdmitTimedOut tells the waiter it waited too long and has left the queue.
 type AdmitTimedOut struct {
 	Exec      string        `json:"exec"`
+	Ticket    int           `json:"ticket,omitempty"`
 	QueuedFor time.Duration `json:"queuedFor"`
 	Position  int           `json:"position"`
 	Busy      int           `json:"busy"`
@@ -55,13 +65,15 @@ type AdmitTimedOut struct {
 
 // AdmitReleased acknowledges AdmitRelease.
 type AdmitReleased struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // AdmitUnknown answers a heartbeat from an execution the pool does not know (its
 // entry expired): the run asks again or gives up.
 type AdmitUnknown struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // ---- lease (one actor per sandbox id) ----
@@ -69,42 +81,50 @@ type AdmitUnknown struct {
 // LeaseAcquire asks for the sandbox (idempotent); answered with LeaseGranted at once or
 // when the holder releases, or LeaseBusy after the wait limit.
 type LeaseAcquire struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // LeaseHeartbeat keeps a holder or waiter alive; answered with the current truth.
 type LeaseHeartbeat struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // LeaseRelease gives the sandbox up or stops waiting; answered with LeaseReleased.
 type LeaseRelease struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 type LeaseGranted struct {
 	Exec    string `json:"exec"`
+	Ticket  int    `json:"ticket,omitempty"`
 	Sandbox string `json:"sandbox"`
 }
 
 type LeaseBusy struct {
 	Exec    string        `json:"exec"`
+	Ticket  int           `json:"ticket,omitempty"`
 	Sandbox string        `json:"sandbox"`
 	Holder  string        `json:"holder"`
 	Waited  time.Duration `json:"waited"`
 }
 
 type LeaseReleased struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 type LeaseUnknown struct {
-	Exec string `json:"exec"`
+	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 }
 
 // LeaseWaiting answers a waiter's heartbeat while another execution holds the sandbox.
 type LeaseWaiting struct {
 	Exec   string `json:"exec"`
+	Ticket int    `json:"ticket,omitempty"`
 	Holder string `json:"holder"`
 }
 
@@ -197,6 +217,55 @@ type AgentExit struct {
 	Failure *Failure        `json:"failure,omitempty"`
 }
 
+// AgentSuspend ends the attempt without ending the run: the run gives its slot and
+// lease back (a waiting parent holds nothing, so ADMISSION_CAP=1 cannot deadlock) and
+// waits until Until, until every execution in Children has ended, or until an event
+// of type Event has arrived, whichever comes first (zero values: not a condition).
+// Then it queues again, at its original place, for a new attempt that replays the
+// journal. Answered with AgentAck.
+type AgentSuspend struct {
+	Exec     string    `json:"exec"`
+	Attempt  int       `json:"attempt"`
+	Until    time.Time `json:"until,omitzero"`
+	Children []string  `json:"children,omitempty"`
+	Event    string    `json:"event,omitempty"`
+}
+
+// ChildDone tells a parent execution that one of its children ended. Children send it
+// when they end and whenever the parent polls them (ChildPoll), so it heals.
+type ChildDone struct {
+	Exec   string `json:"exec"` // the parent
+	Child  string `json:"child"`
+	Status Status `json:"status"`
+}
+
+// ChildPoll asks a child to send ChildDone to Parent if it has ended.
+type ChildPoll struct {
+	Exec   string `json:"exec"` // the child
+	Parent string `json:"parent"`
+}
+
+// RunEvent delivers an external event (admin approval, …) to the execution. The first
+// event of a type is recorded in the journal as the step "event:<type>" with the
+// payload as its result; later ones of the same type are Duplicates and change nothing.
+// Answered with RunEventAck.
+type RunEvent struct {
+	Exec    string          `json:"exec"`
+	Kind    string          `json:"type"` // the event's type`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// RunEventAck answers RunEvent.
+type RunEventAck struct {
+	Exec      string `json:"exec"`
+	Delivered bool   `json:"delivered"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Status    Status `json:"status"`
+}
+
+// EventStep is the journal step under which an event of type t is recorded.
+func EventStep(t string) string { return "event:" + t }
+
 // ---- every actor ----
 
 // Alarm is the actor's one timer firing.
@@ -232,6 +301,11 @@ func (StepBegin) Type() string      { return "step.begin" }
 func (StepDecision) Type() string   { return "step.decision" }
 func (StepEnd) Type() string        { return "step.end" }
 func (AgentExit) Type() string      { return "agent.exit" }
+func (AgentSuspend) Type() string   { return "agent.suspend" }
+func (ChildDone) Type() string      { return "run.child_done" }
+func (ChildPoll) Type() string      { return "run.child_poll" }
+func (RunEvent) Type() string       { return "run.event" }
+func (RunEventAck) Type() string    { return "run.event_ack" }
 func (Alarm) Type() string          { return "alarm" }
 func (Recover) Type() string        { return "recover" }
 
@@ -246,6 +320,7 @@ func init() {
 		LeaseReleased{}, LeaseUnknown{}, LeaseWaiting{},
 		RunStart{}, RunStatus{}, RunQuery{}, RunCancel{},
 		AgentHeartbeat{}, AgentAck{}, StepBegin{}, StepDecision{}, StepEnd{}, AgentExit{},
+		AgentSuspend{}, ChildDone{}, ChildPoll{}, RunEvent{}, RunEventAck{},
 		Alarm{}, Recover{},
 	} {
 		messageTypes[m.Type()] = reflect.TypeOf(m)

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/agent/logship"
@@ -100,9 +101,10 @@ type server struct {
 }
 
 type attempt struct {
-	start  agentapi.Start
-	cancel context.CancelCauseFunc
-	done   chan struct{}
+	start     agentapi.Start
+	cancel    context.CancelCauseFunc
+	done      chan struct{}
+	suspended atomic.Bool // the run suspended itself: no exit is reported
 }
 
 func newServer(cfg Config) (*server, error) {
@@ -297,10 +299,14 @@ func (s *server) runAttempt(ctx context.Context, a *attempt) {
 	log.Info("attempt started")
 	start := time.Now()
 
-	output, runErr := s.execute(runCtx, st, run, client, red, log)
+	output, runErr := s.execute(runCtx, a, run, client, red, log)
 
 	var fail *dsl.Failure
 	cause := context.Cause(runCtx)
+	if a.suspended.Load() || dsl.IsSuspended(runErr) {
+		log.Info("attempt ended: the run is suspended", "durationMs", time.Since(start).Milliseconds())
+		return
+	}
 	switch {
 	case errors.Is(runErr, agentapi.ErrStopped) || errors.Is(cause, agentapi.ErrStopped):
 		log.Info("attempt stopped by the edge")
@@ -333,7 +339,8 @@ func (s *server) runAttempt(ctx context.Context, a *attempt) {
 func failure(f dsl.Failure) *dsl.Failure { return &f }
 
 // execute builds the attempt's capabilities and runs the program.
-func (s *server) execute(ctx context.Context, st agentapi.Start, run dsl.Run, client *agentapi.Client, red *redact.Redactor, log *slog.Logger) (out json.RawMessage, err error) {
+func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *agentapi.Client, red *redact.Redactor, log *slog.Logger) (out json.RawMessage, err error) {
+	st := a.start
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("run panicked", "panic", p)
@@ -374,7 +381,14 @@ func (s *server) execute(ctx context.Context, st agentapi.Start, run dsl.Run, cl
 		Secrets: &edgeSecrets{client: client, red: red},
 		Log:     log,
 		Local:   st.Local,
+
+		Config:    edgeConfig{client: client},
+		GitHubAPI: edgeGitHub{client: client, red: red},
+		Children:  edgeChildren{client: client, red: red},
+		Suspender: suspender{client: client, cancel: a.cancel, suspended: &a.suspended},
+		IO:        agentIO{client: client, env: ioEnv()},
 	}
+	s.blobCapabilities(c, st, log)
 	return run.Execute(c, st.Inputs)
 }
 

@@ -23,6 +23,17 @@ type Ctx struct {
 	Log     *slog.Logger
 	Local   bool // running under `flare up`/`flare run`: local repository paths are allowed
 
+	// Capabilities (capabilities.go); nil when the platform does not offer one.
+	Cache     Cache
+	Artifacts Artifacts
+	Config    ConfigStore
+	GitHubAPI GitHubAPI
+	Children  Children
+	Suspender Suspender
+	IO        IO
+	Model     ModelGateway
+	Browser   Browser
+
 	steps atomic.Pointer[stepNames]
 }
 
@@ -59,6 +70,42 @@ type Sandbox interface {
 	// Exec runs r.Command with sh -c. A non-zero exit is a normal result; the error is
 	// *ExecFailed when the command could not run and *ExecTimeout when r.Timeout passed.
 	Exec(ctx context.Context, r ExecRequest) (ExecResult, error)
+	// ReadFile reads a file of the sandbox (relative paths are under the workspace).
+	// Failures are *ReadFileFailed.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// RunDetached starts r.Command in the background (its own process group and command
+	// log) and returns at once. The process lives as long as the attempt; r.Timeout
+	// bounds it.
+	RunDetached(ctx context.Context, r ExecRequest) (Process, error)
+	// WaitForExit waits for a detached process to end and returns how it ended.
+	WaitForExit(ctx context.Context, p Process) (ExecResult, error)
+	// WaitForPort waits until something accepts TCP connections on the port on the
+	// loopback interface; *PortNeverOpened after timeout, or as soon as p (when not
+	// zero) has exited.
+	WaitForPort(ctx context.Context, p Process, port int, timeout time.Duration) error
+	// ExposePort gives a port of the sandbox a URL the edge and the outside can reach;
+	// *ExposePortFailed when the platform has no preview URLs.
+	ExposePort(ctx context.Context, port int) (string, error)
+	// Exists reports whether path (a file or a directory) exists in the sandbox.
+	Exists(ctx context.Context, path string) (bool, error)
+	// Changes lists what differs between the checkout at dir and its commit: changed and
+	// new files (not ignored ones) and deletions, sorted by path.
+	Changes(ctx context.Context, dir string) ([]Change, error)
+}
+
+// Process is a detached command: a handle that fits in a step result.
+type Process struct {
+	ID      string `json:"id"`
+	Command string `json:"command"`
+	LogURI  string `json:"logUri"`
+}
+
+// Change is one path that differs from the checked-out commit.
+type Change struct {
+	Path    string `json:"path"`              // slash-separated, relative to the checkout
+	Deleted bool   `json:"deleted,omitempty"` // removed from the working tree
+	Mode    string `json:"mode,omitempty"`    // 100644, 100755 or 120000 (a symlink); "" when deleted
+	Size    int64  `json:"size,omitempty"`
 }
 
 // ExecRequest is one command.

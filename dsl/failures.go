@@ -31,6 +31,7 @@ const (
 	TagCheckoutFailed          = "CheckoutFailed"
 	TagExecFailed              = "ExecFailed"
 	TagCommandFailed           = "CommandFailed"
+	TagShardsFailed            = "ShardsFailed"
 	TagExecTimeout             = "ExecTimeout"
 	TagContainerLaunchFailed   = "ContainerLaunchFailed"
 	TagPortNeverOpened         = "PortNeverOpened"
@@ -63,6 +64,7 @@ var newByTag = map[string]func() TypedError{
 	TagCheckoutFailed:          func() TypedError { return new(CheckoutFailed) },
 	TagExecFailed:              func() TypedError { return new(ExecFailed) },
 	TagCommandFailed:           func() TypedError { return new(CommandFailed) },
+	TagShardsFailed:            func() TypedError { return new(ShardsFailed) },
 	TagExecTimeout:             func() TypedError { return new(ExecTimeout) },
 	TagContainerLaunchFailed:   func() TypedError { return new(ContainerLaunchFailed) },
 	TagPortNeverOpened:         func() TypedError { return new(PortNeverOpened) },
@@ -199,6 +201,8 @@ type CommandFailed struct {
 	msg
 	ExitCode   int    `json:"exitCode"`
 	StderrTail string `json:"stderrTail"`
+	DurationMs int64  `json:"durationMs,omitempty"`
+	LogURI     string `json:"logUri,omitempty"`
 }
 
 func (e *CommandFailed) Error() string {
@@ -206,6 +210,20 @@ func (e *CommandFailed) Error() string {
 }
 func (e *CommandFailed) Failure() Failure { return toFailure(TagCommandFailed, e) }
 func (*CommandFailed) isTypedError()      {}
+
+// ShardsFailed: some shards of a fan-out did not pass; SummaryMd is the shard table.
+type ShardsFailed struct {
+	msg
+	Failed    int    `json:"failed"`
+	Total     int    `json:"total"`
+	SummaryMd string `json:"summaryMd,omitempty"`
+}
+
+func (e *ShardsFailed) Error() string {
+	return e.or(fmt.Sprintf("%d of %d shards failed", e.Failed, e.Total))
+}
+func (e *ShardsFailed) Failure() Failure { return toFailure(TagShardsFailed, e) }
+func (*ShardsFailed) isTypedError()      {}
 
 // ExecTimeout: the command ran past its timeout and was killed with its process group.
 type ExecTimeout struct {

@@ -33,6 +33,12 @@ func Markdown(f Failure) string {
 		return s + stderrBlock(e.StderrTail)
 	case *CommandFailed:
 		return fmt.Sprintf("**The command failed with exit code %d.**", e.ExitCode) + stderrBlock(e.StderrTail)
+	case *ShardsFailed:
+		s := fmt.Sprintf("**%d of %d shard(s) failed.**", e.Failed, e.Total)
+		if e.SummaryMd != "" {
+			s += "\n\n" + clip(e.SummaryMd, maxSummaryMd)
+		}
+		return s
 	case *ExecTimeout:
 		return fmt.Sprintf("⏱ **The command timed out** after %s and was stopped with everything it started.\n\n%s",
 			seconds(e.TimeoutSec), fence(clip(e.Command, maxText)))

@@ -20,6 +20,7 @@ var samples = []dsl.TypedError{
 	&dsl.CheckoutFailed{Repo: "acme/web", SHA: "0123456789abcdef0123456789abcdef01234567", Cause: "fatal: couldn't find remote ref"},
 	&dsl.ExecFailed{ExitCode: -1, Cause: "chdir /workspace/web: no such file or directory"},
 	&dsl.CommandFailed{ExitCode: 1, StderrTail: strings.Repeat("FAIL src/a.test.ts > adds\n", 10) + "Tests: 1 failed, 41 passed\n"},
+	&dsl.ShardsFailed{Failed: 1, Total: 4, SummaryMd: "| Shard | Result |\n|---|---|\n| 2/4 | ❌ exit 1 |"},
 	&dsl.ExecTimeout{TimeoutSec: 600, Command: "pnpm test"},
 	&dsl.ContainerLaunchFailed{Image: "lean", Cause: "no capacity"},
 	&dsl.PortNeverOpened{Port: 3000, TimeoutSec: 120},

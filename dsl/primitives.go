@@ -70,14 +70,19 @@ type Command struct {
 	Secrets      []string
 	SecretPrefix string
 	Timeout      time.Duration
+	// Install installs the checkout's dependencies first (InstallCached, step install).
+	Install bool
+	// ExecStep names the command's step (default "exec"; StepSuffix is appended).
+	ExecStep string
 	// StepSuffix tells apart the steps of several command runs in one run body:
 	// "" gives "checkout" and "exec", "shard-2" gives "checkout-shard-2" and "exec-shard-2".
 	StepSuffix string
 }
 
 // CommandRun is the recipe of every run that checks out a repository and runs a
-// command in it (offload-test, matrix shards, fixtures): step checkout → secrets
-// loaded inline → step exec (env = secrets, then Env on top; the command's timeout).
+// command in it (offload-test, matrix shards, fixtures): step checkout → [step install]
+// → secrets loaded inline → step exec (env = the install's, then secrets, then Env on
+// top; the command's timeout).
 // A non-zero exit is a normal result; the caller decides whether it fails the run.
 //
 // The exec step checks the directory out again if it is missing: a new attempt on a
@@ -86,19 +91,23 @@ func CommandRun(c *Ctx, cmd Command) (ExecResult, error) {
 	if c.Sandbox == nil {
 		return ExecResult{}, &ExecFailed{ExitCode: -1, Cause: "no sandbox"}
 	}
-	checkoutStep, execStep := "checkout", "exec"
+	execStep := "exec"
+	if cmd.ExecStep != "" {
+		execStep = cmd.ExecStep
+	}
 	if cmd.StepSuffix != "" {
-		checkoutStep += "-" + cmd.StepSuffix
 		execStep += "-" + cmd.StepSuffix
 	}
-	if _, err := Checkout(c, checkoutStep, cmd.Repo, cmd.SHA, Retries(1)); err != nil {
+	ws, err := NewWorkspace(c, WorkspaceOptions{Repo: cmd.Repo, SHA: cmd.SHA, Install: cmd.Install, StepSuffix: cmd.StepSuffix})
+	if err != nil {
 		return ExecResult{}, err
 	}
 	secrets, err := LoadSecrets(c, cmd.Secrets, cmd.SecretPrefix, true)
 	if err != nil {
 		return ExecResult{}, err
 	}
-	env := make(map[string]string, len(secrets)+len(cmd.Env))
+	env := make(map[string]string, len(ws.Env)+len(secrets)+len(cmd.Env))
+	maps.Copy(env, ws.Env)
 	maps.Copy(env, secrets)
 	maps.Copy(env, cmd.Env)
 

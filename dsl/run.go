@@ -32,6 +32,29 @@ type Spec struct {
 	Pool        string // PoolLean or PoolBrowser; "" means lean
 	MaxDuration time.Duration
 	Schedules   []Schedule
+	Triggers    []Trigger // webhook mode (triggers.go)
+	// Needs are what the run may ask the edge for beyond its own logs, artifacts and
+	// cache (the edge checks each request against them).
+	Needs Needs
+	// Writeback, when set, proposes the run's changes as a pull request (writeback.go).
+	Writeback *Writeback
+}
+
+// Needs are a run's declared needs, checked by the edge's agent API.
+type Needs struct {
+	// Config are the CONFIG_KV namespaces the run reads: a key is readable when it
+	// starts with "<namespace>." (nil means the run's own name only).
+	Config []string
+	// PullRequests lets the run open draft pull requests on its repository.
+	PullRequests bool
+}
+
+// ConfigNamespaces are Needs.Config, or the run's name when none are declared.
+func (s Spec) ConfigNamespaces() []string {
+	if len(s.Needs.Config) > 0 {
+		return s.Needs.Config
+	}
+	return []string{s.Name}
 }
 
 // Schedule fires the run from a cron trigger. Inputs give a scope; enumerating work
@@ -71,6 +94,14 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("run %s: MaxDuration must be > 0, got %s", s.Name, s.MaxDuration)
 	case s.Pool != "" && s.Pool != PoolLean && s.Pool != PoolBrowser:
 		return fmt.Errorf("run %s: pool %q is neither %q nor %q", s.Name, s.Pool, PoolLean, PoolBrowser)
+	}
+	if err := validateTriggers(s); err != nil {
+		return err
+	}
+	if s.Writeback != nil {
+		if err := s.Writeback.validate(s.Name); err != nil {
+			return err
+		}
 	}
 	for i, sc := range s.Schedules {
 		switch {

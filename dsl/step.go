@@ -103,7 +103,7 @@ func Step[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error), o
 		}
 	}
 	if err != nil {
-		if c.Err() != nil {
+		if c.Err() != nil || IsSuspended(err) {
 			log.Info("step interrupted; the attempt is stopping", "err", err)
 			return zero, err
 		}
@@ -145,7 +145,7 @@ func tryStep[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error)
 		if err == nil {
 			return v, nil
 		}
-		if c.Err() != nil || try >= o.retries {
+		if c.Err() != nil || try >= o.retries || IsSuspended(err) {
 			return zero, err
 		}
 		c.logger().Info("step try failed; retrying", "step", name, "try", try+1, "in", wait, "err", err)

@@ -155,3 +155,37 @@ func fromWire(f *agentapi.Failure) *actors.Failure {
 	}
 	return &actors.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail}
 }
+
+// agentGitCredentials gives the agent a short-lived token to clone the execution's
+// own repository, and nothing else; an empty token means clone anonymously.
+func (s *Server) agentGitCredentials(w http.ResponseWriter, r *http.Request) {
+	var q agentapi.GitCredentialsRequest
+	id, c, ok := s.agentRequest(w, r, &q)
+	if !ok {
+		return
+	}
+	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: c.Attempt}); !ok {
+		return
+	}
+	ex, err := s.Meta.Execution(r.Context(), id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+		return
+	}
+	var p Params
+	_ = json.Unmarshal(ex.Input, &p)
+	if q.Repo != p.Repo {
+		writeError(w, http.StatusForbidden, "repo_not_allowed", fmt.Sprintf("execution %s may clone %s, not %s", id, p.Repo, q.Repo), "field", "repo")
+		return
+	}
+	if s.Tokens == nil {
+		writeJSON(w, http.StatusOK, agentapi.GitCredentials{})
+		return
+	}
+	tok, exp, err := s.Tokens.RepoToken(r.Context(), p.Repo, p.InstallationID)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "github_token_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, agentapi.GitCredentials{Token: tok, Expires: exp})
+}

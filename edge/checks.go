@@ -31,6 +31,9 @@ func RenderCheck(run string, p actors.Progress, logLink string) CheckReport {
 		if p.Attempt > 1 {
 			r.Summary += fmt.Sprintf("\n\nAgent restarted: attempt %d.", p.Attempt)
 		}
+	case actors.StatusWaiting:
+		r.Title = "Waiting"
+		r.Summary = fmt.Sprintf("Execution `%s` is waiting (for time to pass, child executions or an event) and holds no sandbox slot.", p.Exec) + links
 	case actors.StatusSuccess:
 		r.Status, r.Conclusion, r.Title = "completed", "success", "Succeeded"
 		r.Summary = fmt.Sprintf("✓ %s — execution succeeded.", run) + links

@@ -16,6 +16,8 @@ type Config struct {
 	Local         bool   // local mode: local repository paths accepted
 	BlobEndpoint  string // S3 endpoint the agents use (R2 or the embedded store)
 	BlobBucket    string
+	WebhookSecret string // GITHUB_WEBHOOK_SECRET: webhook signatures; unset = webhook mode off (503)
+	GitHubAPIURL  string // GITHUB_API_URL: REST API root (default https://api.github.com/; a fake in tests)
 }
 
 // ConfigFromEnv reads a Config with getenv (os.Getenv locally, the Worker's env on
@@ -27,6 +29,8 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		AdminToken:    getenv("ADMIN_TOKEN"),
 		PublicOrigin:  strings.TrimRight(getenv("PUBLIC_ORIGIN"), "/"),
 		AdmissionCap:  ParseCap(getenv("ADMISSION_CAP")),
+		WebhookSecret: getenv("GITHUB_WEBHOOK_SECRET"),
+		GitHubAPIURL:  getenv("GITHUB_API_URL"),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
@@ -46,6 +47,9 @@ type Params struct {
 	Inputs         json.RawMessage `json:"inputs"`
 	Origin         string          `json:"origin"`
 	Parent         string          `json:"parentExecutionId,omitempty"`
+	// OrderKey is the admission queue position of a child execution: its parent's
+	// (children.go). Zero means the execution's own arrival.
+	OrderKey time.Time `json:"orderKey,omitzero"`
 }
 
 var (
@@ -126,6 +130,9 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 	if p.Ref == "" {
 		p.Ref = "refs/heads/main"
 	}
+	if p.InstallationID == 0 { // learned from webhooks (webhooks.go)
+		p.InstallationID = s.LearnedInstallation(ctx, p.Repo)
+	}
 	input, err := json.Marshal(p)
 	if err != nil {
 		return actors.RunStatus{}, err
@@ -138,9 +145,13 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 	if pool == "" {
 		pool = dsl.PoolLean
 	}
+	sandbox := SandboxID(SemanticID(p.Run, p.Repo, p.SHA))
+	if p.Parent != "" { // each child has a sandbox of its own (siblings share run, repo and sha)
+		sandbox = SandboxID(p.Exec)
+	}
 	reply, err := s.Actors.Call(ctx, actors.RunAddr(p.Exec), actors.RunStart{
-		Exec: p.Exec, Run: p.Run, Pool: pool, Sandbox: SandboxID(SemanticID(p.Run, p.Repo, p.SHA)),
-		Parent: p.Parent, MaxDuration: spec.MaxDuration})
+		Exec: p.Exec, Run: p.Run, Pool: pool, Sandbox: sandbox,
+		Parent: p.Parent, OrderKey: p.OrderKey, MaxDuration: spec.MaxDuration})
 	if err != nil {
 		return actors.RunStatus{}, err
 	}

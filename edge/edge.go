@@ -26,8 +26,15 @@ type Deps struct {
 	KV        KV
 	Sandboxes Sandboxes
 	Checks    Checks
-	Now       func() time.Time
-	Log       *slog.Logger
+	Tokens    RepoTokens
+	// GitHub brokers GitHub for runs: reads, draft pull requests, writeback commits
+	// (ports_github.go); nil without App credentials.
+	GitHub GitHubAPI
+	// HTTPClient makes the edge's own outbound calls (the manifest code exchange);
+	// nil means http.DefaultClient.
+	HTTPClient *http.Client
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Server is the edge.
@@ -59,6 +66,23 @@ func New(d Deps) *Server {
 	s.route("/v1/agent/{id}/steps/{step}/end", http.MethodPost, s.agentStepEnd)
 	s.route("/v1/agent/{id}/exit", http.MethodPost, s.agentExit)
 	s.route("/v1/agent/{id}/secrets", http.MethodPost, s.agentSecrets)
+	s.route("/v1/agent/{id}/git-credentials", http.MethodPost, s.agentGitCredentials)
+	// the DSL's capabilities: suspend and fan-out (children.go), brokered config,
+	// GitHub and earlier executions (agentcaps.go), artifacts (artifacts.go)
+	s.route("/v1/agent/{id}/suspend", http.MethodPost, s.agentSuspend)
+	s.route("/v1/agent/{id}/children", http.MethodPost, s.agentSpawnChildren)
+	s.route("/v1/agent/{id}/children/status", http.MethodPost, s.agentChildrenStatus)
+	s.route("/v1/agent/{id}/config", http.MethodPost, s.agentConfig)
+	s.route("/v1/agent/{id}/github/repository", http.MethodPost, s.agentGitHubRepository)
+	s.route("/v1/agent/{id}/github/pulls", http.MethodPost, s.agentGitHubPulls)
+	s.route("/v1/agent/{id}/github/pull-request", http.MethodPost, s.agentGitHubPullRequest)
+	s.route("/v1/agent/{id}/prior", http.MethodPost, s.agentPrior)
+	s.route("/v1/artifacts/{exec}/{name}", http.MethodGet, s.artifact)
+	s.route("/v1/artifacts/{exec}/{name}/{path...}", http.MethodGet, s.artifact)
+	s.route("/v1/webhooks/github", http.MethodPost, s.webhook)
+	s.route("/v1/github/install/new", http.MethodGet, s.installNew)
+	s.route("/v1/github/installed", http.MethodGet, s.installed)
+	s.route("/v1/admin/events/{id}", http.MethodPost, s.adminEvent)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "not_found"})
 	})

@@ -133,7 +133,7 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 	}
 	now := s.Now()
 	token := MintAgentToken(s.Config, AgentClaims{Exec: e.Exec, Attempt: e.Attempt, Expires: now.Add(ttl).Unix()})
-	keyID, secret, err := blobcred.Mint(BlobRoot(s.Config), e.Exec, blobcred.ExecGrants(e.Exec, p.Repo, false), ttl, now)
+	keyID, secret, err := blobcred.Mint(BlobRoot(s.Config), e.Exec, blobcred.ExecGrants(e.Exec, p.Repo, CacheWritable(p)), ttl, now)
 	if err != nil {
 		return fmt.Errorf("start agent %s: blob credentials: %w", e.Exec, err)
 	}
@@ -142,7 +142,7 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 		GitHub: agentapi.GitHub{Repo: p.Repo, Ref: p.Ref, SHA: p.SHA, PRNumber: p.PRNumber},
 		Inputs: p.Inputs, Local: s.Config.Local,
 		Blobs: agentapi.Blobs{Endpoint: s.Config.BlobEndpoint, Bucket: s.Config.BlobBucket, AccessKeyID: keyID, Secret: secret,
-			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/"},
+			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/", CacheWrite: CacheWritable(p)},
 	}
 	return s.Sandboxes.Start(ctx, e.Sandbox, e.Pool, start)
 }
@@ -162,6 +162,8 @@ func (s *Server) project(ctx context.Context, p actors.Progress) error {
 	}
 	report := RenderCheck(ex.Run, p, s.LogLink(params.Origin, p.Exec))
 	report.Install = params.InstallationID
+	s.afterProgress(ctx, ex, params, p, &report)
+	s.attachFindings(ctx, &report, p)
 	b, _ := json.Marshal(report)
 	if err := s.KV.Put(ctx, "check-run/"+p.Exec, string(b), 0); err != nil {
 		return err
@@ -171,8 +173,11 @@ func (s *Server) project(ctx context.Context, p actors.Progress) error {
 		if err != nil {
 			// Reporting never fails a run; the next progress tries again.
 			s.Log.Warn("check-run report failed", "execution", p.Exec, "err", err)
-		} else if ex.CheckRunID == 0 {
-			upd.CheckRunID = id
+		} else {
+			s.reported(ctx, ex, id, report)
+			if ex.CheckRunID == 0 {
+				upd.CheckRunID = id
+			}
 		}
 	}
 	return s.Meta.UpdateExecution(ctx, upd)

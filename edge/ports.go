@@ -88,4 +88,13 @@ type CheckReport struct {
 	Summary    string `json:"summary"` // markdown
 	DetailsURL string `json:"detailsUrl"`
 	Install    int64  `json:"installationId,omitempty"` // GitHub App installation id; 0 = none
+	// Annotations are the run's findings, on the completed report only (findings.go).
+	Annotations []Annotation `json:"annotations,omitempty"`
+}
+
+// RepoTokens mints short-lived clone tokens (GitHub App installation tokens); nil on a
+// deploy without App credentials.
+type RepoTokens interface {
+	// RepoToken returns a token for repo; installationID 0 means look it up by repo.
+	RepoToken(ctx context.Context, repo string, installationID int64) (string, time.Time, error)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/dsl/dsltest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
@@ -48,6 +49,7 @@ func (s secrets) Load(_ context.Context, keys []string, prefix string, required 
 
 // sandbox records the command it was asked to run and answers with exit.
 type sandbox struct {
+	dsltest.SandboxBase
 	exit int
 	got  dsl.ExecRequest
 }

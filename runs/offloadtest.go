@@ -23,6 +23,7 @@ type OffloadTestInputs struct {
 	SecretPrefix string            `json:"secretPrefix,omitempty"`
 	TimeoutSec   int               `json:"timeoutSec,omitempty"` // default 600, max 3600
 	ReportOnly   bool              `json:"reportOnly,omitempty"` // green whatever the exit code
+	Install      bool              `json:"install,omitempty"`    // install dependencies first (by lockfile, cached)
 }
 
 // OffloadTestOutput is offload-test's output.
@@ -95,13 +96,14 @@ var OffloadTest = dsl.Define(dsl.Spec{
 		Secrets:      in.Secrets,
 		SecretPrefix: in.SecretPrefix,
 		Timeout:      time.Duration(in.TimeoutSec) * time.Second,
+		Install:      in.Install,
 	})
 	if err != nil {
 		return OffloadTestOutput{}, err
 	}
 	out := OffloadTestOutput{ExitCode: res.ExitCode, DurationMs: res.DurationMs, LogURI: res.LogURI}
 	if res.ExitCode != 0 && !in.ReportOnly {
-		return out, &dsl.CommandFailed{ExitCode: res.ExitCode, StderrTail: res.StderrTail}
+		return out, &dsl.CommandFailed{ExitCode: res.ExitCode, StderrTail: res.StderrTail, DurationMs: res.DurationMs, LogURI: res.LogURI}
 	}
 	return out, nil
 })

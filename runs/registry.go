@@ -7,5 +7,8 @@ import "github.com/flare-dispatch/flare-dispatch/dsl"
 func Registry() dsl.Registry {
 	return dsl.NewRegistry(
 		OffloadTest,
+		MatrixFanout,
+		DeploySmoke,
+		RefreshFixtures,
 	)
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
@@ -23,12 +24,14 @@ type Config struct {
 	WaiterTTL time.Duration // a waiter silent this long drops out
 	MaxWait   time.Duration // a request waits at most this long
 	Tick      time.Duration // sweep period while the pool is not empty
+	Forget    time.Duration // how long a released ticket is remembered
 }
 
 // DefaultConfig is the contract's: cap 16, holder TTL 10 min, waiter TTL 100 s,
-// max wait 20 min; sweep every 5 s.
+// max wait 20 min; sweep every 5 s; released tickets remembered for 30 min.
 func DefaultConfig() Config {
-	return Config{Cap: 16, HolderTTL: 10 * time.Minute, WaiterTTL: 100 * time.Second, MaxWait: 20 * time.Minute, Tick: 5 * time.Second}
+	return Config{Cap: 16, HolderTTL: 10 * time.Minute, WaiterTTL: 100 * time.Second, MaxWait: 20 * time.Minute,
+		Tick: 5 * time.Second, Forget: 30 * time.Minute}
 }
 
 const (
@@ -39,6 +42,7 @@ const (
 // entry is one row: a waiter or a holder.
 type entry struct {
 	Exec        string    `json:"exec"`
+	Ticket      int       `json:"ticket,omitempty"`
 	State       string    `json:"state"`
 	OrderKey    time.Time `json:"orderKey"`
 	QueuedAt    time.Time `json:"queuedAt"`
@@ -54,6 +58,13 @@ func (e *entry) before(o *entry) bool {
 	return e.Exec < o.Exec
 }
 
+type gone struct {
+	Ticket int       `json:"ticket"`
+	At     time.Time `json:"at"`
+}
+
+const goneRow = "~"
+
 type header struct {
 	Pool string    `json:"pool"`
 	Wake time.Time `json:"wake,omitzero"`
@@ -65,8 +76,11 @@ type Actor struct {
 	cfg     Config
 	h       header
 	entries map[string]*entry
-	queue   []*entry // queued entries in FIFO order (derived)
-	holders int      // admitted entries (derived)
+	// released remembers the last ticket each execution released (rows "~<exec>"):
+	// a late duplicate request or heartbeat of that ticket must not take a slot again.
+	released map[string]*gone
+	queue    []*entry // queued entries in FIFO order (derived)
+	holders  int      // admitted entries (derived)
 }
 
 var _ actors.Actor = (*Actor)(nil)
@@ -76,7 +90,10 @@ func New(pool string, cfg Config) *Actor {
 	if cfg.Cap <= 0 {
 		cfg.Cap = DefaultConfig().Cap
 	}
-	return &Actor{cfg: cfg, h: header{Pool: pool}, entries: map[string]*entry{}}
+	if cfg.Forget <= 0 {
+		cfg.Forget = DefaultConfig().Forget
+	}
+	return &Actor{cfg: cfg, h: header{Pool: pool}, entries: map[string]*entry{}, released: map[string]*gone{}}
 }
 
 // Apply is the whole behaviour.
@@ -84,22 +101,36 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 	var out []actors.Effect
 	switch m := m.(type) {
 	case actors.AdmitRequest:
+		if a.wasReleased(m.Exec, m.Ticket) {
+			break
+		}
 		out = a.request(now, m)
 	case actors.AdmitHeartbeat:
 		e := a.entries[m.Exec]
-		if e == nil {
-			out = append(out, a.send(m.Exec, actors.AdmitUnknown{Exec: m.Exec}))
-			break
+		switch {
+		case e != nil && m.Ticket < e.Ticket, a.wasReleased(m.Exec, m.Ticket):
+			// A heartbeat of an earlier or released ticket, late: nothing to say.
+		case e == nil || m.Ticket > e.Ticket:
+			if e != nil { // the run has moved on: its old entry is stale
+				a.remove(e)
+				out = a.pump(now, out)
+			}
+			out = append(out, a.send(m.Exec, actors.AdmitUnknown{Exec: m.Exec, Ticket: m.Ticket}))
+		default:
+			e.HeartbeatAt = now
+			a.MarkRow(e.Exec)
+			out = append(out, a.truth(e))
 		}
-		e.HeartbeatAt = now
-		a.MarkRow(e.Exec)
-		out = append(out, a.truth(e))
 	case actors.AdmitRelease:
-		if e := a.entries[m.Exec]; e != nil {
+		if e := a.entries[m.Exec]; e != nil && m.Ticket >= e.Ticket {
 			a.remove(e)
 			out = a.pump(now, out)
 		}
-		out = append(out, a.send(m.Exec, actors.AdmitReleased{Exec: m.Exec}))
+		if g := a.released[m.Exec]; g == nil || g.Ticket < m.Ticket {
+			a.released[m.Exec] = &gone{Ticket: m.Ticket, At: now}
+			a.MarkRow(goneRow + m.Exec)
+		}
+		out = append(out, a.send(m.Exec, actors.AdmitReleased{Exec: m.Exec, Ticket: m.Ticket}))
 	case actors.Alarm:
 		out = a.sweep(now)
 	case actors.Recover:
@@ -109,7 +140,7 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 			e.HeartbeatAt = now
 			a.MarkRow(e.Exec)
 		}
-		for _, e := range a.entries {
+		for _, e := range a.sorted() {
 			out = append(out, a.truth(e))
 		}
 		out = a.pump(now, out)
@@ -119,21 +150,29 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 }
 
 func (a *Actor) request(now time.Time, m actors.AdmitRequest) []actors.Effect {
+	var out []actors.Effect
 	if e := a.entries[m.Exec]; e != nil {
-		e.HeartbeatAt = now
-		a.MarkRow(e.Exec)
-		return []actors.Effect{a.truth(e)}
+		switch {
+		case m.Ticket < e.Ticket:
+			return nil // a late request of an earlier ticket
+		case m.Ticket == e.Ticket:
+			e.HeartbeatAt = now
+			a.MarkRow(e.Exec)
+			return []actors.Effect{a.truth(e)}
+		}
+		a.remove(e) // the run released that ticket and queues again
+		out = a.pump(now, out)
 	}
 	order := m.OrderKey
 	if order.IsZero() {
 		order = now
 	}
-	e := &entry{Exec: m.Exec, State: stateQueued, OrderKey: order, QueuedAt: now, HeartbeatAt: now, Reported: -1}
+	e := &entry{Exec: m.Exec, Ticket: m.Ticket, State: stateQueued, OrderKey: order, QueuedAt: now, HeartbeatAt: now, Reported: -1}
 	a.entries[e.Exec] = e
 	a.MarkRow(e.Exec)
 	i, _ := slices.BinarySearchFunc(a.queue, e, compare)
 	a.queue = slices.Insert(a.queue, i, e)
-	out := a.pump(now, nil)
+	out = a.pump(now, out)
 	if e.State == stateQueued {
 		out = append(out, a.report(e, a.position(e)))
 	}
@@ -153,15 +192,27 @@ func (a *Actor) pump(now time.Time, out []actors.Effect) []actors.Effect {
 		e.State, e.AdmittedAt = stateAdmitted, now
 		a.holders++
 		a.MarkRow(e.Exec)
-		out = append(out, a.send(e.Exec, actors.AdmitGranted{Exec: e.Exec}))
+		out = append(out, a.send(e.Exec, actors.AdmitGranted{Exec: e.Exec, Ticket: e.Ticket}))
 	}
 	return out
 }
 
 // sweep reclaims silent holders, drops silent waiters, times out old requests, grants
 // what became free and reports every position that changed since the last report.
+// wasReleased reports that the execution released this ticket (or a later one).
+func (a *Actor) wasReleased(exec string, ticket int) bool {
+	g := a.released[exec]
+	return g != nil && ticket <= g.Ticket
+}
+
 func (a *Actor) sweep(now time.Time) []actors.Effect {
 	var out []actors.Effect
+	for exec, g := range a.released {
+		if now.Sub(g.At) >= a.cfg.Forget {
+			delete(a.released, exec)
+			a.MarkRow(goneRow + exec)
+		}
+	}
 	for _, e := range a.sorted() {
 		switch {
 		case e.State == stateAdmitted && now.Sub(e.HeartbeatAt) >= a.cfg.HolderTTL:
@@ -170,7 +221,7 @@ func (a *Actor) sweep(now time.Time) []actors.Effect {
 			pos := a.position(e)
 			a.remove(e)
 			out = append(out, a.send(e.Exec, actors.AdmitTimedOut{
-				Exec: e.Exec, QueuedFor: now.Sub(e.QueuedAt), Position: pos, Busy: a.holders, Cap: a.cfg.Cap}))
+				Exec: e.Exec, Ticket: e.Ticket, QueuedFor: now.Sub(e.QueuedAt), Position: pos, Busy: a.holders, Cap: a.cfg.Cap}))
 		case e.State == stateQueued && now.Sub(e.HeartbeatAt) >= a.cfg.WaiterTTL:
 			a.remove(e)
 		}
@@ -217,7 +268,7 @@ func (a *Actor) position(e *entry) int {
 // truth answers a heartbeat or a repeated request with where the entry stands.
 func (a *Actor) truth(e *entry) actors.Effect {
 	if e.State == stateAdmitted {
-		return a.send(e.Exec, actors.AdmitGranted{Exec: e.Exec})
+		return a.send(e.Exec, actors.AdmitGranted{Exec: e.Exec, Ticket: e.Ticket})
 	}
 	return a.report(e, a.position(e))
 }
@@ -225,7 +276,7 @@ func (a *Actor) truth(e *entry) actors.Effect {
 func (a *Actor) report(e *entry, pos int) actors.Effect {
 	e.Reported = pos
 	a.MarkRow(e.Exec)
-	return a.send(e.Exec, actors.AdmitQueued{Exec: e.Exec, Queue: actors.QueueInfo{
+	return a.send(e.Exec, actors.AdmitQueued{Exec: e.Exec, Ticket: e.Ticket, Queue: actors.QueueInfo{
 		Position: pos, Busy: a.holders, Cap: a.cfg.Cap, Deadline: e.QueuedAt.Add(a.cfg.MaxWait)}})
 }
 
@@ -269,6 +320,14 @@ func (a *Actor) Header() ([]byte, error) { return json.Marshal(a.h) }
 
 // Row implements actors.Actor.
 func (a *Actor) Row(key string) ([]byte, bool, error) {
+	if exec, ok := strings.CutPrefix(key, goneRow); ok {
+		g := a.released[exec]
+		if g == nil {
+			return nil, false, nil
+		}
+		b, err := json.Marshal(g)
+		return b, true, err
+	}
 	e := a.entries[key]
 	if e == nil {
 		return nil, false, nil
@@ -284,8 +343,16 @@ func (a *Actor) Load(h []byte, rows map[string][]byte) error {
 			return fmt.Errorf("admission %s header: %w", a.h.Pool, err)
 		}
 	}
-	a.entries, a.queue, a.holders = map[string]*entry{}, nil, 0
+	a.entries, a.released, a.queue, a.holders = map[string]*entry{}, map[string]*gone{}, nil, 0
 	for k, b := range rows {
+		if exec, ok := strings.CutPrefix(k, goneRow); ok {
+			g := &gone{}
+			if err := json.Unmarshal(b, g); err != nil {
+				return fmt.Errorf("admission %s row %s: %w", a.h.Pool, k, err)
+			}
+			a.released[exec] = g
+			continue
+		}
 		e := &entry{}
 		if err := json.Unmarshal(b, e); err != nil {
 			return fmt.Errorf("admission %s row %s: %w", a.h.Pool, k, err)

@@ -39,7 +39,7 @@ func BenchmarkRunLifecycle(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	f.wait(b.N, 10*time.Minute)
+	f.wait(b.N, 10*time.Minute, func(i int) string { return fmt.Sprintf("e%07d", i) })
 	elapsed := time.Since(start)
 	b.StopTimer()
 	commits, records := h.store.commits.Load(), h.store.committed.Load()
@@ -170,7 +170,7 @@ func BenchmarkIdleActorMemory(b *testing.B) {
 					m := runStart(i, 100)
 					_ = h.Send(actors.RunAddr(m.Exec), m)
 				}
-				f.wait(runs, time.Minute)
+				f.wait(runs, time.Minute, func(i int) string { return runStart(i, 100).Exec })
 				f.agents.Wait()
 				for !keep && processes(h) != base {
 					time.Sleep(time.Millisecond)

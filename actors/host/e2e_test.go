@@ -29,7 +29,7 @@ func TestRunsFinishUnderCapWithoutSandboxOverlap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.wait(runs, 15*time.Second)
+	f.wait(runs, time.Minute, func(i int) string { return runStart(i, sandboxes).Exec })
 	for i := range runs {
 		st := call(t, h, actors.RunAddr(runStart(i, sandboxes).Exec), actors.RunQuery{}).(actors.RunStatus)
 		if st.Status != actors.StatusSuccess || st.Attempt != 1 {

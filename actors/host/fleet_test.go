@@ -34,6 +34,8 @@ type fleet struct {
 	running    map[string]int    // execution → attempt of its live agent
 	maxActive  map[string]int
 	success    map[string]bool
+	lastOK     time.Time     // when the latest run succeeded
+	maxGap     time.Duration // longest wait between two successes: a stall shows here
 	violations []string
 	restarts   int // agents started for an attempt after the first
 	agents     sync.WaitGroup
@@ -84,8 +86,14 @@ func (f *fleet) Handle(from actors.Addr, e actors.Effect) {
 		switch {
 		case e.Status == actors.StatusSuccess:
 			f.mu.Lock()
-			if !f.success[e.Exec] && f.report != nil {
-				f.report("success", e.Exec)
+			if !f.success[e.Exec] {
+				if f.report != nil {
+					f.report("success", e.Exec)
+				}
+				if now := time.Now(); !f.lastOK.IsZero() {
+					f.maxGap = max(f.maxGap, now.Sub(f.lastOK))
+				}
+				f.lastOK = time.Now()
 			}
 			f.success[e.Exec] = true
 			f.mu.Unlock()
@@ -177,13 +185,36 @@ func (f *fleet) successes() int {
 	return len(f.success)
 }
 
-// wait blocks until n runs succeeded, failing after timeout.
-func (f *fleet) wait(n int, timeout time.Duration) {
+// wait blocks until the n runs from first(0..n-1) succeeded. On timeout it fails with
+// where the others stand.
+func (f *fleet) wait(n int, timeout time.Duration, exec func(i int) string) {
 	f.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for f.successes() < n {
 		if time.Now().After(deadline) {
-			f.tb.Fatalf("%d of %d runs succeeded after %v", f.successes(), n, timeout)
+			stuck := map[actors.Status][]string{}
+			for i := range n {
+				f.mu.Lock()
+				ok := f.success[exec(i)]
+				f.mu.Unlock()
+				if ok {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				r, err := f.host.Load().Call(ctx, actors.RunAddr(exec(i)), actors.RunQuery{})
+				cancel()
+				st := actors.Status(fmt.Sprint(err))
+				if err == nil {
+					st = r.(actors.RunStatus).Status
+				}
+				if len(stuck[st]) < 5 {
+					stuck[st] = append(stuck[st], exec(i))
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.tb.Fatalf("%d of %d runs succeeded after %v; agents active %v; unfinished by status (up to 5 each): %v",
+				len(f.success), n, timeout, f.active, stuck)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -202,5 +233,6 @@ func (f *fleet) check() {
 			f.tb.Errorf("pool %s ran at most %d agents at once: the cap (%d) was never reached", pool, n, f.cap)
 		}
 	}
-	f.tb.Logf("peak agents per pool %v (cap %d); agent restarts %d", f.maxActive, f.cap, f.restarts)
+	f.tb.Logf("peak agents per pool %v (cap %d); agent restarts %d; longest wait between two successes %v",
+		f.maxActive, f.cap, f.restarts, f.maxGap.Round(time.Millisecond))
 }

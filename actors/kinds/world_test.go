@@ -3,7 +3,9 @@ package kinds_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,19 +21,21 @@ import (
 // sends in any order, can drop them, restart everything from storage, and plays the
 // agents. Invariants are checked after every step.
 type world struct {
-	t       *testing.T
-	rng     *rand.Rand
-	now     time.Time
-	factory actors.Factory
-	cfg     kinds.Config
-	live    map[actors.Addr]actors.Actor
-	stored  map[actors.Addr]*stored
-	mail    []actors.Send
-	agents  map[string]*agent // by execution
-	runs    map[string]runInfo
-	dead    map[string]bool // runs whose actor and agent vanished for good
-	steps   int
-	grants  int
+	t         *testing.T
+	rng       *rand.Rand
+	now       time.Time
+	factory   actors.Factory
+	cfg       kinds.Config
+	live      map[actors.Addr]actors.Actor
+	stored    map[actors.Addr]*stored
+	mail      []actors.Send
+	agents    map[string]*agent // by execution
+	runs      map[string]runInfo
+	dead      map[string]bool // runs whose actor and agent vanished for good
+	steps     int
+	grants    int
+	suspends  bool // agents may suspend (sleep, approval, fan-out)
+	suspended int
 }
 
 type stored struct {
@@ -147,9 +151,13 @@ func (w *world) perform(fx []actors.Effect) (reply actors.Message) {
 }
 
 func (w *world) start(exec, pool, sandbox string, order time.Time) {
+	w.startChild(exec, pool, sandbox, order, "")
+}
+
+func (w *world) startChild(exec, pool, sandbox string, order time.Time, parent string) {
 	w.runs[exec] = runInfo{pool, sandbox}
 	fx := w.apply(actors.RunAddr(exec), actors.RunStart{Exec: exec, Run: "offload-test", Pool: pool, Sandbox: sandbox,
-		OrderKey: order, MaxDuration: 2 * time.Hour})
+		OrderKey: order, Parent: parent, MaxDuration: 2 * time.Hour})
 	w.perform(fx)
 }
 
@@ -177,6 +185,30 @@ func (w *world) agentStep(ag *agent) {
 	}
 	if w.rng.IntN(3) == 0 {
 		refused(call(actors.AgentHeartbeat{Exec: ag.exec, Attempt: ag.attempt}))
+		return
+	}
+	if w.suspends && !ag.inStep && w.rng.IntN(12) == 0 {
+		// Suspend: for a while, for an approval event, or for two fan-out children.
+		s := actors.AgentSuspend{Exec: ag.exec, Attempt: ag.attempt}
+		switch w.rng.IntN(3) {
+		case 0:
+			s.Until = w.now.Add(time.Duration(1+w.rng.IntN(90)) * time.Second)
+		case 1:
+			s.Event = "approve"
+			s.Until = w.now.Add(30 * time.Minute) // the approval's timeout
+		default:
+			for i := range 2 {
+				child := fmt.Sprintf("%s.c%d", ag.exec, i)
+				if _, ok := w.runs[child]; !ok && len(w.runs) < 80 {
+					w.startChild(child, ag.pool, fmt.Sprintf("sb%d", w.rng.IntN(4)), time.Time{}, ag.exec)
+				}
+				s.Children = append(s.Children, child)
+			}
+		}
+		if !refused(call(s)) {
+			ag.crashed = true // the attempt is over; the run stops it and starts a new one later
+			w.suspended++
+		}
 		return
 	}
 	name := fmt.Sprintf("step-%d", ag.next)
@@ -312,6 +344,29 @@ func (w *world) check(a actors.Addr, m actors.Message, fx []actors.Effect, befor
 			}
 		}
 	}
+	// A waiting run whose releases were acknowledged holds no slot and no lease, but
+	// for a late duplicate request's grant still on its way to it (it gives that back).
+	for ra, x := range w.live {
+		r, ok := x.(*run.Actor)
+		if !ok || r.Status() != actors.StatusWaiting {
+			continue
+		}
+		slotOwed, leaseOwed := r.Owes()
+		if ad, ok := w.live[actors.AdmissionAddr(r.Pool())].(*admission.Actor); ok && !slotOwed && slices.Contains(ad.Holders(), ra.Key) && !w.inFlight(ra, fx, actors.AdmitGranted{Exec: ra.Key, Ticket: r.Ticket()}) {
+			h, _ := r.Header()
+			var mail []string
+			for _, m := range w.mail {
+				if m.To == ra || m.To == actors.AdmissionAddr(r.Pool()) {
+					b, _ := actors.Marshal(m.Msg)
+					mail = append(mail, m.To.String()+" "+string(b))
+				}
+			}
+			t.Fatalf("step %d: waiting %s still holds a slot\n%s\nlast msg %s %#v\nmail %v", w.steps, ra.Key, h, a, m, mail)
+		}
+		if l, ok := w.live[actors.LeaseAddr(r.Sandbox())].(*lease.Actor); ok && !leaseOwed && l.Holder() == ra.Key && !w.inFlight(ra, fx, actors.LeaseGranted{Exec: ra.Key, Ticket: r.Ticket(), Sandbox: r.Sandbox()}) {
+			t.Fatalf("step %d: waiting %s still holds its sandbox", w.steps, ra.Key)
+		}
+	}
 	// FIFO: a grant goes to nobody behind a live waiter that is still queued.
 	ad, ok := w.live[a].(*admission.Actor)
 	if !ok {
@@ -356,6 +411,9 @@ func (w *world) check(a actors.Addr, m actors.Message, fx []actors.Effect, befor
 // settle delivers everything reliably until every run is over and every pool and
 // lease is empty, or fails after a long virtual time.
 func (w *world) settle() {
+	for _, exec := range w.sortedRuns() {
+		w.perform(w.apply(actors.RunAddr(exec), actors.RunEvent{Exec: exec, Kind: "approve", Payload: []byte(`{"ok":true}`)}))
+	}
 	limit := w.now.Add(6 * time.Hour)
 	for w.now.Before(limit) {
 		for len(w.mail) > 0 {
@@ -378,6 +436,31 @@ func (w *world) settle() {
 		w.alarm(time.Hour)
 	}
 	w.t.Fatalf("not settled after 6 virtual hours: %s", w.describe())
+}
+
+// inFlight reports whether m is on its way to a: in the mailbox, or among the effects
+// of the step being checked.
+func (w *world) inFlight(a actors.Addr, fx []actors.Effect, m actors.Message) bool {
+	for _, s := range w.mail {
+		if s.To == a && s.Msg == m {
+			return true
+		}
+	}
+	for _, e := range fx {
+		if s, ok := e.(actors.Send); ok && s.To == a && s.Msg == m {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *world) sortedRuns() []string {
+	out := make([]string, 0, len(w.runs))
+	for k := range w.runs {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (w *world) sortedAgents() []string {
@@ -426,11 +509,21 @@ func TestRandomInterleavings(t *testing.T) {
 	if testing.Short() {
 		seeds = 10
 	}
+	if n, err := strconv.Atoi(os.Getenv("FLARE_SEEDS")); err == nil {
+		seeds = n // a longer soak: FLARE_SEEDS=2000 go test ./actors/kinds/
+	}
+	totalSuspends := 0
+	defer func() {
+		if !t.Failed() && totalSuspends == 0 {
+			t.Error("no agent ever suspended: the test exercised no resume")
+		}
+	}()
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			cfg := kinds.DefaultConfig()
 			cfg.Admission.Cap = 1 + int(seed%3)
 			w := newWorld(t, seed, cfg)
+			w.suspends = true
 			pools := []string{"lean", "browser"}
 			nRuns := 0
 			for range 3000 {
@@ -460,9 +553,13 @@ func TestRandomInterleavings(t *testing.T) {
 					}
 				case r < 95:
 					w.alarm(time.Duration(1+w.rng.IntN(30)) * time.Second)
-				case r < 97 && nRuns > 0:
+				case r < 96 && nRuns > 0:
 					exec := fmt.Sprintf("r%02d", w.rng.IntN(nRuns))
 					w.perform(w.apply(actors.RunAddr(exec), actors.RunCancel{Exec: exec, Reason: "test"}))
+				case r < 97 && len(w.runs) > 0:
+					runs := w.sortedRuns()
+					exec := runs[w.rng.IntN(len(runs))]
+					w.perform(w.apply(actors.RunAddr(exec), actors.RunEvent{Exec: exec, Kind: "approve"}))
 				case r < 98 && nRuns > 0 && len(w.dead) < 2:
 					// A run vanishes with its agent: its slot and lease must be reclaimed.
 					exec := fmt.Sprintf("r%02d", w.rng.IntN(nRuns))
@@ -481,6 +578,7 @@ func TestRandomInterleavings(t *testing.T) {
 			if w.grants == 0 {
 				t.Fatal("no grant observed: the test exercised nothing")
 			}
+			totalSuspends += w.suspended
 			for exec := range w.runs {
 				if w.dead[exec] {
 					continue

@@ -47,6 +47,12 @@ type header struct {
 	MaxDuration time.Duration     `json:"maxDuration"`
 	MaxAttempts int               `json:"maxAttempts"`
 	Attempt     int               `json:"attempt"`
+	Tries       int               `json:"tries"`  // agent starts since the last (re)queue
+	Ticket      int               `json:"ticket"` // admission/lease generation: +1 per resume
+	WaitUntil   time.Time         `json:"waitUntil,omitzero"`
+	WaitFor     []string          `json:"waitFor,omitempty"` // children not yet ended
+	WaitEvent   string            `json:"waitEvent,omitempty"`
+	Children    bool              `json:"children,omitempty"` // waiting on children
 	LastBeat    time.Time         `json:"lastBeat,omitzero"`
 	HoldsSlot   bool              `json:"holdsSlot,omitempty"`
 	HoldsLease  bool              `json:"holdsLease,omitempty"`
@@ -95,6 +101,9 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		}
 		return a.unstarted(m)
 	}
+	if t, ok := ticketOf(m); ok && t != a.h.Ticket {
+		return nil // an answer about an earlier ticket: superseded
+	}
 	var out []actors.Effect
 	switch m := m.(type) {
 	case actors.RunStart, actors.RunQuery:
@@ -117,12 +126,12 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		case a.h.Status == actors.StatusQueued:
 			a.h.Status, a.h.HoldsSlot, a.h.Queue = actors.StatusAdmitted, true, nil
 			a.MarkHeader()
-			out = append(out, a.progress(now), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec}))
-		case a.h.Status.Terminal():
-			// A grant that crossed our release: give it back.
+			out = append(out, a.progress(now), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+		case a.h.Status.Terminal() || a.h.Status == actors.StatusWaiting:
+			// A grant that crossed our release (a late duplicate request): give it back.
 			a.h.SlotOwed = true
 			a.MarkHeader()
-			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec}))
+			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		}
 	case actors.AdmitTimedOut:
 		if a.h.Status == actors.StatusQueued {
@@ -131,12 +140,13 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 	case actors.AdmitUnknown:
 		// Our entry expired (a lost request, or a long silence): ask again at our place.
 		if !a.h.Status.Terminal() {
-			out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, OrderKey: a.h.OrderKey}))
+			out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
 		}
 	case actors.AdmitReleased:
 		if a.h.SlotOwed {
 			a.h.SlotOwed = false
 			a.MarkHeader()
+			out = a.maybeResume(now, out)
 		}
 
 	case actors.LeaseGranted:
@@ -145,10 +155,10 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 			a.h.Status, a.h.HoldsLease = actors.StatusLeased, true
 			out = append(out, a.progress(now))
 			out = append(out, a.startAgent(now))
-		case a.h.Status.Terminal():
+		case a.h.Status.Terminal() || a.h.Status == actors.StatusWaiting:
 			a.h.LeaseOwed = true
 			a.MarkHeader()
-			out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec}))
+			out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		}
 	case actors.LeaseBusy:
 		if a.h.Status == actors.StatusAdmitted {
@@ -156,12 +166,13 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		}
 	case actors.LeaseUnknown:
 		if a.h.Status == actors.StatusAdmitted || a.h.HoldsLease && !a.h.Status.Terminal() {
-			out = append(out, a.toLease(actors.LeaseAcquire{Exec: a.h.Exec}))
+			out = append(out, a.toLease(actors.LeaseAcquire{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		}
 	case actors.LeaseReleased:
 		if a.h.LeaseOwed {
 			a.h.LeaseOwed = false
 			a.MarkHeader()
+			out = a.maybeResume(now, out)
 		}
 	case actors.LeaseWaiting:
 
@@ -183,6 +194,23 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 			return append(fx, actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, OK: true}})
 		})
 
+	case actors.AgentSuspend:
+		out = a.fromAgent(now, m.Attempt, func() []actors.Effect { return a.suspend(now, m) })
+	case actors.ChildDone:
+		if a.h.Status == actors.StatusWaiting {
+			if i := slices.Index(a.h.WaitFor, m.Child); i >= 0 {
+				a.h.WaitFor = slices.Delete(a.h.WaitFor, i, i+1)
+				a.MarkHeader()
+				out = a.maybeResume(now, out)
+			}
+		}
+	case actors.ChildPoll:
+		if a.h.Status.Terminal() {
+			out = append(out, actors.Send{To: actors.RunAddr(m.Parent), Msg: actors.ChildDone{Exec: m.Parent, Child: a.h.Exec, Status: a.h.Status}})
+		}
+	case actors.RunEvent:
+		out = a.event(now, m)
+
 	case actors.Alarm:
 		out = a.alarm(now)
 	case actors.Recover:
@@ -200,13 +228,17 @@ func (a *Actor) start(now time.Time, m actors.RunStart) []actors.Effect {
 	if attempts <= 0 {
 		attempts = a.cfg.MaxAttempts
 	}
-	a.h = header{Exec: m.Exec, Run: m.Run, Pool: m.Pool, Sandbox: m.Sandbox, Parent: m.Parent, OrderKey: m.OrderKey,
+	order := m.OrderKey
+	if order.IsZero() {
+		order = now
+	}
+	a.h = header{Exec: m.Exec, Run: m.Run, Pool: m.Pool, Sandbox: m.Sandbox, Parent: m.Parent, OrderKey: order,
 		Status: actors.StatusQueued, CreatedAt: now, Deadline: now.Add(maxDur), MaxDuration: maxDur,
 		MaxAttempts: attempts, NextKeep: now.Add(a.cfg.KeepAlive)}
 	a.MarkHeader()
 	return []actors.Effect{
 		a.progress(now),
-		a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, OrderKey: a.h.OrderKey}),
+		a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}),
 		actors.Reply{Msg: a.status(true)},
 	}
 }
@@ -220,8 +252,8 @@ func (a *Actor) unstarted(m actors.Message) []actors.Effect {
 		return []actors.Effect{actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, Stop: true, Reason: "unknown execution"}}}
 	case actors.StepBegin:
 		return []actors.Effect{actors.Reply{Msg: actors.StepDecision{Exec: a.h.Exec, Step: m.Step, Stop: true}}}
-	case actors.AdmitGranted, actors.AdmitQueued:
-		return []actors.Effect{a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec})}
+	case actors.RunEvent:
+		return []actors.Effect{actors.Reply{Msg: actors.RunEventAck{Exec: a.h.Exec}}}
 	}
 	return nil
 }
@@ -284,6 +316,7 @@ func (a *Actor) stepEnd(now time.Time, m actors.StepEnd) []actors.Effect {
 
 func (a *Actor) startAgent(now time.Time) actors.Effect {
 	a.h.Attempt++
+	a.h.Tries++
 	a.h.Status, a.h.LastBeat = actors.StatusLeased, now
 	a.MarkHeader()
 	return actors.StartAgent{Exec: a.h.Exec, Run: a.h.Run, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Pool: a.h.Pool}
@@ -295,11 +328,13 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 	switch {
 	case !st.Terminal() && !now.Before(a.h.Deadline):
 		return a.finish(now, actors.StatusTimedOut, actors.RunTimedOut(a.h.MaxDuration), nil)
+	case st == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && !now.Before(a.h.WaitUntil):
+		out = a.maybeResume(now, out)
 	case st == actors.StatusLeased || st == actors.StatusRunning:
 		if silent := now.Sub(a.h.LastBeat); silent >= a.agentLimit() {
 			out = append(out, actors.StopAgent{Exec: a.h.Exec, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Reason: "agent stopped heartbeating"})
-			if a.h.Attempt >= a.h.MaxAttempts {
-				return append(out, a.finish(now, actors.StatusFailure, actors.AgentLost(a.h.Attempt, silent), nil)...)
+			if a.h.Tries >= a.h.MaxAttempts {
+				return append(out, a.finish(now, actors.StatusFailure, actors.AgentLost(a.h.Tries, silent), nil)...)
 			}
 			out = append(out, a.startAgent(now), a.progress(now))
 		}
@@ -316,18 +351,21 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 // were not acknowledged.
 func (a *Actor) keepAlive() []actors.Effect {
 	var out []actors.Effect
-	if a.h.Status.Terminal() {
+	if a.h.Status.Terminal() || a.h.Status == actors.StatusWaiting {
+		for _, c := range a.h.WaitFor {
+			out = append(out, actors.Send{To: actors.RunAddr(c), Msg: actors.ChildPoll{Exec: c, Parent: a.h.Exec}})
+		}
 		if a.h.SlotOwed {
-			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec}))
+			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		}
 		if a.h.LeaseOwed {
-			out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec}))
+			out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		}
 		return out
 	}
-	out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec}))
+	out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 	if a.h.Status != actors.StatusQueued {
-		out = append(out, a.toLease(actors.LeaseHeartbeat{Exec: a.h.Exec}))
+		out = append(out, a.toLease(actors.LeaseHeartbeat{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 	}
 	return out
 }
@@ -346,13 +384,13 @@ func (a *Actor) recover(now time.Time) []actors.Effect {
 	}
 	switch a.h.Status {
 	case actors.StatusQueued:
-		out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, OrderKey: a.h.OrderKey}))
+		out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
 	case actors.StatusAdmitted:
-		out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec}), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec}))
+		out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec, Ticket: a.h.Ticket}), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 	case actors.StatusLeased, actors.StatusRunning:
 		// The agent may have died with the host: give it one fresh grace period to beat.
 		a.h.LastBeat = now
-		out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec}), a.toLease(actors.LeaseHeartbeat{Exec: a.h.Exec}))
+		out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec, Ticket: a.h.Ticket}), a.toLease(actors.LeaseHeartbeat{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 	default:
 		out = append(out, a.keepAlive()...)
 	}
@@ -368,17 +406,117 @@ func (a *Actor) finish(now time.Time, st actors.Status, f *actors.Failure, outpu
 		out = append(out, actors.StopAgent{Exec: a.h.Exec, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Reason: string(st)})
 	}
 	a.h.Status, a.h.Failure, a.h.Output, a.h.FinishedAt, a.h.Queue = st, f, output, now, nil
+	a.h.WaitFor, a.h.WaitEvent, a.h.WaitUntil, a.h.Children = nil, "", time.Time{}, false
+	if a.h.Parent != "" {
+		out = append(out, actors.Send{To: actors.RunAddr(a.h.Parent), Msg: actors.ChildDone{Exec: a.h.Parent, Child: a.h.Exec, Status: st}})
+	}
 	// Every state but a timed-out admission has an admission entry to drop; releasing
 	// an unknown entry is harmless, so always release.
-	a.h.SlotOwed, a.h.HoldsSlot = true, false
-	out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec}))
-	if prev != actors.StatusQueued {
-		a.h.LeaseOwed, a.h.HoldsLease = true, false
-		out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec}))
+	if prev != actors.StatusWaiting { // a waiting run released both when it suspended
+		out = a.release(now, prev, out)
 	}
 	a.h.NextKeep = now.Add(a.cfg.KeepAlive)
 	a.MarkHeader()
 	return append(out, a.progress(now))
+}
+
+// release gives slot and lease back, repeating until acknowledged. Every state but a
+// timed-out admission has an admission entry to drop; releasing an unknown entry is
+// harmless, so always release the slot.
+func (a *Actor) release(now time.Time, prev actors.Status, out []actors.Effect) []actors.Effect {
+	a.h.SlotOwed, a.h.HoldsSlot = true, false
+	out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+	if prev != actors.StatusQueued {
+		a.h.LeaseOwed, a.h.HoldsLease = true, false
+		out = append(out, a.toLease(actors.LeaseRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+	}
+	return out
+}
+
+// suspend ends the attempt without ending the run: slot and lease go back and the run
+// waits for its condition, then queues again.
+func (a *Actor) suspend(now time.Time, m actors.AgentSuspend) []actors.Effect {
+	out := []actors.Effect{actors.StopAgent{Exec: a.h.Exec, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Reason: "suspended"}}
+	out = a.release(now, a.h.Status, out)
+	a.h.Status = actors.StatusWaiting
+	a.h.WaitUntil, a.h.WaitEvent, a.h.Children = m.Until, m.Event, m.Children != nil
+	a.h.WaitFor = slices.Clone(m.Children)
+	a.h.NextKeep = now.Add(a.cfg.KeepAlive)
+	a.MarkHeader()
+	for _, c := range a.h.WaitFor { // children that already ended answer at once
+		out = append(out, actors.Send{To: actors.RunAddr(c), Msg: actors.ChildPoll{Exec: c, Parent: a.h.Exec}})
+	}
+	out = append(out, a.progress(now), actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, OK: true}})
+	return a.maybeResume(now, out)
+}
+
+// maybeResume queues a waiting run again, at its original place, once its condition
+// holds and its releases are acknowledged (so a late release cannot free the new slot).
+func (a *Actor) maybeResume(now time.Time, out []actors.Effect) []actors.Effect {
+	if a.h.Status != actors.StatusWaiting || a.h.SlotOwed || a.h.LeaseOwed {
+		return out
+	}
+	ready := !a.h.WaitUntil.IsZero() && !now.Before(a.h.WaitUntil) ||
+		a.h.Children && len(a.h.WaitFor) == 0 ||
+		a.h.WaitEvent != "" && a.steps[actors.EventStep(a.h.WaitEvent)] != nil
+	if !ready {
+		return out
+	}
+	a.h.Ticket++
+	a.h.Tries = 0
+	a.h.Status = actors.StatusQueued
+	a.h.WaitUntil, a.h.WaitFor, a.h.WaitEvent, a.h.Children = time.Time{}, nil, "", false
+	a.MarkHeader()
+	return append(out, a.progress(now), a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
+}
+
+// event records the first event of a type in the journal and wakes a run waiting for it.
+func (a *Actor) event(now time.Time, m actors.RunEvent) []actors.Effect {
+	ack := actors.RunEventAck{Exec: a.h.Exec, Status: a.h.Status}
+	name := actors.EventStep(m.Kind)
+	switch {
+	case a.h.Status.Terminal():
+		return []actors.Effect{actors.Reply{Msg: ack}}
+	case a.steps[name] != nil:
+		ack.Duplicate = true
+		return []actors.Effect{actors.Reply{Msg: ack}}
+	}
+	s := &Step{Name: name, Status: actors.StepSuccess, Attempt: a.h.Attempt, Result: m.Payload, StartedAt: now, FinishedAt: now}
+	a.steps[name] = s
+	a.MarkRow(name)
+	ack.Delivered = true
+	out := []actors.Effect{
+		actors.StepProgress{Exec: a.h.Exec, Step: name, Status: s.Status, Attempt: s.Attempt, At: now, Result: s.Result},
+		actors.Reply{Msg: ack},
+	}
+	return a.maybeResume(now, out)
+}
+
+// ticketOf reads the ticket of admission and lease answers.
+func ticketOf(m actors.Message) (int, bool) {
+	switch m := m.(type) {
+	case actors.AdmitQueued:
+		return m.Ticket, true
+	case actors.AdmitGranted:
+		return m.Ticket, true
+	case actors.AdmitTimedOut:
+		return m.Ticket, true
+	case actors.AdmitReleased:
+		return m.Ticket, true
+	case actors.AdmitUnknown:
+		return m.Ticket, true
+	case actors.LeaseGranted:
+		return m.Ticket, true
+	case actors.LeaseBusy:
+		return m.Ticket, true
+	case actors.LeaseReleased:
+		return m.Ticket, true
+	case actors.LeaseUnknown:
+		return m.Ticket, true
+	case actors.LeaseWaiting:
+		return m.Ticket, true
+	}
+	return 0, false
 }
 
 func (a *Actor) progress(now time.Time) actors.Progress {
@@ -425,6 +563,9 @@ func (a *Actor) Wake() time.Time {
 	if a.h.Deadline.Before(w) {
 		w = a.h.Deadline
 	}
+	if a.h.Status == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && a.h.WaitUntil.Before(w) {
+		w = a.h.WaitUntil
+	}
 	if a.h.Status == actors.StatusLeased || a.h.Status == actors.StatusRunning {
 		if d := a.h.LastBeat.Add(a.agentLimit()); d.Before(w) {
 			w = d
@@ -446,6 +587,12 @@ func (a *Actor) Pool() string          { return a.h.Pool }
 func (a *Actor) Failure() *actors.Failure {
 	return a.h.Failure
 }
+
+// Ticket is the current admission/lease generation.
+func (a *Actor) Ticket() int { return a.h.Ticket }
+
+// Owes reports releases sent but not yet acknowledged.
+func (a *Actor) Owes() (slot, lease bool) { return a.h.SlotOwed, a.h.LeaseOwed }
 
 // Step returns a journal entry.
 func (a *Actor) Step(name string) (Step, bool) {

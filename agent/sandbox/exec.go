@@ -33,6 +33,26 @@ func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
 // command left running in it is killed when the shell exits. Output is shipped line by
 // line as NDJSON to the next command log (exec.ndjson, exec-2.ndjson, …).
 func (s *Sandbox) Exec(ctx context.Context, r dsl.ExecRequest) (dsl.ExecResult, error) {
+	return s.exec(ctx, r, s.nextLog(), nil)
+}
+
+// nextLog reserves the number of the next command log.
+func (s *Sandbox) nextLog() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nextExec
+	s.nextExec++
+	return n
+}
+
+// exec runs one command with command log n; started, when not nil, is called once the
+// process runs (or failed to start).
+func (s *Sandbox) exec(ctx context.Context, r dsl.ExecRequest, n int, started func()) (dsl.ExecResult, error) {
+	if notify := started; notify != nil {
+		var once sync.Once
+		defer once.Do(notify) // also when it could not start
+		started = func() { once.Do(notify) }
+	}
 	red := s.cfg.Redactor
 	if strings.TrimSpace(r.Command) == "" {
 		return dsl.ExecResult{ExitCode: -1}, &dsl.ExecFailed{ExitCode: -1, Cause: "empty command"}
@@ -54,10 +74,6 @@ func (s *Sandbox) Exec(ctx context.Context, r dsl.ExecRequest) (dsl.ExecResult, 
 		env[k] = v
 	}
 
-	s.mu.Lock()
-	n := s.nextExec
-	s.nextExec++
-	s.mu.Unlock()
 	logKey := s.cfg.LogPrefix + logship.ExecName(n)
 	var logf *logship.File
 	if s.cfg.Logs != nil {
@@ -101,6 +117,9 @@ func (s *Sandbox) Exec(ctx context.Context, r dsl.ExecRequest) (dsl.ExecResult, 
 		return dsl.ExecResult{ExitCode: -1, LogURI: logKey}, &dsl.ExecFailed{ExitCode: -1, Cause: red.String(startErr.Error())}
 	}
 	pgid := cmd.Process.Pid
+	if started != nil {
+		started()
+	}
 
 	var stdoutTail, stderrTail tail
 	var readers sync.WaitGroup

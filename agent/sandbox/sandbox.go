@@ -56,6 +56,7 @@ type Sandbox struct {
 	mu       sync.Mutex
 	nextExec int
 	repoLock map[string]*sync.Mutex
+	procs    map[string]*detached // RunDetached's commands, by id
 }
 
 var _ dsl.Sandbox = (*Sandbox)(nil)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/agent"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
-	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
 var cmdAgent = command{
@@ -35,7 +34,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "%shttp://%s\n", sandboxes.ReadyPrefix, ln.Addr())
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := agent.Serve(ctx, ln, agent.Config{Workspace: *workspace, Registry: runs.Registry(), Logger: log}); err != nil && ctx.Err() == nil {
+	if err := agent.Serve(ctx, ln, agent.Config{Workspace: *workspace, Registry: registry(), Logger: log}); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "flare agent:", err)
 		return exitTrouble
 	}

@@ -56,6 +56,9 @@ type Blobs struct {
 	Secret      string    `json:"secret"`
 	Expires     time.Time `json:"expires"`
 	LogPrefix   string    `json:"logPrefix"` // logs/<exec>/
+	// CacheWrite says the credential may write the repository's cache/<repo>/ (it can
+	// always read it); executions of pull requests only read.
+	CacheWrite bool `json:"cacheWrite,omitempty"`
 }
 
 // Cancel stops an attempt.
@@ -170,6 +173,20 @@ type ErrorBody struct {
 	Field   string `json:"field,omitempty"`
 }
 
+// StatusError is a final (4xx) answer of the edge: the status and the JSON error body
+// (Raw keeps it whole, for errors with more fields).
+type StatusError struct {
+	URL        string
+	Status     int
+	StatusText string
+	Body       ErrorBody
+	Raw        []byte
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("POST %s: %s: %s %s", e.URL, e.StatusText, e.Body.Error, e.Body.Message)
+}
+
 func (c *Client) post(ctx context.Context, u string, body, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -209,9 +226,9 @@ func (c *Client) post(ctx context.Context, u string, body, out any) error {
 			last = fmt.Errorf("POST %s: %s: %s", u, resp.Status, bytes.TrimSpace(data))
 			continue
 		case resp.StatusCode >= 300:
-			var e ErrorBody
-			_ = json.Unmarshal(data, &e)
-			return fmt.Errorf("POST %s: %s: %s %s", u, resp.Status, e.Error, e.Message)
+			se := &StatusError{URL: u, Status: resp.StatusCode, StatusText: resp.Status, Raw: data}
+			_ = json.Unmarshal(data, &se.Body)
+			return se
 		}
 		if out != nil {
 			if err := json.Unmarshal(data, out); err != nil {

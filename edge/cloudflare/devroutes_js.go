@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
@@ -28,6 +29,8 @@ import (
 //	GET  /__dev/sleep?ms=N             time.Sleep, then 200
 //	POST /__dev/echo                   the request body back
 //	GET  /__dev/stream?n=N&gap=D&type=T N flushed chunks, D apart, as Content-Type T
+//	GET  /__dev/timer/arm?ms=N         arms a Go timer and returns at once
+//	GET  /__dev/timer/wait             waits for the armed timer to fire
 //	GET  /__dev/fetch?url=U            GET U through http.DefaultClient
 //	GET  /__dev/sandbox/{binding}/{name}/{path...}  GET path in a sandbox
 func DevHandler(fx *EffectLog) http.Handler {
@@ -80,6 +83,33 @@ func DevHandler(fx *EffectLog) http.Handler {
 		start := time.Now()
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		writeJSON(w, map[string]any{"slept_ms": time.Since(start).Milliseconds()})
+	})
+	// A timer armed by one request and awaited by another: Go's wake-up timeout is
+	// then armed in a request that has already finished (see worker/src/runtime.js).
+	var timerMu sync.Mutex
+	var timerDone chan struct{}
+	mux.HandleFunc("GET /__dev/timer/arm", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		done := make(chan struct{})
+		timerMu.Lock()
+		timerDone = done
+		timerMu.Unlock()
+		time.AfterFunc(time.Duration(ms)*time.Millisecond, func() { close(done) })
+		writeJSON(w, map[string]any{"armed_ms": ms})
+	})
+	mux.HandleFunc("GET /__dev/timer/wait", func(w http.ResponseWriter, r *http.Request) {
+		timerMu.Lock()
+		done := timerDone
+		timerMu.Unlock()
+		if done == nil {
+			http.Error(w, "no timer armed", http.StatusConflict)
+			return
+		}
+		select {
+		case <-done:
+			writeJSON(w, map[string]any{"fired": true})
+		case <-r.Context().Done():
+		}
 	})
 	mux.HandleFunc("POST /__dev/echo", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")

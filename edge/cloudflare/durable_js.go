@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/edge"
 )
 
 // Namespaces maps an actor kind to the binding name of its Durable Object namespace
@@ -126,6 +127,23 @@ func (a Actors) Call(ctx context.Context, to actors.Addr, m actors.Message) (act
 }
 
 var _ Transport = Actors{}
+
+// EdgeActors is the edge's Actors port (edge.Actors) over Durable Object stubs.
+type EdgeActors struct{}
+
+// Send implements edge.Actors: it returns once the actor's object has applied the
+// message (and persisted its state), dropping any reply. The caller is a request
+// handler, whose invocation must outlive the stub fetch.
+func (EdgeActors) Send(to actors.Addr, m actors.Message) error {
+	return Actors{}.Send(context.Background(), actors.Addr{}, to, m)
+}
+
+// Call implements edge.Actors.
+func (EdgeActors) Call(ctx context.Context, to actors.Addr, m actors.Message) (actors.Message, error) {
+	return Actors{}.Call(ctx, to, m)
+}
+
+var _ edge.Actors = EdgeActors{}
 
 // actorMessage is the fetch of an actor's Durable Object: args are the object's key,
 // its DurableObjectState, the class's kind, the URL path and the message (a string).

@@ -354,3 +354,11 @@ func (h *Host) perform(o *object, st step) actors.Message {
 	}
 	return reply
 }
+
+// EffectsFunc adapts a function, such as the edge's (*edge.Server).Perform, to Effects.
+type EffectsFunc func(ctx context.Context, from actors.Addr, e actors.Effect)
+
+// Handle implements Effects.
+func (f EffectsFunc) Handle(ctx context.Context, from actors.Addr, e actors.Effect) { f(ctx, from, e) }
+
+var _ Effects = EffectsFunc(nil)

@@ -168,7 +168,8 @@ func WaitUntil(ctx context.Context, f func(context.Context)) {
 	})
 	p := jsPromise.New(executor) // runs executor synchronously
 	executor.Release()
-	ec.Call("waitUntil", p)
+	// ec.waitUntil(p), and keep Go's timers ticking while p is pending.
+	runtimeContext.Call("waitUntil", ec, p)
 	go func() {
 		defer done.Invoke()
 		defer func() {

@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 )
@@ -26,5 +27,26 @@ func (c Checks) Report(ctx context.Context, e edge.Execution, r edge.CheckReport
 	if r.Status == "completed" {
 		u.Conclusion = Conclusion(r.Conclusion)
 	}
+	for _, a := range r.Annotations {
+		u.Annotations = append(u.Annotations, Annotation{Path: a.Path, StartLine: a.StartLine, EndLine: a.EndLine,
+			Level: a.Level, Title: a.Title, Message: a.Message, RawDetails: a.RawDetails})
+	}
 	return id, c.Client.UpdateCheckRun(ctx, r.Install, e.Repo, id, u)
+}
+
+// Tokens is the edge.RepoTokens port: installation tokens for cloning.
+type Tokens struct{ Client *Client }
+
+var _ edge.RepoTokens = Tokens{}
+
+// RepoToken implements edge.RepoTokens.
+func (t Tokens) RepoToken(ctx context.Context, repo string, installationID int64) (string, time.Time, error) {
+	if installationID == 0 {
+		id, err := t.Client.InstallationForRepo(ctx, repo)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		installationID = id
+	}
+	return t.Client.InstallationToken(ctx, installationID)
 }

@@ -186,13 +186,14 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		cfg.PublicOrigin = st.URL
 	}
 
-	checks, err := githubChecks(o.Getenv)
+	// Installation tokens are cached in the KV, sealed, as on Cloudflare.
+	checks, tokens, err := githubApp(o.Getenv, &github.KVTokenCache{KV: st.Meta, Key: edge.TokenCacheKey(cfg)})
 	if err != nil {
 		ln.Close()
 		return fail(err)
 	}
 	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: filepath.Join(o.DataDir, "sandboxes"), Log: o.Log}
-	st.Edge = edge.New(edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Checks: checks, Log: o.Log})
+	st.Edge = edge.New(edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Checks: checks, Tokens: tokens, GitHub: githubAPI(tokens), Log: o.Log})
 	st.effects = edge.NewEffects(st.Edge, 4)
 
 	acfg := o.Actors
@@ -272,22 +273,22 @@ func FindStack(dir string) (Lock, error) {
 	return l, json.Unmarshal(b, &l)
 }
 
-// githubChecks builds the check-run reporter from GITHUB_APP_ID and
-// GITHUB_APP_PRIVATE_KEY (GITHUB_API_URL points it elsewhere, e.g. at a fake); nil
-// without credentials, and then summaries are only stored locally.
-func githubChecks(getenv func(string) string) (edge.Checks, error) {
+// githubApp builds the check-run reporter and clone-token minter from GITHUB_APP_ID
+// and GITHUB_APP_PRIVATE_KEY (GITHUB_API_URL points them elsewhere, e.g. at a fake);
+// nil without credentials: summaries are then only stored locally, clones anonymous.
+func githubApp(getenv func(string) string, cache github.TokenCache) (edge.Checks, edge.RepoTokens, error) {
 	id, key := getenv("GITHUB_APP_ID"), getenv("GITHUB_APP_PRIVATE_KEY")
 	if id == "" || key == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	appID, err := strconv.ParseInt(id, 10, 64)
 	if err != nil {
-		return nil, fmt.Errorf("GITHUB_APP_ID %q is not a number", id)
+		return nil, nil, fmt.Errorf("GITHUB_APP_ID %q is not a number", id)
 	}
 	c, err := github.New(github.Config{AppID: appID, PrivateKeyPEM: []byte(key), BaseURL: getenv("GITHUB_API_URL"),
-		HTTPClient: &http.Client{Timeout: 30 * time.Second}})
+		HTTPClient: &http.Client{Timeout: 30 * time.Second}, Tokens: cache})
 	if err != nil {
-		return nil, fmt.Errorf("GitHub App: %w", err)
+		return nil, nil, fmt.Errorf("GitHub App: %w", err)
 	}
-	return github.Checks{Client: c}, nil
+	return github.Checks{Client: c}, github.Tokens{Client: c}, nil
 }

@@ -93,6 +93,7 @@ type Fake struct {
 	faults        []*queuedFault
 	rateLimit     int
 	buckets       map[string]*bucket
+	manifests     map[string]*manifestCode // one-time manifest conversion codes
 	requestSeq    int
 }
 
@@ -128,6 +129,7 @@ func New(t testing.TB) (*Fake, App) {
 		repos:         map[string]*repo{},
 		tokens:        map[string]*token{},
 		buckets:       map[string]*bucket{},
+		manifests:     map[string]*manifestCode{},
 		rateLimit:     5000,
 	}
 	f.mux = http.NewServeMux()
@@ -190,6 +192,10 @@ func (f *Fake) AddApp() App {
 	f.t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.addAppLocked()
+}
+
+func (f *Fake) addAppLocked() App {
 	key := testKey(f.t, len(f.apps))
 	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {

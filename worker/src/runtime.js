@@ -34,6 +34,9 @@ function sqlBatch(storage, batch) {
 // Live JavaScript references held by Go above which a call first runs Go's GC.
 const gcRefs = 20000;
 
+// How often a pending call checks for an overdue Go timer (see Instance.pump).
+const pumpMs = 100;
+
 class Instance {
   constructor(module, env, generation) {
     this.generation = generation;
@@ -62,14 +65,83 @@ class Instance {
         throw err;
       }
     };
+    this.trackTimeouts(go);
     let ready;
     this.ready = new Promise((resolve, reject) => {
       ready = resolve;
       this.failStart = reject;
     });
-    globalThis.context = { env, binding: this.binding, ready: () => ready(), sqlBatch };
+    const waitUntil = (ec, promise) => {
+      ec.waitUntil(promise);
+      this.pumpUntil(promise);
+    };
+    globalThis.context = { env, binding: this.binding, ready: () => ready(), sqlBatch, waitUntil };
     const wasm = new WebAssembly.Instance(module, go.importObject);
     go.run(wasm).catch((err) => this.kill(new GoRuntimeDied(`go runtime failed: ${err}`, err)));
+  }
+
+  // Go's timers (time.Sleep, timeouts, the runtime's own) wake it through one
+  // setTimeout, armed in whatever request was running when Go last went idle. workerd
+  // drops the timers of a request once it has completed (Durable Objects keep
+  // theirs), and Go re-arms its timeout only when the deadline changes: a goroutine
+  // waiting on a timer could then sleep until some other event arrived. So the
+  // deadlines are tracked here, and every call still pending (its request is alive)
+  // pumps: if a deadline has passed, it resumes Go, which runs the due timers and
+  // arms a fresh timeout in the live request.
+  trackTimeouts(go) {
+    this.due = new Map(); // Go timeout id → due time (ms)
+    const imports = go.importObject.gojs;
+    const schedule = imports["runtime.scheduleTimeoutEvent"];
+    const clear = imports["runtime.clearTimeoutEvent"];
+    if (!schedule || !clear) {
+      throw new Error("wasm_exec.js has no scheduleTimeoutEvent: update worker/src/runtime.js for this Go release");
+    }
+    // Arguments sit in Go's stack at sp: the delay (int64) at sp+8, the returned id
+    // (int32) at sp+16; clearTimeoutEvent's id at sp+8.
+    imports["runtime.scheduleTimeoutEvent"] = (sp) => {
+      schedule(sp);
+      sp >>>= 0;
+      const delay = go.mem.getUint32(sp + 8, true) + go.mem.getInt32(sp + 12, true) * 4294967296;
+      this.due.set(go.mem.getInt32(sp + 16, true), Date.now() + delay);
+    };
+    imports["runtime.clearTimeoutEvent"] = (sp) => {
+      clear(sp);
+      this.due.delete(go.mem.getInt32((sp >>> 0) + 8, true));
+    };
+  }
+
+  // wakeIfOverdue resumes Go when one of its timeouts is due and has not fired.
+  wakeIfOverdue() {
+    if (this.dead || this.due.size === 0) return;
+    const now = Date.now();
+    for (const [id, at] of this.due) {
+      if (at <= now) {
+        this.due.delete(id);
+        this.go._resume();
+        return;
+      }
+    }
+  }
+
+  // pump runs in the context of the request that calls it, until stop() is called.
+  pump() {
+    let timer = null;
+    let stopped = false;
+    const tick = () => {
+      if (stopped || this.dead) return;
+      this.wakeIfOverdue();
+      timer = setTimeout(tick, pumpMs);
+    };
+    timer = setTimeout(tick, pumpMs);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
+  pumpUntil(promise) {
+    const stop = this.pump();
+    promise.then(stop, stop);
   }
 
   kill(err) {
@@ -77,7 +149,7 @@ class Instance {
     this.dead = err;
     console.error(`flare: Go runtime #${this.generation} died: ${err.message}`);
     this.failStart(err);
-    for (const reject of this.pending) reject(err);
+    for (const reject of this.pending) reject(err); // their pumps stop at the next tick
     this.pending.clear();
   }
 
@@ -98,7 +170,9 @@ class Instance {
     if (typeof fn !== "function") return Promise.reject(new Error(`go runtime has no entry point ${name}`));
     return new Promise((resolve, reject) => {
       this.pending.add(reject);
+      const stopPump = this.pump();
       const done = (settle) => (v) => {
+        stopPump();
         this.pending.delete(reject);
         settle(v);
       };
@@ -106,6 +180,7 @@ class Instance {
         fn(done(resolve), done(reject), ...args);
       } catch (err) {
         // Go entry points never throw; an exception means the runtime is broken.
+        stopPump();
         this.pending.delete(reject);
         this.kill(new GoRuntimeDied(`go runtime threw: ${err}`, err));
         reject(this.dead);

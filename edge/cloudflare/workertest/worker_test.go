@@ -311,6 +311,26 @@ func TestWorker(t *testing.T) {
 		})
 	})
 
+	t.Run("GoTimersOutliveTheRequestThatArmedThem", func(t *testing.T) {
+		// Go's wake-up timeout is armed in the request that arms the timer, which ends
+		// at once; workerd drops that request's setTimeout. The waiting request's pump
+		// must wake Go (without it, this wait hangs until some other event arrives).
+		if code, b := get(t, w, "/__dev/timer/arm?ms=800"); code != 200 {
+			t.Fatalf("arm: %d %s", code, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+		start := time.Now()
+		c := &http.Client{Timeout: 5 * time.Second}
+		res, err := c.Get(w.URL + "/__dev/timer/wait")
+		if err != nil {
+			t.Fatalf("wait: %v", err)
+		}
+		res.Body.Close()
+		if took := time.Since(start); res.StatusCode != 200 || took > 2*time.Second {
+			t.Fatalf("wait: %d after %v", res.StatusCode, took)
+		}
+	})
+
 	t.Run("HandlerPanicIsA500AndTheRuntimeSurvives", func(t *testing.T) {
 		if code, _ := get(t, w, "/__dev/panic"); code != http.StatusInternalServerError {
 			t.Fatalf("panic: %d", code)

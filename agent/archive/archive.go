@@ -1,0 +1,230 @@
+// Package archive writes and safely extracts the tar streams the agent stores: caches
+// (tar.zst, one top-level entry per cached path) and directory artifacts (tar.gz).
+//
+// Writing walks a directory without following symlinks: directories, regular files and
+// symlinks become entries (other file types are skipped); modes keep their permission
+// bits and mtimes are kept. Extraction goes through an os.Root, so no entry, however
+// named, and no symlink in the archive can make it write outside the target directory;
+// symlinks whose target leaves the directory are refused.
+package archive
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Stats counts what was archived or extracted.
+type Stats struct {
+	Files int   // regular files
+	Bytes int64 // their contents
+}
+
+// WriteTree adds the tree at dir to tw with entry names prefix/<relative path>; the
+// directory itself is the entry prefix/. A missing dir adds nothing and is not an error
+// when missingOK.
+func WriteTree(tw *tar.Writer, dir, prefix string, missingOK bool) (Stats, error) {
+	var st Stats
+	root, err := os.Lstat(dir)
+	if err != nil {
+		if missingOK && errors.Is(err, fs.ErrNotExist) {
+			return st, nil
+		}
+		return st, err
+	}
+	if !root.IsDir() {
+		return st, fmt.Errorf("%s is not a directory", dir)
+	}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		name := prefix
+		if rel != "." {
+			name = path.Join(prefix, filepath.ToSlash(rel))
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		hdr := &tar.Header{Name: name, Mode: int64(info.Mode().Perm()), ModTime: info.ModTime().Truncate(time.Second), Format: tar.FormatPAX}
+		switch {
+		case d.IsDir():
+			hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
+			return tw.WriteHeader(hdr)
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+			return tw.WriteHeader(hdr)
+		case info.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			n, err := io.Copy(tw, f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if n != info.Size() {
+				return fmt.Errorf("%s changed size while being archived", p)
+			}
+			st.Files++
+			st.Bytes += n
+		}
+		return nil // sockets, devices, fifos: not cached
+	})
+	return st, err
+}
+
+// WriteFile adds one regular file entry with the given contents source.
+func WriteFile(tw *tar.Writer, name string, r io.Reader, size int64, mode int64) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Size: size, Mode: mode, ModTime: time.Now().Truncate(time.Second), Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	n, err := io.Copy(tw, r)
+	if err == nil && n != size {
+		err = fmt.Errorf("%s: wrote %d bytes of %d", name, n, size)
+	}
+	return err
+}
+
+// Extract reads a tar stream and writes each entry under the directory that target
+// gives for its first path segment (the entry "2/a/b" goes to target("2")/a/b); entries
+// whose first segment target rejects (returns "") are skipped. Target directories are
+// created. Directory modes are applied at the end so read-only directories can be
+// filled.
+func Extract(r io.Reader, target func(top string) string) (Stats, error) {
+	var st Stats
+	tr := tar.NewReader(r)
+	roots := map[string]*os.Root{}
+	defer func() {
+		for _, rt := range roots {
+			rt.Close()
+		}
+	}()
+	type dirMode struct {
+		root *os.Root
+		name string
+		mode fs.FileMode
+		mt   time.Time
+	}
+	var dirs []dirMode
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return st, err
+		}
+		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
+		top, rel, _ := strings.Cut(name, "/")
+		if top == "" {
+			continue
+		}
+		rt := roots[top]
+		if rt == nil {
+			dir := target(top)
+			if dir == "" {
+				continue
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return st, err
+			}
+			if rt, err = os.OpenRoot(dir); err != nil {
+				return st, err
+			}
+			roots[top] = rt
+		}
+		if rel == "" {
+			rel = "."
+		}
+		mode := fs.FileMode(hdr.Mode).Perm()
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := rt.MkdirAll(rel, 0o755); err != nil {
+				return st, fmt.Errorf("%s: %w", hdr.Name, err)
+			}
+			dirs = append(dirs, dirMode{rt, rel, mode, hdr.ModTime})
+		case tar.TypeReg:
+			if err := mkParent(rt, rel); err != nil {
+				return st, fmt.Errorf("%s: %w", hdr.Name, err)
+			}
+			_ = rt.Remove(rel) // a symlink or older file in its place
+			f, err := rt.OpenFile(rel, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_EXCL, mode|0o200)
+			if err != nil {
+				return st, fmt.Errorf("%s: %w", hdr.Name, err)
+			}
+			n, err := io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return st, fmt.Errorf("%s: %w", hdr.Name, err)
+			}
+			if mode&0o200 == 0 {
+				_ = rt.Chmod(rel, mode)
+			}
+			_ = rt.Chtimes(rel, hdr.ModTime, hdr.ModTime)
+			st.Files++
+			st.Bytes += n
+		case tar.TypeSymlink:
+			if !linkStaysInside(rel, hdr.Linkname) {
+				return st, fmt.Errorf("%s: symlink to %q leaves the directory", hdr.Name, hdr.Linkname)
+			}
+			if err := mkParent(rt, rel); err != nil {
+				return st, fmt.Errorf("%s: %w", hdr.Name, err)
+			}
+			_ = rt.Remove(rel)
+			if err := rt.Symlink(hdr.Linkname, rel); err != nil {
+				return st, fmt.Errorf("%s: %w", hdr.Name, err)
+			}
+		default:
+			// hard links, devices, …: never written by this package; skipped.
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- { // deepest first
+		d := dirs[i]
+		_ = d.root.Chtimes(d.name, d.mt, d.mt)
+		if d.mode != 0 && d.mode != 0o755 {
+			_ = d.root.Chmod(d.name, d.mode)
+		}
+	}
+	return st, nil
+}
+
+func mkParent(rt *os.Root, rel string) error {
+	if dir := path.Dir(rel); dir != "." {
+		return rt.MkdirAll(dir, 0o755)
+	}
+	return nil
+}
+
+// linkStaysInside reports whether a symlink at rel pointing to target resolves, as
+// text, inside the root.
+func linkStaysInside(rel, target string) bool {
+	if target == "" || path.IsAbs(target) {
+		return false
+	}
+	resolved := path.Clean(path.Join(path.Dir(rel), target))
+	return resolved != ".." && !strings.HasPrefix(resolved, "../")
+}

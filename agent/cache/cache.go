@@ -1,0 +1,230 @@
+// Package cache is the agent's dsl.Cache: directory trees archived as tar.zst and
+// streamed to and from the blob store under cache/<repo>/<key>.tar.zst. Saving
+// compresses while it uploads (a pipe from the tar writer through zstd into a
+// multipart upload); restoring decompresses while it downloads. Neither holds an
+// archive on disk or in memory.
+package cache
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/flare-dispatch/flare-dispatch/agent/archive"
+	"github.com/flare-dispatch/flare-dispatch/agent/blobstore"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+)
+
+// Store is the blob store operations the cache needs.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, contentType string) (int64, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, int64, error)
+}
+
+// Cache implements dsl.Cache for one repository.
+type Cache struct {
+	Store    Store
+	Prefix   string // cache/<repo>/
+	Writable bool   // the execution's credential may write the prefix
+	Level    zstd.EncoderLevel
+	Log      *slog.Logger
+}
+
+var _ dsl.Cache = (*Cache)(nil)
+
+var validKey = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
+
+var errUploadEnded = errors.New("cache upload ended")
+
+// Ext is the archive suffix of every cache key.
+const Ext = ".tar.zst"
+
+func (c *Cache) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (c *Cache) blobKey(key string) (string, error) {
+	if !validKey.MatchString(key) {
+		return "", &dsl.CacheError{Phase: "restore", Key: key, Cause: "a cache key is 1-200 of [A-Za-z0-9._-]"}
+	}
+	return c.Prefix + key + Ext, nil
+}
+
+// Restore implements dsl.Cache. A corrupt or unreadable archive is a miss (the paths are
+// cleared and the caller builds and saves again), not an error.
+func (c *Cache) Restore(ctx context.Context, key string, paths []string) (dsl.CacheResult, error) {
+	res := dsl.CacheResult{Key: key}
+	bk, err := c.blobKey(key)
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	body, size, err := c.Store.Get(ctx, bk)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return res, nil
+	} else if err != nil {
+		if ctx.Err() != nil {
+			return res, err
+		}
+		c.log().Warn("cache unreadable; treating as a miss", "key", key, "err", err)
+		return res, nil
+	}
+	defer body.Close()
+	for _, p := range paths {
+		if err := removeAll(p); err != nil {
+			return res, &dsl.CacheError{Phase: "restore", Key: key, Cause: err.Error()}
+		}
+	}
+	counted := &countReader{r: body}
+	dec, err := zstd.NewReader(counted, zstd.WithDecoderConcurrency(0))
+	if err != nil {
+		return res, &dsl.CacheError{Phase: "restore", Key: key, Cause: err.Error()}
+	}
+	defer dec.Close()
+	st, err := archive.Extract(dec, func(top string) string {
+		i, err := strconv.Atoi(top)
+		if err != nil || i < 0 || i >= len(paths) {
+			return ""
+		}
+		return paths[i]
+	})
+	if err != nil {
+		for _, p := range paths {
+			_ = removeAll(p)
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		c.log().Warn("cache archive unusable; treating as a miss", "key", key, "err", err)
+		return dsl.CacheResult{Key: key}, nil
+	}
+	res.Hit, res.Files, res.RawBytes, res.Bytes = true, st.Files, st.Bytes, counted.n
+	if size > 0 {
+		res.Bytes = size
+	}
+	res.DurationMs = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+// Save implements dsl.Cache. Paths that do not exist are left out.
+func (c *Cache) Save(ctx context.Context, key string, paths []string) (dsl.CacheResult, error) {
+	res := dsl.CacheResult{Key: key}
+	bk, err := c.blobKey(key)
+	if err != nil {
+		return res, err
+	}
+	if !c.Writable {
+		res.ReadOnly = true
+		return res, nil
+	}
+	start := time.Now()
+	pr, pw := io.Pipe()
+	var st archive.Stats
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		st, err = c.write(pw, paths)
+		pw.CloseWithError(err)
+		wrote <- err
+	}()
+	n, perr := c.Store.Put(ctx, bk, pr, "application/zstd")
+	pr.CloseWithError(errUploadEnded) // unblock the writer if the upload failed
+	werr := <-wrote
+	switch {
+	case errors.Is(perr, blobstore.ErrForbidden):
+		res.ReadOnly = true
+		return res, nil
+	case werr != nil && !errors.Is(werr, errUploadEnded):
+		return res, &dsl.CacheError{Phase: "save", Key: key, Cause: werr.Error()}
+	case perr != nil:
+		return res, &dsl.CacheError{Phase: "save", Key: key, Cause: perr.Error()}
+	}
+	res.Bytes, res.Files, res.RawBytes = n, st.Files, st.Bytes
+	res.DurationMs = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+// write archives paths as entries 0/…, 1/…, … into a zstd stream.
+func (c *Cache) write(w io.Writer, paths []string) (archive.Stats, error) {
+	var total archive.Stats
+	level := c.Level
+	if level == 0 {
+		level = zstd.SpeedDefault
+	}
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	if err != nil {
+		return total, err
+	}
+	tw := tar.NewWriter(enc)
+	for i, p := range paths {
+		st, err := archive.WriteTree(tw, p, strconv.Itoa(i), true)
+		if err != nil {
+			enc.Close()
+			return total, fmt.Errorf("archive %s: %w", p, err)
+		}
+		total.Files += st.Files
+		total.Bytes += st.Bytes
+	}
+	if err := tw.Close(); err != nil {
+		enc.Close()
+		return total, err
+	}
+	return total, enc.Close()
+}
+
+// removeAll removes a tree even where it holds read-only directories (Go's module
+// cache without -modcacherw).
+func removeAll(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil || !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	_ = makeWritable(p)
+	return os.RemoveAll(p)
+}
+
+func makeWritable(root string) error {
+	return walkDirs(root, func(dir string) { _ = os.Chmod(dir, 0o755) })
+}
+
+func walkDirs(root string, fn func(string)) error {
+	st, err := os.Lstat(root)
+	if err != nil || !st.IsDir() {
+		return err
+	}
+	fn(root)
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			_ = walkDirs(root+"/"+e.Name(), fn)
+		}
+	}
+	return nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,256 @@
+package dsl
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// The capabilities a run body reaches through its Ctx, beyond the Journal, Sandbox and
+// Secrets of ctx.go. Each is one small interface; the agent provides the production
+// implementation (over the edge's agent API and the blob store), tests provide fakes.
+// A nil capability means the platform does not offer it; the primitives then fail with
+// a typed error rather than panic.
+
+// Cache stores directory trees per repository in the blob store, under keys the caller
+// chooses (InstallCached uses <tool>-<sha256 of the lockfile>). Archives are tar.zst.
+type Cache interface {
+	// Restore extracts the archive stored under key over paths (absolute paths in the
+	// sandbox, in the order they were saved). Hit is false when there is no archive.
+	Restore(ctx context.Context, key string, paths []string) (CacheResult, error)
+	// Save archives paths under key, replacing any archive there. A sandbox without
+	// write access to the cache (a pull request's execution) gets ReadOnly and no error.
+	Save(ctx context.Context, key string, paths []string) (CacheResult, error)
+}
+
+// CacheResult says what Restore or Save did.
+type CacheResult struct {
+	Key        string `json:"key"`
+	Hit        bool   `json:"hit,omitempty"`      // Restore found the archive
+	ReadOnly   bool   `json:"readOnly,omitempty"` // Save was not allowed; nothing stored
+	Bytes      int64  `json:"bytes"`              // archive size (compressed)
+	RawBytes   int64  `json:"rawBytes"`           // file bytes archived or extracted
+	Files      int    `json:"files"`
+	DurationMs int64  `json:"durationMs"`
+}
+
+// Artifacts stores an execution's files for people to download through the edge's
+// /v1/artifacts/<execution>/<name>[/path] route.
+type Artifacts interface {
+	// Upload stores a file as it is, or a directory as a tar.gz at the bare name plus
+	// each file under <name>/<path> for browsing. contentType "" means guess.
+	Upload(ctx context.Context, name, path, contentType string) (Artifact, error)
+	// UploadTree stores entries as a directory artifact, like Upload of a directory
+	// holding exactly them.
+	UploadTree(ctx context.Context, name string, entries []TreeEntry) (Artifact, error)
+	// List returns the execution's artifacts (top level).
+	List(ctx context.Context) ([]Artifact, error)
+}
+
+// Artifact is one stored artifact.
+type Artifact struct {
+	Name        string `json:"name"`
+	URL         string `json:"url"`
+	Size        int64  `json:"size"`
+	Dir         bool   `json:"dir,omitempty"`
+	Files       int    `json:"files,omitempty"`
+	ContentType string `json:"contentType,omitempty"`
+}
+
+// TreeEntry is one file of a directory artifact: Source (a file in the sandbox) or Data.
+type TreeEntry struct {
+	Path       string // slash-separated, relative to the artifact's root
+	Source     string // absolute path of a file in the sandbox; "" means Data
+	Data       []byte
+	Executable bool
+}
+
+// ConfigStore reads the run's configuration (CONFIG_KV) through the edge. Keys outside
+// the run's declared namespaces (Spec.Needs.Config) are refused by the edge.
+type ConfigStore interface {
+	// Get returns the values found; absent keys are absent from the map.
+	Get(ctx context.Context, keys []string) (map[string]string, error)
+}
+
+// GitHubAPI is GitHub as the edge brokers it: reads, and draft pull requests (which need
+// Spec.Needs.PullRequests). The sandbox never holds a GitHub credential. Failures are
+// *GitHubApiError.
+type GitHubAPI interface {
+	Repository(ctx context.Context, repo string) (Repository, error)
+	OpenPullRequests(ctx context.Context, repo string) ([]PullRequest, error)
+	OpenDraftPullRequest(ctx context.Context, pr DraftPullRequest) (PullRequestResult, error)
+}
+
+// Repository is what a run learns about a repository.
+type Repository struct {
+	FullName      string `json:"fullName"`
+	DefaultBranch string `json:"defaultBranch"`
+	Private       bool   `json:"private"`
+	HTMLURL       string `json:"htmlUrl,omitempty"`
+}
+
+// PullRequest is an open pull request.
+type PullRequest struct {
+	Number  int    `json:"number"`
+	Title   string `json:"title"`
+	Head    string `json:"head"`
+	HeadSHA string `json:"headSha,omitempty"`
+	Base    string `json:"base"`
+	Draft   bool   `json:"draft,omitempty"`
+	URL     string `json:"url,omitempty"`
+	Author  string `json:"author,omitempty"`
+}
+
+// DraftPullRequest is a branch with files committed on top of a base branch and the
+// (draft) pull request for it; an open pull request for the branch is updated.
+type DraftPullRequest struct {
+	Repo          string       `json:"repo"`
+	BaseBranch    string       `json:"baseBranch,omitempty"` // "" = the default branch
+	HeadBranch    string       `json:"headBranch"`
+	Title         string       `json:"title"`
+	Body          string       `json:"body,omitempty"`
+	CommitMessage string       `json:"commitMessage"`
+	Files         []FileChange `json:"files"`
+}
+
+// FileChange is one file of a pull request: its new content, or its deletion.
+type FileChange struct {
+	Path       string `json:"path"`
+	Content    string `json:"content,omitempty"`
+	Deleted    bool   `json:"deleted,omitempty"`
+	Executable bool   `json:"executable,omitempty"`
+}
+
+// PullRequestResult is what OpenDraftPullRequest did.
+type PullRequestResult struct {
+	Number    int    `json:"number,omitempty"`
+	URL       string `json:"url,omitempty"`
+	Created   bool   `json:"created"`
+	Branch    string `json:"branch"`
+	Commit    string `json:"commit,omitempty"`
+	Files     int    `json:"files"`
+	Deletions int    `json:"deletions"`
+	Skipped   string `json:"skipped,omitempty"` // why nothing was pushed ("no files", …)
+}
+
+// Children starts child executions of this one (fan-out) and reads how they ended.
+type Children interface {
+	// Spawn starts each child once: the id of child k is <execution>:<k>, and spawning an
+	// id that exists changes nothing. Children queue at this execution's place.
+	Spawn(ctx context.Context, failFast bool, children []ChildSpec) ([]string, error)
+	// Results reads every child's status and, once ended, its output or failure.
+	Results(ctx context.Context) ([]ChildResult, error)
+}
+
+// ChildSpec is one child execution: a key unique among siblings ([A-Za-z0-9_-]{1,40}),
+// the run and its inputs.
+type ChildSpec struct {
+	Key    string `json:"key"`
+	Run    string `json:"run"`
+	Inputs any    `json:"inputs"`
+}
+
+// ChildResult is how a child is doing.
+type ChildResult struct {
+	Key        string          `json:"key"`
+	Exec       string          `json:"executionId"`
+	Run        string          `json:"run"`
+	Status     string          `json:"status"` // queued … success | failure | cancelled | timed_out
+	Output     json.RawMessage `json:"output,omitempty"`
+	Failure    *Failure        `json:"failure,omitempty"`
+	LogsURL    string          `json:"logsUrl,omitempty"`
+	DurationMs int64           `json:"durationMs,omitempty"`
+}
+
+// Ended reports whether the child is over.
+func (r ChildResult) Ended() bool {
+	switch r.Status {
+	case "success", "failure", "cancelled", "timed_out":
+		return true
+	}
+	return false
+}
+
+// Suspender ends the attempt without ending the run (see Suspend).
+type Suspender interface {
+	// Suspend tells the run actor to wait for s, then stops the attempt: the agent
+	// reports no exit and the attempt's context ends.
+	Suspend(ctx context.Context, s Suspension) error
+}
+
+// Suspension is what a suspended run waits for; the first condition met resumes it.
+type Suspension struct {
+	Until    time.Time `json:"until,omitzero"`
+	Children []string  `json:"children,omitempty"`
+	Event    string    `json:"event,omitempty"`
+}
+
+// IO is the non-deterministic world: the clock, fresh ids, the agent's environment and
+// earlier executions. Use it inside a step (or through Now/NewID) so a replay sees what
+// the first attempt saw.
+type IO interface {
+	Now() time.Time
+	NewID() string
+	Getenv(key string) string
+	// PriorExecution is the newest finished execution whose id starts with family+":",
+	// other than this one; found is false when there is none.
+	PriorExecution(ctx context.Context, family string) (prior PriorExecution, found bool, err error)
+}
+
+// PriorExecution is an earlier execution of a family.
+type PriorExecution struct {
+	Exec        string          `json:"executionId"`
+	Status      string          `json:"status"`
+	CompletedAt time.Time       `json:"completedAt,omitzero"`
+	Output      json.RawMessage `json:"output,omitempty"`
+}
+
+// ModelGateway calls language models through the edge (built out with the agentic runs;
+// only the interface exists here).
+type ModelGateway interface {
+	Complete(ctx context.Context, r ModelRequest) (ModelResponse, error)
+}
+
+// ModelRequest is one completion. Model is prefixed by its route: @cf/…, anthropic/…,
+// bedrock/…, deepseek/….
+type ModelRequest struct {
+	Model       string      `json:"model"`
+	System      string      `json:"system,omitempty"`
+	User        string      `json:"user"`
+	Tools       []ModelTool `json:"tools,omitempty"`
+	MaxTokens   int         `json:"maxTokens,omitempty"`
+	Temperature *float64    `json:"temperature,omitempty"`
+}
+
+// ModelTool is a tool the model may call, with its JSON Schema.
+type ModelTool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema"`
+}
+
+// ModelResponse is the model's answer.
+type ModelResponse struct {
+	Text         string          `json:"text,omitempty"`
+	ToolCalls    []ModelToolCall `json:"toolCalls,omitempty"`
+	InputTokens  int             `json:"inputTokens,omitempty"`
+	OutputTokens int             `json:"outputTokens,omitempty"`
+}
+
+// ModelToolCall is one tool call the model made.
+type ModelToolCall struct {
+	Name      string          `json:"name"`
+	Arguments json.RawMessage `json:"arguments"`
+}
+
+// Browser opens CDP sessions (built out with the browser runs; only the interface
+// exists here).
+type Browser interface {
+	NewCDPSession(ctx context.Context, targetURL string) (CDPSession, error)
+}
+
+// CDPSession is an open browser session; only WSEndpoint belongs in a step result.
+type CDPSession interface {
+	WSEndpoint() string
+	Close(ctx context.Context) error
+}

@@ -1,0 +1,36 @@
+package sqlmeta
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/edge"
+)
+
+var _ edge.PriorExecutions = (*Store)(nil)
+
+// PriorExecution implements edge.PriorExecutions: the newest finished execution whose
+// id starts with family+":", other than exclude.
+func (s *Store) PriorExecution(ctx context.Context, family, exclude string) (edge.Execution, bool, error) {
+	like := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(family) + ":%"
+	var e edge.Execution
+	var completed sql.NullInt64
+	var summary sql.NullString
+	err := s.DB.QueryRowContext(ctx, `SELECT id, status, completed_at, summary_json FROM executions
+		WHERE id LIKE ? ESCAPE '\' AND id <> ? AND completed_at IS NOT NULL
+		ORDER BY completed_at DESC, id DESC LIMIT 1`, like, exclude).Scan(&e.ID, &e.Status, &completed, &summary)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, fmt.Errorf("prior execution of %s: %w", family, err)
+	}
+	e.CompletedAt = fromMS(completed)
+	if summary.Valid {
+		e.Summary = []byte(summary.String)
+	}
+	return e, true, nil
+}
