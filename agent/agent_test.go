@@ -386,7 +386,7 @@ func TestStartIsValidatedAndAuthenticated(t *testing.T) {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&h)
 	resp.Body.Close()
-	if h.Status != "ok" || strings.Join(h.Runs, ",") != "offload-test" {
+	if h.Status != "ok" || strings.Join(h.Runs, ",") != strings.Join(runs.Registry().Names(), ",") {
 		t.Fatalf("health %+v", h)
 	}
 	// Invalid inputs reach the agent only if the edge let them through: a typed failure.

@@ -170,26 +170,25 @@ func InstallCached(c *Ctx, name, dir string) (Install, error) {
 		in.Hit = in.Restore.Hit
 		return in, err
 	}
-	in, err := Step(c, name, do, Timeout(30*time.Minute))
-	if err != nil || in.Tool == "" {
+	ran := false
+	in, err := Step(c, name, func(ctx context.Context) (Install, error) { ran = true; return do(ctx) }, Timeout(30*time.Minute))
+	if err != nil || in.Tool == "" || ran {
 		return in, err
 	}
+	// Replayed from the journal: the files are here unless this is a fresh sandbox.
 	for _, p := range in.Paths {
 		ok, err := c.Sandbox.Exists(c, p)
-		if err != nil {
+		if err != nil || ok {
 			return in, err
 		}
-		if !ok { // replayed onto a fresh sandbox
-			c.logger().Info("installed files missing after replay; installing again", "step", name, "path", p)
-			again, err := do(c)
-			if err != nil {
-				return in, err
-			}
-			again.Env = in.Env
-			return again, nil
-		}
 	}
-	return in, nil
+	c.logger().Info("installed files missing after replay; installing again", "step", name)
+	again, err := do(c)
+	if err != nil {
+		return in, err
+	}
+	again.Env = in.Env
+	return again, nil
 }
 
 // Workspace is a checkout, with its dependencies installed when asked.

@@ -138,7 +138,7 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 		return fmt.Errorf("start agent %s: blob credentials: %w", e.Exec, err)
 	}
 	start := agentapi.Start{
-		Exec: e.Exec, Attempt: e.Attempt, Run: p.Run, EdgeURL: p.Origin, Token: token,
+		Exec: e.Exec, Attempt: e.Attempt, Run: p.Run, EdgeURL: s.originOf(p), Token: token,
 		GitHub: agentapi.GitHub{Repo: p.Repo, Ref: p.Ref, SHA: p.SHA, PRNumber: p.PRNumber},
 		Inputs: p.Inputs, Local: s.Config.Local,
 		Blobs: agentapi.Blobs{Endpoint: s.Config.BlobEndpoint, Bucket: s.Config.BlobBucket, AccessKeyID: keyID, Secret: secret,
@@ -160,7 +160,7 @@ func (s *Server) project(ctx context.Context, p actors.Progress) error {
 		upd.CompletedAt = p.At
 		upd.Summary = p.Output
 	}
-	report := RenderCheck(ex.Run, p, s.LogLink(params.Origin, p.Exec))
+	report := RenderCheck(ex.Run, p, s.LogLink(s.originOf(params), p.Exec))
 	report.Install = params.InstallationID
 	s.afterProgress(ctx, ex, params, p, &report)
 	s.attachFindings(ctx, &report, p)
@@ -181,4 +181,14 @@ func (s *Server) project(ctx context.Context, p actors.Progress) error {
 		}
 	}
 	return s.Meta.UpdateExecution(ctx, upd)
+}
+
+// originOf is where an execution's links and agent calls go: PUBLIC_ORIGIN when set
+// (it may have changed since the dispatch, e.g. a restarted flare up on a new port),
+// else the origin the dispatch arrived at.
+func (s *Server) originOf(p Params) string {
+	if s.Config.PublicOrigin != "" {
+		return s.Config.PublicOrigin
+	}
+	return p.Origin
 }

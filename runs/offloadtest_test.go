@@ -62,7 +62,7 @@ func TestOffloadTestInputsAreNormalized(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := runs.Registry()
-	if got := strings.Join(r.Names(), ","); got != "offload-test" {
+	if got := strings.Join(r.Names(), ","); got != "deploy-smoke,matrix-fanout,offload-test,refresh-fixtures" {
 		t.Fatal(got)
 	}
 	spec := r["offload-test"].Spec()

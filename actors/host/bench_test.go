@@ -72,10 +72,10 @@ func (sink) Header() ([]byte, error)              { return []byte("{}"), nil }
 func (sink) Row(string) ([]byte, bool, error)     { return nil, false, nil }
 func (sink) Load([]byte, map[string][]byte) error { return nil }
 
-// benchPairs sends b.N/2 acquire/release pairs from 1000 executions spread over
+// benchPairs sends b.N/2 acquire/release pairs from `execs` executions spread over
 // `keys` actors, and reports the actor messages applied per second (each a durable
 // transition; the grants and acknowledgements go to sinks).
-func benchPairs(b *testing.B, keys int, to func(i int) actors.Addr, acquire, release func(exec string) actors.Message) {
+func benchPairs(b *testing.B, keys, execs int, to func(i int) actors.Addr, acquire, release func(exec string) actors.Message) {
 	var acks atomic.Int64
 	real := kinds.Factory(kinds.DefaultConfig())
 	factory := func(a actors.Addr) (actors.Actor, error) {
@@ -93,7 +93,7 @@ func benchPairs(b *testing.B, keys int, to func(i int) actors.Addr, acquire, rel
 	b.ResetTimer()
 	start := time.Now()
 	for i := range pairs {
-		exec := fmt.Sprintf("e%04d", i%1000)
+		exec := fmt.Sprintf("e%04d", i%execs)
 		_ = h.Send(to(i%keys), acquire(exec))
 		_ = h.Send(to(i%keys), release(exec))
 	}
@@ -109,7 +109,7 @@ func benchPairs(b *testing.B, keys int, to func(i int) actors.Addr, acquire, rel
 func BenchmarkAdmissionMessages(b *testing.B) {
 	for _, pools := range []int{1, 8} {
 		b.Run(fmt.Sprintf("pools=%d", pools), func(b *testing.B) {
-			benchPairs(b, pools, func(i int) actors.Addr { return actors.AdmissionAddr(fmt.Sprint("pool", i)) },
+			benchPairs(b, pools, 1000, func(i int) actors.Addr { return actors.AdmissionAddr(fmt.Sprint("pool", i)) },
 				func(e string) actors.Message { return actors.AdmitRequest{Exec: e} },
 				func(e string) actors.Message { return actors.AdmitRelease{Exec: e} })
 		})
@@ -117,9 +117,12 @@ func BenchmarkAdmissionMessages(b *testing.B) {
 }
 
 func BenchmarkLeaseMessages(b *testing.B) {
+	// A sandbox id is shared by the few runs of one repository and commit: 16
+	// executions take turns on the single sandbox (the lease keeps its state, with
+	// the tickets it remembers, in one header).
 	for _, sandboxes := range []int{1, 1000} {
 		b.Run(fmt.Sprintf("sandboxes=%d", sandboxes), func(b *testing.B) {
-			benchPairs(b, sandboxes, func(i int) actors.Addr { return actors.LeaseAddr(fmt.Sprint("sb", i)) },
+			benchPairs(b, sandboxes, max(16, sandboxes), func(i int) actors.Addr { return actors.LeaseAddr(fmt.Sprint("sb", i)) },
 				func(e string) actors.Message { return actors.LeaseAcquire{Exec: e} },
 				func(e string) actors.Message { return actors.LeaseRelease{Exec: e} })
 		})

@@ -97,11 +97,17 @@ func TestKillNineMidwayThenAllRunsFinish(t *testing.T) {
 	// as a retrying trigger would.
 	cfg := crashConfig()
 	f := newFleet(t, cfg, 3)
+	opened := time.Now()
 	h, err := Open(context.Background(), db, kinds.Factory(cfg), f, Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
+	openTook := time.Since(opened)
 	f.host.Store(h)
+	var recovering int
+	if err := h.store.rdb.QueryRow(`SELECT count(*) FROM actors WHERE wake_at > 0 OR idle = 0`).Scan(&recovering); err != nil {
+		t.Fatal(err)
+	}
 	defer h.Stop(context.Background())
 	pending := map[string]bool{}
 	for i := range crashRuns {
@@ -126,8 +132,8 @@ func TestKillNineMidwayThenAllRunsFinish(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("killed after %d of %d runs; all finished %v after the kill; %d agents restarted",
-		done, crashRuns, time.Since(killedAt).Round(time.Millisecond), f.restarts)
+	t.Logf("killed after %d of %d runs; Open took %v recovering %d actors; all finished %v after the kill; %d agents restarted (after AgentDead %v)",
+		done, crashRuns, openTook.Round(time.Millisecond), recovering, time.Since(killedAt).Round(time.Millisecond), f.restarts, cfg.Run.AgentDead)
 	if err := h.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package kinds_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -199,5 +200,85 @@ func TestMessagesRoundTripThroughTheCodec(t *testing.T) {
 	}
 	if _, err := actors.Unmarshal([]byte(`{"type":"nope","body":{}}`)); err == nil {
 		t.Fatal("unknown type accepted")
+	}
+}
+
+func TestFanOutParentHoldsNoSlotWhileChildrenRunWithCapOne(t *testing.T) {
+	cfg := kinds.DefaultConfig()
+	cfg.Admission.Cap = 1
+	w := newWorld(t, 6, cfg)
+	w.start("parent", "lean", "sb-p", time.Time{})
+	w.drain()
+	p := actors.RunAddr("parent")
+	w.perform(w.apply(p, actors.AgentHeartbeat{Exec: "parent", Attempt: 1}))
+	var kids []string
+	for i := range 3 {
+		kid := fmt.Sprintf("parent:shard-%d", i+1)
+		kids = append(kids, kid)
+		w.startChild(kid, "lean", "sb-"+kid, w.actor(p).(*run.Actor).OrderKey(), "parent")
+	}
+	if ack := w.perform(w.apply(p, actors.AgentSuspend{Exec: "parent", Attempt: 1, Children: kids})).(actors.AgentAck); !ack.OK {
+		t.Fatalf("suspend refused: %+v", ack)
+	}
+	w.drain()
+	if w.status("parent") != actors.StatusWaiting {
+		t.Fatalf("parent = %s", w.status("parent"))
+	}
+	// With one slot, the children run one after another while the parent waits.
+	for _, kid := range kids {
+		if w.status(kid) != actors.StatusLeased {
+			t.Fatalf("%s = %s; the waiting parent should hold no slot", kid, w.status(kid))
+		}
+		w.perform(w.apply(actors.RunAddr(kid), actors.AgentExit{Exec: kid, Attempt: 1}))
+		w.drain()
+	}
+	if w.status("parent") != actors.StatusLeased {
+		t.Fatalf("parent = %s after its children ended, want a new attempt", w.status("parent"))
+	}
+	if a := w.actor(p).(*run.Actor).Attempt(); a != 2 {
+		t.Fatalf("parent attempt %d, want 2", a)
+	}
+}
+
+func TestEventResumesAWaitingRunOnceAndRefusesASecond(t *testing.T) {
+	w := newWorld(t, 7, kinds.DefaultConfig())
+	w.start("x", "lean", "sb", time.Time{})
+	w.drain()
+	x := actors.RunAddr("x")
+	// The agent looks for the event first (a running entry), then suspends for it.
+	w.perform(w.apply(x, actors.StepBegin{Exec: "x", Attempt: 1, Step: actors.EventStep("approve")}))
+	w.perform(w.apply(x, actors.AgentSuspend{Exec: "x", Attempt: 1, Event: "approve", Until: w.now.Add(time.Hour)}))
+	w.drain()
+	ack := w.perform(w.apply(x, actors.RunEvent{Exec: "x", Kind: "approve", Payload: []byte(`{"by":"ops"}`)})).(actors.RunEventAck)
+	if !ack.Delivered || ack.Duplicate {
+		t.Fatalf("first event: %+v", ack)
+	}
+	w.drain()
+	if w.status("x") != actors.StatusLeased {
+		t.Fatalf("x = %s after the event, want a new attempt", w.status("x"))
+	}
+	d := w.perform(w.apply(x, actors.StepBegin{Exec: "x", Attempt: 2, Step: actors.EventStep("approve")})).(actors.StepDecision)
+	if !d.Done || string(d.Result) != `{"by":"ops"}` {
+		t.Fatalf("replayed event step %+v", d)
+	}
+	if again := w.perform(w.apply(x, actors.RunEvent{Exec: "x", Kind: "approve"})).(actors.RunEventAck); again.Delivered || !again.Duplicate {
+		t.Fatalf("second event: %+v", again)
+	}
+}
+
+func TestSleepSuspendsAndResumesAtItsTime(t *testing.T) {
+	w := newWorld(t, 8, kinds.DefaultConfig())
+	w.start("s", "lean", "sb", time.Time{})
+	w.drain()
+	wake := w.now.Add(40 * time.Minute)
+	w.perform(w.apply(actors.RunAddr("s"), actors.AgentSuspend{Exec: "s", Attempt: 1, Until: wake}))
+	w.drain()
+	w.advance(39 * time.Minute)
+	if w.status("s") != actors.StatusWaiting {
+		t.Fatalf("s = %s before its wake time", w.status("s"))
+	}
+	w.advance(2 * time.Minute)
+	if w.status("s") != actors.StatusLeased {
+		t.Fatalf("s = %s after its wake time", w.status("s"))
 	}
 }

@@ -458,7 +458,7 @@ func (a *Actor) maybeResume(now time.Time, out []actors.Effect) []actors.Effect 
 	}
 	ready := !a.h.WaitUntil.IsZero() && !now.Before(a.h.WaitUntil) ||
 		a.h.Children && len(a.h.WaitFor) == 0 ||
-		a.h.WaitEvent != "" && a.steps[actors.EventStep(a.h.WaitEvent)] != nil
+		a.h.WaitEvent != "" && a.eventRecorded(a.h.WaitEvent)
 	if !ready {
 		return out
 	}
@@ -477,7 +477,7 @@ func (a *Actor) event(now time.Time, m actors.RunEvent) []actors.Effect {
 	switch {
 	case a.h.Status.Terminal():
 		return []actors.Effect{actors.Reply{Msg: ack}}
-	case a.steps[name] != nil:
+	case a.eventRecorded(m.Kind):
 		ack.Duplicate = true
 		return []actors.Effect{actors.Reply{Msg: ack}}
 	}
@@ -490,6 +490,13 @@ func (a *Actor) event(now time.Time, m actors.RunEvent) []actors.Effect {
 		actors.Reply{Msg: ack},
 	}
 	return a.maybeResume(now, out)
+}
+
+// eventRecorded reports that an event of type t is in the journal. An agent's
+// StepBegin on the event step leaves a running entry, which is not an event.
+func (a *Actor) eventRecorded(t string) bool {
+	s := a.steps[actors.EventStep(t)]
+	return s != nil && s.done()
 }
 
 // ticketOf reads the ticket of admission and lease answers.
@@ -587,6 +594,9 @@ func (a *Actor) Pool() string          { return a.h.Pool }
 func (a *Actor) Failure() *actors.Failure {
 	return a.h.Failure
 }
+
+// OrderKey is the execution's place in its pool's FIFO (children inherit it).
+func (a *Actor) OrderKey() time.Time { return a.h.OrderKey }
 
 // Ticket is the current admission/lease generation.
 func (a *Actor) Ticket() int { return a.h.Ticket }

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -111,7 +112,7 @@ func (c *Cache) Restore(ctx context.Context, key string, paths []string) (dsl.Ca
 		c.log().Warn("cache archive unusable; treating as a miss", "key", key, "err", err)
 		return dsl.CacheResult{Key: key}, nil
 	}
-	res.Hit, res.Files, res.RawBytes, res.Bytes = true, st.Files, st.Bytes, counted.n
+	res.Hit, res.Files, res.RawBytes, res.Bytes = true, st.Files, st.Bytes, counted.n.Load()
 	if size > 0 {
 		res.Bytes = size
 	}
@@ -218,13 +219,14 @@ func walkDirs(root string, fn func(string)) error {
 	return nil
 }
 
+// countReader counts what the decoder read; the decoder reads from its own goroutine.
 type countReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }

@@ -5,20 +5,14 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
-// testRuns are added to the registry by builds with -tags flaretest (the local stack's
-// tests build the agent so).
+// testRuns are runs compiled in only for the project's own tests (build tag flaretest).
 var testRuns []dsl.Run
 
-// registry is the runs this binary can execute.
+// registry is the runs this binary serves and executes.
 func registry() dsl.Registry {
-	return dsl.NewRegistry(append(registryRuns(), testRuns...)...)
-}
-
-func registryRuns() []dsl.Run {
 	r := runs.Registry()
-	out := make([]dsl.Run, 0, len(r))
-	for _, name := range r.Names() {
-		out = append(out, r[name])
+	for _, x := range testRuns {
+		r[x.Spec().Name] = x
 	}
-	return out
+	return r
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
-	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
 var cmdUp = command{
@@ -44,7 +43,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "flare-dispatch is up at %s\n", st.URL)
 	fmt.Fprintf(stdout, "  dispatcher secret fingerprint: %s (the secret is in %s, mode 0600)\n",
 		edge.Fingerprint(st.Secrets.HMACSecret), local.SecretsPath(st.DataDir))
-	fmt.Fprintf(stdout, "  runs: %v\n  try:  flare dispatch offload-test --repo . --command 'go version'\n", runs.Registry().Names())
+	fmt.Fprintf(stdout, "  runs: %v\n  try:  flare dispatch offload-test --repo . --command 'go version'\n", registry().Names())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping")
 	return exitOK
@@ -62,5 +61,5 @@ func openStack(ctx context.Context, addr, data string, verbose bool, stderr io.W
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return local.Open(ctx, local.Options{DataDir: data, Addr: addr, AgentCommand: []string{self, "agent"},
-		Runs: runs.Registry(), Log: log})
+		Runs: registry(), Log: log})
 }
