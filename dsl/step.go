@@ -50,8 +50,9 @@ func Backoff(d time.Duration) StepOption { return func(o *stepOptions) { o.backo
 //
 // An error that is not of the typed set is recorded as *StepFailed naming the step; the
 // error returned is always the one rebuilt from the record, so the body sees the same
-// error now and on replay. When the attempt itself stops (c is cancelled), nothing is
-// recorded and the step runs again in the next attempt.
+// error now and on replay. When the attempt itself stops (c is cancelled) or the run
+// suspends inside the step (a *Suspended error, see Suspend), nothing is recorded and
+// the step runs again in the next attempt.
 //
 // Names must be unique within a run. Never return secrets from a step: results are
 // stored.

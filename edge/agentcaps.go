@@ -76,7 +76,7 @@ func (s *Server) agentConfig(w http.ResponseWriter, r *http.Request) {
 	for i, k := range q.Keys {
 		if !configKeyAllowed(spaces, k) {
 			writeError(w, http.StatusForbidden, "config_key_not_allowed",
-				fmt.Sprintf("run %s may read keys under %s. only (and never .secret/ keys), not %q", run.Spec().Name, strings.Join(spaces, "., "), k),
+				fmt.Sprintf("run %s may read keys under %s.* (never .secret/ keys), not %q", run.Spec().Name, strings.Join(spaces, ".*, "), k),
 				"field", fmt.Sprintf("keys[%d]", i))
 			return
 		}

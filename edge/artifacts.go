@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"html"
@@ -211,4 +212,32 @@ func pathEscape(p string) string {
 		segs[i] = url.PathEscape(s)
 	}
 	return strings.Join(segs, "/")
+}
+
+// ArtifactInfo is one top-level artifact in an execution's details.
+type ArtifactInfo struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	URL  string `json:"url"`
+}
+
+// artifactList lists an execution's top-level artifacts (contract §3,
+// GET /v1/executions/:id): a file or a directory's tarball each; a listing error gives
+// none rather than failing the details.
+func (s *Server) artifactList(ctx context.Context, origin, exec string) []ArtifactInfo {
+	prefix := "artifacts/" + exec + "/"
+	infos, err := s.Blobs.List(ctx, prefix)
+	out := []ArtifactInfo{}
+	if err != nil {
+		s.Log.Warn("artifact listing failed", "execution", exec, "err", err)
+		return out
+	}
+	for _, in := range infos {
+		name := strings.TrimPrefix(in.Key, prefix)
+		if strings.Contains(name, "/") || !ValidArtifactName(name) {
+			continue
+		}
+		out = append(out, ArtifactInfo{Name: name, Size: in.Size, URL: origin + "/v1/artifacts/" + pathEscape(exec) + "/" + pathEscape(name)})
+	}
+	return out
 }

@@ -203,7 +203,9 @@ func TestSpawnChildrenStartsThemAtTheParentsPlace(t *testing.T) {
 
 func TestSpawnChildrenRejectsBadRequestsWithTheField(t *testing.T) {
 	h := newAgentHarness(t)
-	child := func(key, run string, inputs any) map[string]any { return map[string]any{"key": key, "run": run, "inputs": inputs} }
+	child := func(key, run string, inputs any) map[string]any {
+		return map[string]any{"key": key, "run": run, "inputs": inputs}
+	}
 	for _, c := range []struct {
 		children []map[string]any
 		status   int

@@ -30,9 +30,10 @@ type Deps struct {
 	// GitHub brokers GitHub for runs: reads, draft pull requests, writeback commits
 	// (ports_github.go); nil without App credentials.
 	GitHub GitHubAPI
-	// HTTPClient makes the edge's own outbound calls (the manifest code exchange);
-	// nil means http.DefaultClient.
-	HTTPClient *http.Client
+	// HTTPClient makes the edge's own outbound calls (the manifest code exchange):
+	// an *http.Client, or the Worker's fetch transport. nil means http.DefaultClient,
+	// except in the js/wasm build (httpclient_native.go).
+	HTTPClient HTTPDoer
 	Now        func() time.Time
 	Log        *slog.Logger
 }

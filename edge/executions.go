@@ -66,7 +66,8 @@ func (s *Server) execution(w http.ResponseWriter, r *http.Request) {
 	if steps == nil {
 		steps = []StepRow{}
 	}
-	out := map[string]any{"execution": e, "steps": steps, "logs": logs, "logsUrl": s.LogLink(s.origin(r), id)}
+	out := map[string]any{"execution": e, "steps": steps, "logs": logs, "logsUrl": s.LogLink(s.origin(r), id),
+		"artifacts": s.artifactList(r.Context(), s.origin(r), id)}
 	if len(e.Summary) > 0 {
 		out["summary"] = e.Summary
 	}

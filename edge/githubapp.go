@@ -222,7 +222,10 @@ func (s *Server) convertManifest(ctx context.Context, code string) (AppCredentia
 	req.Header.Set("User-Agent", "FlareDispatch-Dispatcher")
 	hc := s.HTTPClient
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultHTTPClient
+	}
+	if hc == nil {
+		return creds, &conversionError{"network", "no HTTP client configured (Deps.HTTPClient)"}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

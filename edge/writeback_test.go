@@ -215,7 +215,9 @@ func (b *memBlobs) Put(_ context.Context, key string, r io.Reader, meta edge.Blo
 	return err
 }
 
-func (b *memBlobs) put(key, body string) { b.Put(context.Background(), key, strings.NewReader(body), edge.BlobMeta{}) }
+func (b *memBlobs) put(key, body string) {
+	b.Put(context.Background(), key, strings.NewReader(body), edge.BlobMeta{})
+}
 
 func (b *memBlobs) Get(_ context.Context, key string) (io.ReadCloser, edge.BlobMeta, error) {
 	b.mu.Lock()

@@ -6,8 +6,9 @@
 #   worker/build.sh --no-dry-run build only (what `wrangler dev` needs)
 #   worker/build.sh --check      only check build/ against the current Go toolchain
 #
-# Environment: FLARE_GZIP_WARN_KIB (default 3072: the free plan's 3 MiB) warns above
-# it; FLARE_GZIP_MAX_KIB (default 10240: the paid plan's limit) fails above it.
+# Environment: FLARE_GZIP_WARN_KIB (default 3072: the free plan's 3 MiB, the budget)
+# warns above it; FLARE_GZIP_MAX_KIB (default 3906: 4 MB, never to be crossed) fails
+# above it. The paid plan's limit is 10 MiB.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,8 +69,8 @@ echo "wrangler deploy --dry-run: ${line:-no size line in the output}"
 kib="$(sed -n 's/.*gzip: \([0-9.]*\) KiB.*/\1/p' <<<"$line")"
 if [ -n "$kib" ]; then
 	kib=${kib%.*}
-	if [ "$kib" -gt "${FLARE_GZIP_MAX_KIB:-10240}" ]; then
-		echo "bundle is $kib KiB gzip: over the ${FLARE_GZIP_MAX_KIB:-10240} KiB limit" >&2
+	if [ "$kib" -gt "${FLARE_GZIP_MAX_KIB:-3906}" ]; then
+		echo "bundle is $kib KiB gzip: over the ${FLARE_GZIP_MAX_KIB:-3906} KiB limit" >&2
 		exit 1
 	fi
 	if [ "$kib" -gt "${FLARE_GZIP_WARN_KIB:-3072}" ]; then

@@ -28,10 +28,11 @@ type Config struct {
 }
 
 // DefaultConfig is the contract's: cap 16, holder TTL 10 min, waiter TTL 100 s,
-// max wait 20 min; sweep every 5 s; released tickets remembered for 30 min.
+// max wait 20 min; sweep every 5 s; released tickets remembered for 2 min (a late
+// duplicate is a message already in flight: hosts deliver within milliseconds).
 func DefaultConfig() Config {
 	return Config{Cap: 16, HolderTTL: 10 * time.Minute, WaiterTTL: 100 * time.Second, MaxWait: 20 * time.Minute,
-		Tick: 5 * time.Second, Forget: 30 * time.Minute}
+		Tick: 5 * time.Second, Forget: 2 * time.Minute}
 }
 
 const (

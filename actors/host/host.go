@@ -185,6 +185,9 @@ func (h *Host) Call(ctx context.Context, to actors.Addr, m actors.Message) (acto
 	if h.stopping.Load() {
 		return nil, ErrStopped
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	reply := make(chan result, 1)
 	if err := h.node.Send(h.router, deliver{to: to, msg: m, reply: reply}); err != nil {
 		return nil, fmt.Errorf("call %s on %s: %w", m.Type(), to, ErrStopped)

@@ -522,6 +522,9 @@ func TestRandomInterleavings(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			cfg := kinds.DefaultConfig()
 			cfg.Admission.Cap = 1 + int(seed%3)
+			// Here a message may stay in the mailbox for many virtual minutes, far longer
+			// than in a host, so released tickets are remembered longer.
+			cfg.Admission.Forget, cfg.Lease.Forget = time.Hour, time.Hour
 			w := newWorld(t, seed, cfg)
 			w.suspends = true
 			pools := []string{"lean", "browser"}

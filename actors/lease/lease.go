@@ -22,10 +22,11 @@ type Config struct {
 	Forget    time.Duration // how long a released ticket is remembered
 }
 
-// DefaultConfig: TTL 10 min, wait 10 min, waiter TTL 100 s, sweep every 5 s.
+// DefaultConfig: TTL 10 min, wait 10 min, waiter TTL 100 s, sweep every 5 s; released
+// tickets remembered for 2 min (long enough for any message in flight).
 func DefaultConfig() Config {
 	return Config{TTL: 10 * time.Minute, MaxWait: 10 * time.Minute, WaiterTTL: 100 * time.Second, Tick: 5 * time.Second,
-		Forget: 30 * time.Minute}
+		Forget: 2 * time.Minute}
 }
 
 type holder struct {

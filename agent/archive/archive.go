@@ -10,6 +10,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -111,24 +113,119 @@ func WriteFile(tw *tar.Writer, name string, r io.Reader, size int64, mode int64)
 // gives for its first path segment (the entry "2/a/b" goes to target("2")/a/b); entries
 // whose first segment target rejects (returns "") are skipped. Target directories are
 // created. Directory modes are applied at the end so read-only directories can be
-// filled.
+// filled. Small files are written by a few workers while the stream is read on (a tree
+// of many small files is bound by file-creation syscalls, not bytes); modification
+// times are not restored.
 func Extract(r io.Reader, target func(top string) string) (Stats, error) {
+	x := &extractor{roots: map[string]*os.Root{}, made: map[string]bool{}, work: make(chan fileJob, 2*extractWorkers)}
+	for range extractWorkers {
+		x.wg.Add(1)
+		go x.worker()
+	}
+	st, err := x.run(r, target)
+	close(x.work)
+	x.wg.Wait()
+	for _, rt := range x.roots {
+		rt.Close()
+	}
+	if err == nil {
+		err = x.firstErr()
+	}
+	x.mu.Lock()
+	st.Files += x.files
+	st.Bytes += x.bytes
+	x.mu.Unlock()
+	return st, err
+}
+
+const (
+	extractWorkers = 4
+	smallFile      = 1 << 20 // files up to this size go to the workers
+)
+
+type fileJob struct {
+	root *os.Root
+	rel  string
+	mode fs.FileMode
+	data []byte
+}
+
+type extractor struct {
+	roots map[string]*os.Root
+	made  map[string]bool // directories known to exist, by root top + "/" + rel
+	work  chan fileJob
+	wg    sync.WaitGroup
+
+	mu    sync.Mutex
+	err   error
+	files int
+	bytes int64
+}
+
+func (x *extractor) fail(err error) {
+	x.mu.Lock()
+	if x.err == nil {
+		x.err = err
+	}
+	x.mu.Unlock()
+}
+
+func (x *extractor) firstErr() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.err
+}
+
+func (x *extractor) worker() {
+	defer x.wg.Done()
+	for j := range x.work {
+		if x.firstErr() != nil {
+			continue
+		}
+		if err := writeFile(j.root, j.rel, j.mode, bytes.NewReader(j.data)); err != nil {
+			x.fail(fmt.Errorf("%s: %w", j.rel, err))
+			continue
+		}
+		x.mu.Lock()
+		x.files++
+		x.bytes += int64(len(j.data))
+		x.mu.Unlock()
+	}
+}
+
+// writeFile creates rel (replacing whatever is there) with mode and the contents of r.
+func writeFile(rt *os.Root, rel string, mode fs.FileMode, r io.Reader) error {
+	f, err := rt.OpenFile(rel, os.O_CREATE|os.O_WRONLY|os.O_EXCL, mode|0o200)
+	if errors.Is(err, fs.ErrExist) { // a duplicate entry, or a symlink in its place
+		_ = rt.Remove(rel)
+		f, err = rt.OpenFile(rel, os.O_CREATE|os.O_WRONLY|os.O_EXCL, mode|0o200)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if err == nil && mode&0o200 == 0 {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (x *extractor) run(r io.Reader, target func(top string) string) (Stats, error) {
 	var st Stats
 	tr := tar.NewReader(r)
-	roots := map[string]*os.Root{}
-	defer func() {
-		for _, rt := range roots {
-			rt.Close()
-		}
-	}()
 	type dirMode struct {
 		root *os.Root
 		name string
 		mode fs.FileMode
-		mt   time.Time
 	}
 	var dirs []dirMode
 	for {
+		if err := x.firstErr(); err != nil {
+			return st, err
+		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -141,7 +238,7 @@ func Extract(r io.Reader, target func(top string) string) (Stats, error) {
 		if top == "" {
 			continue
 		}
-		rt := roots[top]
+		rt := x.roots[top]
 		if rt == nil {
 			dir := target(top)
 			if dir == "" {
@@ -153,7 +250,7 @@ func Extract(r io.Reader, target func(top string) string) (Stats, error) {
 			if rt, err = os.OpenRoot(dir); err != nil {
 				return st, err
 			}
-			roots[top] = rt
+			x.roots[top] = rt
 		}
 		if rel == "" {
 			rel = "."
@@ -161,60 +258,67 @@ func Extract(r io.Reader, target func(top string) string) (Stats, error) {
 		mode := fs.FileMode(hdr.Mode).Perm()
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := rt.MkdirAll(rel, 0o755); err != nil {
+			if err := x.mkdir(top, rt, rel); err != nil {
 				return st, fmt.Errorf("%s: %w", hdr.Name, err)
 			}
-			dirs = append(dirs, dirMode{rt, rel, mode, hdr.ModTime})
+			if mode != 0 && mode != 0o755 {
+				dirs = append(dirs, dirMode{rt, rel, mode})
+			}
 		case tar.TypeReg:
-			if err := mkParent(rt, rel); err != nil {
+			if err := x.mkdir(top, rt, path.Dir(rel)); err != nil {
 				return st, fmt.Errorf("%s: %w", hdr.Name, err)
 			}
-			_ = rt.Remove(rel) // a symlink or older file in its place
-			f, err := rt.OpenFile(rel, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_EXCL, mode|0o200)
-			if err != nil {
+			if hdr.Size <= smallFile {
+				data := make([]byte, hdr.Size)
+				if _, err := io.ReadFull(tr, data); err != nil {
+					return st, fmt.Errorf("%s: %w", hdr.Name, err)
+				}
+				x.work <- fileJob{rt, rel, mode, data}
+				continue
+			}
+			if err := writeFile(rt, rel, mode, tr); err != nil {
 				return st, fmt.Errorf("%s: %w", hdr.Name, err)
 			}
-			n, err := io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return st, fmt.Errorf("%s: %w", hdr.Name, err)
-			}
-			if mode&0o200 == 0 {
-				_ = rt.Chmod(rel, mode)
-			}
-			_ = rt.Chtimes(rel, hdr.ModTime, hdr.ModTime)
 			st.Files++
-			st.Bytes += n
+			st.Bytes += hdr.Size
 		case tar.TypeSymlink:
 			if !linkStaysInside(rel, hdr.Linkname) {
 				return st, fmt.Errorf("%s: symlink to %q leaves the directory", hdr.Name, hdr.Linkname)
 			}
-			if err := mkParent(rt, rel); err != nil {
+			if err := x.mkdir(top, rt, path.Dir(rel)); err != nil {
 				return st, fmt.Errorf("%s: %w", hdr.Name, err)
 			}
 			_ = rt.Remove(rel)
 			if err := rt.Symlink(hdr.Linkname, rel); err != nil {
 				return st, fmt.Errorf("%s: %w", hdr.Name, err)
 			}
+			// A later entry under this path must not find it in the made set as a directory.
+			delete(x.made, top+"/"+rel)
 		default:
 			// hard links, devices, …: never written by this package; skipped.
 		}
 	}
+	// Every file is written before read-only directories close.
+	close(x.work)
+	x.wg.Wait()
+	x.work = make(chan fileJob)           // Extract closes it again
 	for i := len(dirs) - 1; i >= 0; i-- { // deepest first
 		d := dirs[i]
-		_ = d.root.Chtimes(d.name, d.mt, d.mt)
-		if d.mode != 0 && d.mode != 0o755 {
-			_ = d.root.Chmod(d.name, d.mode)
-		}
+		_ = d.root.Chmod(d.name, d.mode)
 	}
 	return st, nil
 }
 
-func mkParent(rt *os.Root, rel string) error {
-	if dir := path.Dir(rel); dir != "." {
-		return rt.MkdirAll(dir, 0o755)
+// mkdir makes rel (and its parents) once.
+func (x *extractor) mkdir(top string, rt *os.Root, rel string) error {
+	if rel == "." || x.made[top+"/"+rel] {
+		return nil
+	}
+	if err := rt.MkdirAll(rel, 0o755); err != nil {
+		return err
+	}
+	for d := rel; d != "." && !x.made[top+"/"+d]; d = path.Dir(d) {
+		x.made[top+"/"+d] = true
 	}
 	return nil
 }

@@ -13,12 +13,12 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/agent/internal/s3test"
 )
 
-const exec, repo = "exec-1", "acme/app"
+const execID, repo = "exec-1", "acme/app"
 
 func newCache(t *testing.T, writable bool) (*cache.Cache, *blobstore.Store, *s3test.Store) {
 	t.Helper()
 	s3 := s3test.Start(t)
-	id, secret := s3.CredentialWith(t, exec, repo, writable)
+	id, secret := s3.CredentialWith(t, execID, repo, writable)
 	store, err := blobstore.New(blobstore.Config{Endpoint: s3.URL, Bucket: s3.Bucket, AccessKeyID: id, Secret: secret})
 	if err != nil {
 		t.Fatal(err)

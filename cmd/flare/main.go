@@ -36,7 +36,7 @@ func main() {
 }
 
 func dispatchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	commands = []command{cmdUp, cmdRun, cmdDispatch, cmdLogs, cmdAgent}
+	commands = []command{cmdUp, cmdRun, cmdDispatch, cmdLogs, cmdAgent, cmdSupervisor}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		return exitOK

@@ -31,10 +31,15 @@ import (
 //	GET  /__dev/stream?n=N&gap=D&type=T N flushed chunks, D apart, as Content-Type T
 //	GET  /__dev/timer/arm?ms=N         arms a Go timer and returns at once
 //	GET  /__dev/timer/wait             waits for the armed timer to fire
-//	GET  /__dev/fetch?url=U            GET U through http.DefaultClient
+//	GET  /__dev/fetch?url=U            GET U through the global fetch (FetchTransport)
 //	GET  /__dev/sandbox/{binding}/{name}/{path...}  GET path in a sandbox
+//	*    /__dev/request/...            the request as Go sees it (method, URL, host, headers)
 func DevHandler(fx *EffectLog) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/__dev/request/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"method": r.Method, "url": r.URL.String(), "host": r.Host,
+			"escapedPath": r.URL.EscapedPath(), "contentLength": r.ContentLength, "header": r.Header})
+	})
 	mux.HandleFunc("POST /__dev/actors/{kind}/{key}", func(w http.ResponseWriter, r *http.Request) {
 		to, err := actors.ParseAddr(r.PathValue("kind") + "/" + r.PathValue("key"))
 		if err != nil {
@@ -138,10 +143,10 @@ func DevHandler(fx *EffectLog) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		proxy(w, http.DefaultClient, req)
+		proxy(w, &FetchTransport{}, req)
 	})
 	mux.HandleFunc("GET /__dev/sandbox/{binding}/{name}/{path...}", func(w http.ResponseWriter, r *http.Request) {
-		c, err := SandboxClient(r.PathValue("binding"), r.PathValue("name"))
+		c, err := SandboxTransport(r.PathValue("binding"), r.PathValue("name"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -153,8 +158,8 @@ func DevHandler(fx *EffectLog) http.Handler {
 	return mux
 }
 
-func proxy(w http.ResponseWriter, c *http.Client, req *http.Request) {
-	res, err := c.Do(req)
+func proxy(w http.ResponseWriter, c http.RoundTripper, req *http.Request) {
+	res, err := c.RoundTrip(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return

@@ -314,10 +314,10 @@ const (
 	SandboxBrowser = "RUNS_SANDBOX_BROWSER"
 )
 
-// SandboxClient returns an HTTP client whose requests reach the agent in the sandbox
+// SandboxTransport returns a transport whose requests reach the agent in the sandbox
 // named name (the Durable Object idFromName(name) of binding). Request URLs need a
 // scheme and host, which the container ignores: http://sandbox/v1/... is fine.
-func SandboxClient(binding, name string) (*http.Client, error) {
+func SandboxTransport(binding, name string) (http.RoundTripper, error) {
 	ns := Env().Get(binding)
 	if ns.Type() != js.TypeObject {
 		return nil, fmt.Errorf("sandbox %s: binding %s is not configured", name, binding)
@@ -326,5 +326,5 @@ func SandboxClient(binding, name string) (*http.Client, error) {
 	if err := try(func() { stub = ns.Call("get", ns.Call("idFromName", name)) }); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", name, err)
 	}
-	return HTTPClient(stub), nil
+	return &FetchTransport{Fetcher: stub}, nil
 }

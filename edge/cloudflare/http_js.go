@@ -257,7 +257,14 @@ func (w *responseWriter) Flush() {
 	}
 	if !w.streaming {
 		w.streaming = true
-		ts := jsTransform.New()
+		// With a Content-Length, a FixedLengthStream keeps it on the wire (a
+		// TransformStream's body goes out chunked, without a length).
+		var ts js.Value
+		if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n >= 0 && jsFixedLength.Type() == js.TypeFunction {
+			ts = jsFixedLength.New(float64(n))
+		} else {
+			ts = jsTransform.New()
+		}
 		w.writer = ts.Get("writable").Call("getWriter")
 		w.settle.ok(w.response(ts.Get("readable")))
 	}

@@ -16,6 +16,7 @@ var (
 	jsHeaders     = js.Global().Get("Headers")
 	jsAbort       = js.Global().Get("AbortController")
 	jsTransform   = js.Global().Get("TransformStream")
+	jsFixedLength = js.Global().Get("FixedLengthStream") // workerd only
 	jsArrayBuffer = js.Global().Get("ArrayBuffer")
 )
 

@@ -191,6 +191,9 @@ func TestCapabilitiesOnTheLocalSandbox(t *testing.T) {
 			t.Errorf("GET %s: %d %.200s", c.path, got.status, got.raw)
 		}
 	}
+	if detail := get(t, st.URL+"/v1/executions/"+id+"?t="+token(st, id)); !strings.Contains(string(detail.raw), `"artifacts":[{"name":"readme.txt","size":7,"url":"`+st.URL+`/v1/artifacts/`+id+`/readme.txt"},{"name":"site"`) {
+		t.Errorf("execution details lack the artifacts: %s", detail.raw)
+	}
 	if tgz := get(t, base+"/site"); tgz.status != 200 || len(tgz.raw) < 20 || tgz.raw[0] != 0x1f || tgz.raw[1] != 0x8b {
 		t.Errorf("GET /site: %d, not a gzip", tgz.status)
 	}

@@ -260,6 +260,10 @@ func openSQLite(path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One connection: SQLite serializes writers anyway, and its busy handler backs
+	// off in coarse sleeps (a 2 s p99 on dispatch under 16 clients); a Go-side queue
+	// is fair and fast.
+	db.SetMaxOpenConns(1)
 	return db, db.Ping()
 }
 

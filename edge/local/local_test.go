@@ -46,7 +46,7 @@ type env map[string]string
 func (e env) get(k string) string { return e[k] }
 
 // startStack boots a local stack in a temp dir with the given environment.
-func startStack(t *testing.T, vars env) *local.Stack {
+func startStack(t testing.TB, vars env) *local.Stack {
 	t.Helper()
 	if vars == nil {
 		vars = env{}
@@ -95,7 +95,7 @@ type response struct {
 	raw    []byte
 }
 
-func post(t *testing.T, url string, body []byte, headers map[string]string) response {
+func post(t testing.TB, url string, body []byte, headers map[string]string) response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	for k, v := range headers {
@@ -112,7 +112,7 @@ func post(t *testing.T, url string, body []byte, headers map[string]string) resp
 	return r
 }
 
-func get(t *testing.T, url string) response {
+func get(t testing.TB, url string) response {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -126,7 +126,7 @@ func get(t *testing.T, url string) response {
 }
 
 // dispatch signs body with the stack's secret and posts it.
-func dispatch(t *testing.T, st *local.Stack, run string, body any, key string) response {
+func dispatch(t testing.TB, st *local.Stack, run string, body any, key string) response {
 	t.Helper()
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -162,7 +162,7 @@ func token(st *local.Stack, id string) string {
 	return edge.LogToken(edge.Config{HMACSecret: st.Secrets.HMACSecret}, id)
 }
 
-func executionView(t *testing.T, st *local.Stack, id string) view {
+func executionView(t testing.TB, st *local.Stack, id string) view {
 	t.Helper()
 	r := get(t, st.URL+"/v1/executions/"+id+"?t="+token(st, id))
 	if r.status != http.StatusOK {
@@ -176,7 +176,7 @@ func executionView(t *testing.T, st *local.Stack, id string) view {
 }
 
 // waitDone polls until the execution ends and its check-run is completed.
-func waitDone(t *testing.T, st *local.Stack, id string, within time.Duration) view {
+func waitDone(t testing.TB, st *local.Stack, id string, within time.Duration) view {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -191,7 +191,7 @@ func waitDone(t *testing.T, st *local.Stack, id string, within time.Duration) vi
 	return v
 }
 
-func logsText(t *testing.T, st *local.Stack, id string) string {
+func logsText(t testing.TB, st *local.Stack, id string) string {
 	r := get(t, st.URL+"/v1/executions/"+id+"/logs?format=text&t="+token(st, id))
 	if r.status != http.StatusOK {
 		return ""

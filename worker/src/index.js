@@ -68,11 +68,37 @@ function devRoute(url) {
   return null;
 }
 
+// The bench's plain-JavaScript baseline of a replayed signed dispatch: the same work
+// as the Go edge's POST /v1/dispatch/:run for an execution that exists (verify the
+// HMAC, look up a learned installation and insert-or-ignore the execution in D1, one
+// round trip to the run actor's Durable Object), without the edge's validation.
+async function devDispatch(request, env) {
+  const body = new Uint8Array(await request.arrayBuffer());
+  const sig = (request.headers.get("x-flaredispatch-signature") ?? "").replace(/^sha256=/, "");
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(env.HMAC_SECRET ?? ""), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+  const mac = new Uint8Array((sig.match(/../g) ?? []).map((h) => parseInt(h, 16)));
+  if (mac.length !== 32 || !(await crypto.subtle.verify("HMAC", key, mac, body))) {
+    return Response.json({ error: "unauthorized" }, { status: 401 });
+  }
+  const d = JSON.parse(new TextDecoder().decode(body));
+  const exec = request.headers.get("idempotency-key") ?? `${d.run}:js`;
+  await env.RUNS_METADATA.prepare("SELECT value FROM kv WHERE key = ?").bind(`installation:${d.github.repo}`).first();
+  await env.RUNS_METADATA.prepare(
+    "INSERT OR IGNORE INTO executions (id, run, repo, ref, sha, status, started_at, input_json) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+  ).bind(exec, d.run, d.github.repo, "refs/heads/main", d.github.sha, Date.now(), JSON.stringify(d.inputs)).run();
+  const stub = env.RUN_ACTOR.get(env.RUN_ACTOR.idFromName(exec));
+  const start = { type: "run.start", body: { exec, run: d.run, pool: "lean", sandbox: exec, maxDuration: 3600e9, maxAttempts: 0 } };
+  const r = await stub.fetch(`https://actor.flare/run/${encodeURIComponent(exec)}`, { method: "POST", body: JSON.stringify(start) });
+  const reply = await r.json();
+  return Response.json({ executionId: exec, status: reply.body?.status, deduped: !reply.body?.created }, { status: 202 });
+}
+
 export default {
   async fetch(request, env, ctx) {
     if (env.FLARE_DEV_ROUTES === "true") {
       const url = new URL(request.url);
       if (url.pathname.startsWith("/__dev/js/")) {
+        if (url.pathname === "/__dev/js/dispatch" && request.method === "POST") return devDispatch(request, env);
         return devRoute(url) ?? new Response("not found\n", { status: 404 });
       }
     }
@@ -155,15 +181,24 @@ export class LocalAgentProxy extends DurableObject {
 // The agent's HTTP port inside the sandbox images (sandbox-images/).
 const agentPort = 8080;
 
-class LeanSandbox extends Container {
+// The agent's container. The edge sends it POST /start and POST /cancel (the agent
+// protocol, edge/agentapi); a /cancel for a container that is not running is
+// answered here, so that stopping a finished attempt does not boot a container.
+class AgentContainer extends Container {
   defaultPort = agentPort;
   sleepAfter = "15m";
+
+  async fetch(request) {
+    if (new URL(request.url).pathname === "/cancel" && !this.ctx.container?.running) {
+      return Response.json({ cancelled: false, running: false });
+    }
+    return super.fetch(request);
+  }
 }
 
-class BrowserSandbox extends Container {
-  defaultPort = agentPort;
-  sleepAfter = "15m";
-}
+class LeanSandbox extends AgentContainer {}
+
+class BrowserSandbox extends AgentContainer {}
 
 // Chosen once, at module load: the production config stays unchanged for local runs.
 export const RunSandbox = env.AGENT_URL ? class RunSandbox extends LocalAgentProxy {} : LeanSandbox;

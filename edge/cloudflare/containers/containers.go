@@ -45,9 +45,9 @@ func Binding(pool string) (string, error) {
 
 // Sandboxes implements edge.Sandboxes over the sandbox classes.
 type Sandboxes struct {
-	// Client returns an HTTP client whose requests reach the agent of the sandbox named
-	// sandbox in the binding (cloudflare.SandboxClient in the Worker).
-	Client func(binding, sandbox string) (*http.Client, error)
+	// Transport returns a transport whose requests reach the agent of the sandbox
+	// named sandbox in the binding (cloudflare.SandboxTransport in the Worker).
+	Transport func(binding, sandbox string) (http.RoundTripper, error)
 	// PoolOf returns the pool of an execution, for Stop (StopAgent does not carry it).
 	PoolOf func(ctx context.Context, exec string) (string, error)
 }
@@ -98,7 +98,7 @@ func absolute(edgeURL, endpoint string) (string, error) {
 }
 
 func (s *Sandboxes) post(ctx context.Context, binding, sandbox, path string, body any) error {
-	c, err := s.Client(binding, sandbox)
+	rt, err := s.Transport(binding, sandbox)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (s *Sandboxes) post(ctx context.Context, binding, sandbox, path string, bod
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(SandboxHeader, sandbox)
-	res, err := c.Do(req)
+	res, err := rt.RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("POST %s to sandbox %s: %w", path, sandbox, err)
 	}

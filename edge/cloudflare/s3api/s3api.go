@@ -92,7 +92,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &blobcred.Error{Status: http.StatusNotFound, Code: "NoSuchBucket", Message: "the path is not under " + h.Prefix + "/" + h.Bucket})
 		return
 	}
-	p, err := h.Auth.Authenticate(r, now())
+	p, err := h.authenticate(r, now())
 	if err == nil {
 		// Authenticate may have wrapped the body in a hash check: use it.
 		inner.Body = r.Body
@@ -146,6 +146,47 @@ var supportedQuery = map[string]bool{
 	"X-Amz-Algorithm": true, "X-Amz-Credential": true, "X-Amz-Date": true,
 	"X-Amz-Expires": true, "X-Amz-SignedHeaders": true, "X-Amz-Signature": true,
 	"X-Amz-Content-Sha256": true,
+}
+
+// authenticate verifies r's signature. Cloudflare rewrites Accept-Encoding before a
+// Worker sees a request ("br, gzip"), and S3 clients sign that header (aws-sdk-go-v2
+// sends "identity" and lists it in SignedHeaders): a signature that does not match as
+// received is checked again with the value the clients send. The header says nothing
+// about what the request may do, so accepting either value grants nothing more.
+func (h *Handler) authenticate(r *http.Request, now time.Time) (blobcred.Principal, error) {
+	p, err := h.Auth.Authenticate(r, now)
+	var e *blobcred.Error
+	if err == nil || !errors.As(err, &e) || e.Code != "SignatureDoesNotMatch" || !signsHeader(r, "accept-encoding") {
+		return p, err
+	}
+	received, had := r.Header["Accept-Encoding"]
+	r.Header.Set("Accept-Encoding", "identity")
+	p2, err2 := h.Auth.Authenticate(r, now)
+	if had {
+		r.Header["Accept-Encoding"] = received
+	} else {
+		r.Header.Del("Accept-Encoding")
+	}
+	if err2 != nil {
+		return p, err
+	}
+	return p2, nil
+}
+
+// signsHeader reports whether r's SigV4 signature (header or presigned form) covers
+// the header name (lower case).
+func signsHeader(r *http.Request, name string) bool {
+	list := r.URL.Query().Get("X-Amz-SignedHeaders")
+	if authz := r.Header.Get("Authorization"); authz != "" {
+		_, rest, _ := strings.Cut(authz, "SignedHeaders=")
+		list, _, _ = strings.Cut(rest, ",")
+	}
+	for _, h := range strings.Split(list, ";") {
+		if strings.TrimSpace(h) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // strip returns r as seen without the prefix (a shallow copy), or false when r is not

@@ -392,3 +392,27 @@ var (
 	_ edge.Blobs      = (*memStore)(nil)
 	_ s3api.Multipart = (*memStore)(nil)
 )
+
+// Cloudflare hands a Worker every request with Accept-Encoding rewritten to
+// "br, gzip"; the SDK signed "identity".
+func TestAcceptEncodingRewrittenByThePlatformStillVerifies(t *testing.T) {
+	store := newMemStore()
+	endpoint := server(t, store)
+	ctx := context.Background()
+	var sent string
+	c := s3.New(s3.Options{
+		Region: "auto", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(adminKey, adminSecret, ""),
+		HTTPClient: doerFunc(func(r *http.Request) (*http.Response, error) {
+			sent = r.Header.Get("Accept-Encoding")
+			r.Header.Set("Accept-Encoding", "br, gzip")
+			return http.DefaultClient.Do(r)
+		}),
+	})
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("logs/x"), Body: strings.NewReader("x")}); err != nil {
+		t.Fatalf("put with Accept-Encoding %q rewritten: %v", sent, err)
+	}
+	if _, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String("logs/")}); err != nil {
+		t.Fatalf("list: %v", err)
+	}
+}

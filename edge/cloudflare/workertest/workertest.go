@@ -126,8 +126,11 @@ type Options struct {
 	PersistDir string
 	// AgentURL is passed as the var AGENT_URL: the sandbox classes forward there.
 	AgentURL string
-	// Vars are more --var pairs.
+	// Vars are more --var pairs. PUBLIC_ORIGIN defaults to the Worker's own URL.
 	Vars map[string]string
+	// Migrate applies the D1 migrations (migrations/) to PersistDir first, with
+	// `wrangler d1 migrations apply RUNS_METADATA --local`.
+	Migrate bool
 	// Ready is how long to wait for the Worker to answer (default 60 s).
 	Ready time.Duration
 }
@@ -158,6 +161,11 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	if opt.Ready == 0 {
 		opt.Ready = 60 * time.Second
 	}
+	if opt.Migrate {
+		if err := Migrate(ctx, root, opt.PersistDir); err != nil {
+			return nil, err
+		}
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -166,6 +174,7 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{"dev", "--config", filepath.Join(root, "wrangler.jsonc"),
 		"--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--inspector-port", strconv.Itoa(inspector),
 		"--persist-to", opt.PersistDir, "--show-interactive-dev-session=false",
@@ -174,24 +183,22 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	if opt.AgentURL != "" {
 		args = append(args, "--var", "AGENT_URL:"+opt.AgentURL)
 	}
+	if _, ok := opt.Vars["PUBLIC_ORIGIN"]; !ok {
+		args = append(args, "--var", "PUBLIC_ORIGIN:"+url)
+	}
 	for k, v := range opt.Vars {
 		args = append(args, "--var", k+":"+v)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = filepath.Join(root, "worker")
-	cmd.Env = append(os.Environ(),
-		"WRANGLER_SEND_METRICS=false", "WRANGLER_SEND_ERROR_REPORTS=false", "CLOUDFLARE_CF_FETCH_ENABLED=false",
-		// wrangler dev resolves registry images of the containers entry against an
-		// account even with --enable-containers=false; placeholders keep it offline.
-		"CLOUDFLARE_ACCOUNT_ID=00000000000000000000000000000000", "CLOUDFLARE_API_TOKEN=offline-dev-placeholder",
-		"NO_COLOR=1", "FORCE_COLOR=0")
+	cmd.Env = offlineEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logs := &logBuffer{max: 256 << 10}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start wrangler dev: %w", err)
 	}
-	w := &Worker{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, logs: logs, done: make(chan struct{})}
+	w := &Worker{URL: url, cmd: cmd, logs: logs, done: make(chan struct{})}
 	go func() {
 		w.err = cmd.Wait()
 		close(w.done)
@@ -201,6 +208,33 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 		return nil, fmt.Errorf("%w\n--- wrangler dev output ---\n%s", err, logs.String())
 	}
 	return w, nil
+}
+
+// offlineEnv is the environment of every wrangler command: no metrics, no network.
+func offlineEnv() []string {
+	return append(os.Environ(),
+		"WRANGLER_SEND_METRICS=false", "WRANGLER_SEND_ERROR_REPORTS=false", "CLOUDFLARE_CF_FETCH_ENABLED=false",
+		// wrangler dev resolves registry images of the containers entry against an
+		// account even with --enable-containers=false; placeholders keep it offline.
+		"CLOUDFLARE_ACCOUNT_ID=00000000000000000000000000000000", "CLOUDFLARE_API_TOKEN=offline-dev-placeholder",
+		"NO_COLOR=1", "FORCE_COLOR=0")
+}
+
+// Migrate applies migrations/ to the local D1 database RUNS_METADATA kept under
+// persistDir, as `wrangler dev --persist-to persistDir` will find it.
+func Migrate(ctx context.Context, root, persistDir string) error {
+	bin, err := wrangler(root)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "d1", "migrations", "apply", "RUNS_METADATA", "--local",
+		"--persist-to", persistDir, "--config", filepath.Join(root, "wrangler.jsonc"))
+	cmd.Dir = filepath.Join(root, "worker")
+	cmd.Env = offlineEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("wrangler d1 migrations apply: %w\n%s", err, out)
+	}
+	return nil
 }
 
 func (w *Worker) waitReady(ctx context.Context, limit time.Duration) error {

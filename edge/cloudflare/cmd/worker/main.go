@@ -2,155 +2,161 @@
 
 // Command worker is the Go half of the flare-dispatch Cloudflare Worker: the one
 // long-lived Go runtime of an isolate, started by worker/src/runtime.js. It serves
-// the HTTP handler, Cron Triggers and the actors' Durable Objects.
+// the edge (package edge) over the Cloudflare adapters, the agents' S3 endpoint at
+// /s3/, Cron Triggers, and the actors' Durable Objects.
 //
-// Until the edge handler lands, the handler is a placeholder: GET /health, plus the
-// /__dev/ routes when the var FLARE_DEV_ROUTES is "true".
+// Adapters: actors = Durable Object stubs (cloudflare.EdgeActors), metadata and KV =
+// sqlmeta over D1 (RUNS_METADATA), blobs = the R2 binding (RUNS_STORAGE, edge/cloudflare/r2),
+// sandboxes = the Container classes (edge/cloudflare/containers), check-runs and
+// clone tokens = edge/github over the fetch transport when GITHUB_APP_ID is set.
+//
+// Vars beyond edge.ConfigFromEnv (wrangler.jsonc documents them all):
+//
+//	BLOB_BUCKET       the bucket name agents use in S3 paths (default flare-dispatch-runs)
+//	BLOB_ENDPOINT     the agents' S3 endpoint (default /s3 on the edge's own origin)
+//	AGENT_URL         local runs only: sandboxes are agents on this host (local repos allowed)
+//	FLARE_DEV_ROUTES  local runs only: "true" mounts /__dev/ (tests, bench)
+//	FLARE_TEST_RUNS   local runs only: "true" registers the test runs (internal/testruns)
 package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"time"
-
-	"github.com/syumai/workers/cloudflare/kv"
-	"github.com/syumai/workers/cloudflare/r2"
 
 	_ "github.com/syumai/workers/cloudflare/d1" // database/sql driver "d1"
 
 	"github.com/flare-dispatch/flare-dispatch/actors/kinds"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/ghapp"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/s3api"
+	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
+	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
+	"github.com/flare-dispatch/flare-dispatch/runs"
 )
+
+// s3Prefix is where the agents' S3 endpoint is mounted on the Worker's origin.
+const s3Prefix = "/s3"
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	slog.SetDefault(log)
+	getenv := cloudflare.Getenv
+	dev := getenv("FLARE_DEV_ROUTES") == "true"
 
-	cfg := kinds.DefaultConfig()
-	if n, err := strconv.Atoi(cloudflare.Getenv("ADMISSION_CAP")); err == nil && n > 0 {
-		cfg.Admission.Cap = n
+	cfg := edge.ConfigFromEnv(getenv)
+	cfg.Local = getenv("AGENT_URL") != "" // agents on this host: local repository paths are theirs
+	cfg.BlobBucket = or(getenv("BLOB_BUCKET"), "flare-dispatch-runs")
+	cfg.BlobEndpoint = or(getenv("BLOB_ENDPOINT"), s3Prefix)
+
+	db, err := sql.Open("d1", "RUNS_METADATA")
+	if err != nil {
+		panic(err) // only for an unknown driver
 	}
-	effects := &cloudflare.EffectLog{} // the edge's Effects goes in Next
-	host := cloudflare.NewHost(kinds.Factory(cfg), cloudflare.Actors{}, cloudflare.HostOptions{Effects: effects, Logger: log})
+	meta := &sqlmeta.Store{DB: db}
+	bucket, err := r2.New("RUNS_STORAGE")
+	if err != nil {
+		log.Error("no blob store: logs and artifacts will fail", "err", err)
+	}
+	reg := registry(getenv("FLARE_TEST_RUNS") == "true")
+	deps := edge.Deps{
+		Config: cfg, Runs: reg, Actors: cloudflare.EdgeActors{}, Meta: meta, KV: meta,
+		Sandboxes:  &containers.Sandboxes{Transport: cloudflare.SandboxTransport, PoolOf: containers.PoolFromMetadata(meta, reg)},
+		HTTPClient: &cloudflare.FetchTransport{},
+		Log:        log,
+	}
+	if bucket != nil {
+		deps.Blobs = bucket
+	}
+	if err := githubApp(&deps, getenv); err != nil {
+		log.Error("GitHub App disabled", "err", err)
+	}
+	server := edge.New(deps)
 
-	instance := make([]byte, 6)
-	rand.Read(instance)
-	started := time.Now()
+	// The actors' effects go to the edge, in order per execution, off the deliveries.
+	var effects cloudflare.Effects = cloudflare.NewEffectQueue(server.Perform, 4, 2*time.Minute, log)
+	var effectLog *cloudflare.EffectLog
+	if dev {
+		effectLog = &cloudflare.EffectLog{Next: effects}
+		effects = effectLog
+	}
+	acfg := kinds.DefaultConfig()
+	acfg.Admission.Cap = cfg.AdmissionCap
+	host := cloudflare.NewHost(kinds.Factory(acfg), cloudflare.Actors{}, cloudflare.HostOptions{Effects: effects, Logger: log})
+
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(health{OK: true, Runtime: "go", Instance: hex.EncodeToString(instance),
-			UptimeMS: time.Since(started).Milliseconds()})
-	})
-	sched := &scheduledLog{}
-	if cloudflare.Getenv("FLARE_DEV_ROUTES") == "true" {
-		mux.Handle("/__dev/", cloudflare.DevHandler(effects))
-		mux.HandleFunc("GET /__dev/scheduled", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(sched.list())
-		})
-		bindingRoutes(mux)
+	mux.Handle("/", server)
+	if bucket != nil {
+		auth := &blobcred.Authenticator{}
+		if cfg.HMACSecret != "" { // no secret, no credentials: every request is refused
+			auth.Root = edge.BlobRoot(cfg)
+		}
+		mux.Handle(s3Prefix+"/", &s3api.Handler{Prefix: s3Prefix, Bucket: cfg.BlobBucket, Auth: auth, Store: bucket, Log: log})
+	}
+	fired := &firedLog{}
+	if dev {
+		mux.Handle("/__dev/", cloudflare.DevHandler(effectLog))
+		devRoutes(mux, db, bucket, fired)
 	}
 	cloudflare.Serve(cloudflare.Worker{
 		Handler: mux,
 		Actors:  host,
 		Logger:  log,
 		Scheduled: func(ctx context.Context, cron string, at time.Time) error {
-			log.Info("scheduled", "cron", cron, "at", at)
-			sched.add(cron, at)
+			out := server.Scheduled(ctx, cron, at)
+			log.Info("cron tick", "cron", cron, "at", at, "fired", len(out))
+			fired.add(cron, at, out)
 			return nil
 		},
 	})
 }
 
-// health is GET /health's body; the plain-JS baseline route writes the same.
-type health struct {
-	OK       bool   `json:"ok"`
-	Runtime  string `json:"runtime"`
-	Instance string `json:"instance"`
-	UptimeMS int64  `json:"uptime_ms"`
+// registry is the runs this Worker serves; with test runs for local tests only.
+func registry(withTestRuns bool) dsl.Registry {
+	r := runs.Registry()
+	if withTestRuns {
+		for _, x := range testruns.All() {
+			r[x.Spec().Name] = x
+		}
+	}
+	return r
 }
 
-type scheduledLog struct {
-	mu  sync.Mutex
-	got []string
+// githubApp sets the check-run reporter, clone tokens and the GitHub broker from
+// GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (GITHUB_API_URL points them elsewhere, e.g.
+// at a fake); it leaves them nil without credentials. The client is ghapp, written on
+// the fetch transport: edge/github's go-github would link net/http's client.
+func githubApp(d *edge.Deps, getenv func(string) string) error {
+	id, key := getenv("GITHUB_APP_ID"), getenv("GITHUB_APP_PRIVATE_KEY")
+	if id == "" || key == "" {
+		return nil
+	}
+	appID, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return fmt.Errorf("GITHUB_APP_ID %q is not a number", id)
+	}
+	c, err := ghapp.New(ghapp.Config{AppID: appID, PrivateKeyPEM: []byte(key), BaseURL: getenv("GITHUB_API_URL"),
+		HTTP: d.HTTPClient, KV: d.KV, CacheKey: edge.TokenCacheKey(d.Config), Log: d.Log})
+	if err != nil {
+		return err
+	}
+	d.Checks, d.Tokens, d.GitHub = c, c, c
+	return nil
 }
 
-func (l *scheduledLog) add(cron string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.got = append(l.got, cron+" @ "+at.UTC().Format(time.RFC3339))
-}
-
-func (l *scheduledLog) list() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string{}, l.got...)
-}
-
-// bindingRoutes exercise syumai/workers' D1, KV and R2 packages inside the shared
-// runtime: /__dev/d1?n=N runs N queries, /__dev/kv and /__dev/r2 round-trip a value.
-func bindingRoutes(mux *http.ServeMux) {
-	var db *sql.DB
-	var once sync.Once
-	mux.HandleFunc("GET /__dev/d1", func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() { db, _ = sql.Open("d1", "RUNS_METADATA") })
-		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-		n = max(n, 1)
-		var sum int
-		for i := range n {
-			var v int
-			if err := db.QueryRowContext(r.Context(), "SELECT ? + 1", i).Scan(&v); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			sum += v
-		}
-		fmt.Fprintf(w, `{"queries":%d,"sum":%d}`, n, sum)
-	})
-	mux.HandleFunc("GET /__dev/kv", func(w http.ResponseWriter, r *http.Request) {
-		ns, err := kv.NewNamespace("CONFIG_KV")
-		if err == nil {
-			err = ns.PutString("dev-key", r.URL.Query().Get("v"), nil)
-		}
-		var got string
-		if err == nil {
-			got, err = ns.GetString("dev-key", nil)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprint(w, got)
-	})
-	mux.HandleFunc("POST /__dev/r2/{key}", func(w http.ResponseWriter, r *http.Request) {
-		b, err := r2.NewBucket("RUNS_STORAGE")
-		if err == nil {
-			_, err = b.Put(r.PathValue("key"), r.Body, nil)
-		}
-		var obj *r2.Object
-		if err == nil {
-			obj, err = b.Get(r.PathValue("key"))
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		if obj == nil {
-			http.Error(w, "not found after put", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("X-Size", strconv.Itoa(obj.Size))
-		io.Copy(w, obj.Body)
-	})
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }

@@ -1,10 +1,10 @@
 //go:build !js
 
 // Command workerbench prints the Cloudflare build's figures: the bundle size from
-// `wrangler deploy --dry-run`, and latencies under `wrangler dev` (offline): GET
-// /health served by the shared Go runtime against a plain-JavaScript route of the
-// same Worker doing the same work, and a Worker → Durable Object round trip through
-// the Go actor host.
+// `wrangler deploy --dry-run`, and latencies under `wrangler dev` (offline) of the
+// real edge: GET /health and a signed (replayed) dispatch served by the shared Go
+// runtime, each against a plain-JavaScript route of the same Worker doing the same
+// work, and a Worker → Durable Object round trip through the Go actor host.
 //
 //	go run ./edge/cloudflare/cmd/workerbench [-n 1000] [-c 8] [-dry-run=false]
 //
@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/workertest"
 )
 
@@ -40,6 +42,9 @@ func main() {
 	}
 }
 
+// benchSecret signs the bench's dispatches.
+const benchSecret = "workerbench-hmac-secret-0123456789"
+
 func run(n, conc int, dur time.Duration, dry bool) error {
 	root, err := workertest.Root()
 	if err != nil {
@@ -50,11 +55,19 @@ func run(n, conc int, dur time.Duration, dry bool) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("bundle (wrangler deploy --dry-run): %.0f KiB, gzip %.0f KiB (%.2f MiB)\n", upload, gz, gz/1024)
+		fmt.Printf("bundle (wrangler deploy --dry-run): %.0f KiB, gzip %.2f KiB (%.0f B, %.2f MiB)\n", upload, gz, gz*1024, gz/1024)
 	} else if err := workertest.Build(root); err != nil {
 		return err
 	}
-	w, err := workertest.Start(context.Background(), root, workertest.Options{})
+	// The sandboxes forward to an agent that accepts every start and does nothing:
+	// the bench measures the edge, not runs.
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{}`)
+	}))
+	defer agent.Close()
+	w, err := workertest.Start(context.Background(), root, workertest.Options{Migrate: true, AgentURL: agent.URL,
+		Vars: map[string]string{"HMAC_SECRET": benchSecret}})
 	if err != nil {
 		return err
 	}
@@ -80,9 +93,24 @@ func run(n, conc int, dur time.Duration, dry bool) error {
 	getter := func(path string) func() (*http.Request, error) {
 		return func() (*http.Request, error) { return http.NewRequest(http.MethodGet, w.URL+path, nil) }
 	}
-	goHealth, jsHealth := getter("/health"), getter("/__dev/js/health")
+	// A signed dispatch, replayed: HMAC verify, input validation, a D1 read and an
+	// INSERT OR IGNORE, one round trip to the run actor's Durable Object (deduped).
+	body := []byte(`{"run":"offload-test","github":{"repo":"acme/app","sha":"0123456789abcdef0123456789abcdef01234567"},` +
+		`"inputs":{"repo":"acme/app","sha":"0123456789abcdef0123456789abcdef01234567","command":"true"}}`)
+	signed := func(path string) func() (*http.Request, error) {
+		return func() (*http.Request, error) {
+			r, err := http.NewRequest(http.MethodPost, w.URL+path, bytes.NewReader(body))
+			if err == nil {
+				r.Header.Set("X-FlareDispatch-Signature", edge.SignatureHeader(benchSecret, body))
+				r.Header.Set("Content-Type", "application/json")
+			}
+			return r, err
+		}
+	}
+	edgeHealth, goHealth, jsHealth := getter("/health"), getter("/__dev/health"), getter("/__dev/js/health")
+	goDispatch, jsDispatch := signed("/v1/dispatch/offload-test"), signed("/__dev/js/dispatch")
 
-	// An actor to query: started once (queued → leased), then RunQuery round trips.
+	// An actor to query: started once, then RunQuery round trips.
 	start, _ := actors.Marshal(actors.RunStart{Exec: "bench", Run: "checks", Pool: "bench", Sandbox: "bench", MaxDuration: time.Hour})
 	query, _ := actors.Marshal(actors.RunQuery{Exec: "bench"})
 	poster := func(body []byte) func() (*http.Request, error) {
@@ -95,43 +123,52 @@ func run(n, conc int, dur time.Duration, dry bool) error {
 	}
 	actor := poster(query)
 
+	routes := []struct {
+		name string
+		f    func() (*http.Request, error)
+		t    []time.Duration
+	}{
+		{"GET /health (the edge, Go)", edgeHealth, nil},
+		{"GET /__dev/health (Go, same JSON as JS)", goHealth, nil},
+		{"GET /__dev/js/health (plain JS)", jsHealth, nil},
+		{"POST /v1/dispatch (signed, replayed; Go)", goDispatch, nil},
+		{"POST /__dev/js/dispatch (same work, plain JS)", jsDispatch, nil},
+		{"Worker → run DO → reply (Go both sides)", actor, nil},
+	}
 	// Warm up, then interleave the routes so drift on a shared machine hits all alike.
 	for range 100 {
-		for _, f := range []func() (*http.Request, error){goHealth, jsHealth, actor} {
-			if err := do(f); err != nil {
+		for _, r := range routes {
+			if err := do(r.f); err != nil {
 				return err
 			}
 		}
 	}
-	var tGo, tJS, tActor []time.Duration
 	for range n {
-		for _, m := range []struct {
-			f   func() (*http.Request, error)
-			out *[]time.Duration
-		}{{goHealth, &tGo}, {jsHealth, &tJS}, {actor, &tActor}} {
+		for i := range routes {
 			t0 := time.Now()
-			if err := do(m.f); err != nil {
+			if err := do(routes[i].f); err != nil {
 				return err
 			}
-			*m.out = append(*m.out, time.Since(t0))
+			routes[i].t = append(routes[i].t, time.Since(t0))
 		}
 	}
 	fmt.Printf("\nsequential, %d requests each (client-observed, keep-alive):\n", n)
 	fmt.Printf("| route | p50 | p90 | p99 |\n|---|---|---|---|\n")
-	row := func(name string, d []time.Duration) {
-		fmt.Printf("| %s | %s | %s | %s |\n", name, pct(d, 50), pct(d, 90), pct(d, 99))
+	for _, r := range routes {
+		fmt.Printf("| %s | %s | %s | %s |\n", r.name, pct(r.t, 50), pct(r.t, 90), pct(r.t, 99))
 	}
-	row("GET /health (Go, shared runtime)", tGo)
-	row("GET /__dev/js/health (plain JS)", tJS)
-	row("Worker → run DO → reply (Go both sides)", tActor)
-	fmt.Printf("Go/JS ratio: p50 %.2f, p99 %.2f\n",
-		float64(q(tGo, 50))/float64(q(tJS, 50)), float64(q(tGo, 99))/float64(q(tJS, 99)))
+	ratio := func(name string, a, b []time.Duration) {
+		fmt.Printf("%s: p50 %.2f, p99 %.2f\n", name, float64(q(a, 50))/float64(q(b, 50)), float64(q(a, 99))/float64(q(b, 99)))
+	}
+	ratio("health Go/JS", routes[1].t, routes[2].t)
+	ratio("dispatch Go/JS", routes[3].t, routes[4].t)
 
 	fmt.Printf("\nthroughput, %d concurrent clients for %v:\n", conc, dur)
 	for _, m := range []struct {
 		name string
 		f    func() (*http.Request, error)
-	}{{"GET /health (Go)", goHealth}, {"GET /__dev/js/health (JS)", jsHealth}, {"actor RunQuery (Go DO)", actor}} {
+	}{{"GET /health (Go)", edgeHealth}, {"GET /__dev/js/health (JS)", jsHealth},
+		{"signed dispatch (Go)", goDispatch}, {"dispatch (plain JS)", jsDispatch}, {"actor RunQuery (Go DO)", actor}} {
 		var count, errs atomic.Int64
 		var wg sync.WaitGroup
 		stop := time.Now().Add(dur)

@@ -1,0 +1,109 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
+)
+
+// health is GET /__dev/health's body; the plain-JS baseline route /__dev/js/health
+// writes the same. instance tells runtimes apart (a new one after a crash).
+type health struct {
+	OK       bool   `json:"ok"`
+	Runtime  string `json:"runtime"`
+	Instance string `json:"instance"`
+	UptimeMS int64  `json:"uptime_ms"`
+}
+
+// firedLog remembers what the cron ticks did, for GET /__dev/scheduled.
+type firedLog struct {
+	mu  sync.Mutex
+	got []firedTick
+}
+
+type firedTick struct {
+	Cron  string       `json:"cron"`
+	At    time.Time    `json:"at"`
+	Fired []edge.Fired `json:"fired"`
+}
+
+func (l *firedLog) add(cron string, at time.Time, fired []edge.Fired) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.got = append(l.got, firedTick{Cron: cron, At: at.UTC(), Fired: fired})
+}
+
+func (l *firedLog) list() []firedTick {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]firedTick{}, l.got...)
+}
+
+// devRoutes are the Worker's own /__dev/ routes (with FLARE_DEV_ROUTES only):
+//
+//	GET  /__dev/health       the runtime's instance id and uptime
+//	GET  /__dev/scheduled    the cron ticks seen and what they fired
+//	GET  /__dev/d1?n=N       N queries through database/sql on D1
+//	POST /__dev/r2/{key}     stores the body in R2 and returns it read back
+func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLog) {
+	id := make([]byte, 6)
+	rand.Read(id)
+	instance, started := hex.EncodeToString(id), time.Now()
+	mux.HandleFunc("GET /__dev/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, health{OK: true, Runtime: "go", Instance: instance, UptimeMS: time.Since(started).Milliseconds()})
+	})
+	mux.HandleFunc("GET /__dev/scheduled", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, fired.list())
+	})
+	mux.HandleFunc("GET /__dev/d1", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		var sum int
+		for i := range max(n, 1) {
+			var v int
+			if err := db.QueryRowContext(r.Context(), "SELECT ? + 1", i).Scan(&v); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			sum += v
+		}
+		fmt.Fprintf(w, `{"queries":%d,"sum":%d}`, max(n, 1), sum)
+	})
+	mux.HandleFunc("POST /__dev/r2/{key}", func(w http.ResponseWriter, r *http.Request) {
+		if bucket == nil {
+			http.Error(w, "no R2 binding", http.StatusInternalServerError)
+			return
+		}
+		key := "dev/" + r.PathValue("key")
+		if err := bucket.Put(r.Context(), key, r.Body, edge.BlobMeta{Size: r.ContentLength}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		body, meta, err := bucket.Get(r.Context(), key)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer body.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Size", strconv.FormatInt(meta.Size, 10))
+		w.(http.Flusher).Flush()
+		io.Copy(w, body)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,398 @@
+//go:build !js
+
+package workertest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
+	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
+	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
+	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
+	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
+)
+
+// The issue's proof: the real edge in the Worker under `wrangler dev`, offline, with
+// the agents of a local supervisor (`flare agent-supervisor`, the AGENT_URL the
+// sandbox classes forward to) running real runs on a real git repository. The same
+// scenario as edge/local/local_test.go.
+
+const (
+	hmacSecret = "worker-test-hmac-secret-0123456789"
+	adminToken = "worker-test-admin-token"
+)
+
+type stack struct {
+	*Worker
+	sup  *Supervisor
+	cfg  edge.Config
+	gh   *fakegithub.Fake
+	inst int64 // the fake GitHub App's installation on acme/app
+}
+
+// startEdge builds flare (-tags flaretest: its agents know the test runs), starts the
+// supervisor and the Worker with its D1 migrated.
+func startEdge(t *testing.T, vars map[string]string) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts wrangler dev and agents (-short skips it)")
+	}
+	root := Require(t)
+	flare, err := BuildFlare(root, t.TempDir(), "flaretest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := StartSupervisor(t.Context(), flare, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fake GitHub (the real REST protocol) for the App's check-runs; the key goes
+	// in as one line, as a secret pasted into a single-line variable would.
+	gh, app := fakegithub.New(t)
+	inst := gh.AddInstallation("acme/app")
+	all := map[string]string{"HMAC_SECRET": hmacSecret, "ADMIN_TOKEN": adminToken, "FLARE_TEST_RUNS": "true",
+		"GITHUB_APP_ID": fmt.Sprint(app.ID), "GITHUB_API_URL": gh.URL(),
+		"GITHUB_APP_PRIVATE_KEY": strings.ReplaceAll(string(app.PrivateKeyPEM), "\n", `\n`)}
+	for k, v := range vars {
+		all[k] = v
+	}
+	w, err := Start(t.Context(), root, Options{PersistDir: t.TempDir(), AgentURL: sup.URL, Vars: all, Migrate: true})
+	if err != nil {
+		sup.Stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.Stop()
+		sup.Stop()
+		if t.Failed() || os.Getenv("FLARE_WORKER_LOGS") != "" {
+			t.Logf("--- wrangler dev output ---\n%s\n--- supervisor and agents ---\n%s", w.Logs(), sup.Logs())
+		}
+	})
+	return &stack{Worker: w, sup: sup, cfg: edge.Config{HMACSecret: hmacSecret}, gh: gh, inst: inst}
+}
+
+// gitRepo makes a real repository with n commits (each with a passing test.sh) and
+// returns its path and the commits' shas.
+func gitRepo(t *testing.T, n int) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	var shas []string
+	for i := range n {
+		os.WriteFile(filepath.Join(dir, "n.txt"), []byte(fmt.Sprint(i)), 0o644)
+		os.WriteFile(filepath.Join(dir, "test.sh"), []byte("#!/bin/sh\necho tests pass\n"), 0o755)
+		git("add", ".")
+		git("commit", "-q", "-m", fmt.Sprint("commit ", i))
+		shas = append(shas, git("rev-parse", "HEAD"))
+	}
+	return dir, shas
+}
+
+type reply struct {
+	status int
+	body   map[string]any
+	raw    []byte
+}
+
+func (s *stack) do(t *testing.T, method, path string, body []byte, headers map[string]string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(method, s.URL+path, bytes.NewReader(body))
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := reply{status: res.StatusCode, raw: raw}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+func offloadBody(repo, sha, command string) []byte {
+	b, _ := json.Marshal(map[string]any{"run": "offload-test", "github": map[string]any{"repo": "local/app", "sha": sha},
+		"inputs": map[string]any{"repo": repo, "sha": sha, "command": command}})
+	return b
+}
+
+// dispatch signs body with the Worker's secret (as the GitHub Action does) and posts it.
+func (s *stack) dispatch(t *testing.T, run string, body []byte, key string) reply {
+	t.Helper()
+	h := map[string]string{"X-FlareDispatch-Signature": edge.SignatureHeader(hmacSecret, body), "Content-Type": "application/json"}
+	if key != "" {
+		h["Idempotency-Key"] = key
+	}
+	return s.do(t, http.MethodPost, "/v1/dispatch/"+run, body, h)
+}
+
+type view struct {
+	Execution edge.Execution    `json:"execution"`
+	Steps     []edge.StepRow    `json:"steps"`
+	Summary   json.RawMessage   `json:"summary"`
+	Check     *edge.CheckReport `json:"check"`
+	Logs      []struct {
+		File string `json:"file"`
+	} `json:"logs"`
+}
+
+func (s *stack) view(t *testing.T, id string) (view, int) {
+	t.Helper()
+	r := s.do(t, http.MethodGet, "/v1/executions/"+url.PathEscape(id)+"?t="+edge.LogToken(s.cfg, id), nil, nil)
+	var v view
+	if r.status == http.StatusOK {
+		if err := json.Unmarshal(r.raw, &v); err != nil {
+			t.Fatalf("execution %s: %v: %s", id, err, r.raw)
+		}
+	}
+	return v, r.status
+}
+
+// waitDone polls GET /v1/executions/:id until the execution ended and its check-run
+// report is completed.
+func (s *stack) waitDone(t *testing.T, id string, within time.Duration) view {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		v, code := s.view(t, id)
+		if code == http.StatusOK && actors.Status(v.Execution.Status).Terminal() && v.Check != nil && v.Check.Status == "completed" {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not done after %s: %d %+v", id, within, code, v.Execution)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (s *stack) logs(t *testing.T, id string) string {
+	t.Helper()
+	r := s.do(t, http.MethodGet, "/v1/executions/"+url.PathEscape(id)+"/logs?format=text&t="+edge.LogToken(s.cfg, id), nil, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("logs of %s: %d %s", id, r.status, r.raw)
+	}
+	return string(r.raw)
+}
+
+func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
+	s := startEdge(t, map[string]string{"ADMISSION_CAP": "2"})
+	repo, shas := gitRepo(t, 50)
+
+	t.Run("OffloadTestRunsARealCommand", func(t *testing.T) {
+		r := s.dispatch(t, "offload-test", offloadBody(repo, shas[0], "./test.sh && echo oops >&2"), "")
+		if r.status != http.StatusAccepted {
+			t.Fatalf("dispatch: %d %s", r.status, r.raw)
+		}
+		id := r.body["executionId"].(string)
+		if want := "offload-test:local_app:" + shas[0][:12]; id != want {
+			t.Fatalf("execution id %q, want %q", id, want)
+		}
+		v := s.waitDone(t, id, 90*time.Second)
+		if v.Execution.Status != "success" || v.Check.Conclusion != "success" {
+			t.Fatalf("status %s conclusion %s: %s", v.Execution.Status, v.Check.Conclusion, v.Check.Summary)
+		}
+		if !strings.HasPrefix(v.Check.Summary, "✓ offload-test — execution succeeded.") {
+			t.Fatalf("summary: %s", v.Check.Summary)
+		}
+		// The steps are D1 rows, projected by the run actor's effects.
+		var steps []string
+		for _, st := range v.Steps {
+			steps = append(steps, st.Name+"="+st.Status)
+		}
+		if got := strings.Join(steps, ","); !strings.Contains(got, "checkout=success") || !strings.Contains(got, "exec=success") {
+			t.Fatalf("steps %s", got)
+		}
+		var out struct{ ExitCode int }
+		if err := json.Unmarshal(v.Summary, &out); err != nil || out.ExitCode != 0 {
+			t.Fatalf("output %s (%v)", v.Summary, err)
+		}
+		// The agent shipped its NDJSON segments to R2 through the Worker's S3 endpoint;
+		// the edge reads them back through the R2 binding.
+		if len(v.Logs) == 0 {
+			t.Fatal("no log files listed")
+		}
+		text := s.logs(t, id)
+		for _, want := range []string{"$ ./test.sh && echo oops >&2", "tests pass", "[stderr] oops"} {
+			if !strings.Contains(text, want) {
+				t.Fatalf("logs lack %q:\n%s", want, text)
+			}
+		}
+	})
+
+	t.Run("ReplayedDispatchIsTheSameExecution", func(t *testing.T) {
+		r := s.dispatch(t, "offload-test", offloadBody(repo, shas[0], "./test.sh && echo oops >&2"), "")
+		if r.status != http.StatusAccepted || r.body["executionId"] != "offload-test:local_app:"+shas[0][:12] || r.body["deduped"] != true {
+			t.Fatalf("replay: %d %s", r.status, r.raw)
+		}
+	})
+
+	t.Run("BadSignatureIs401AndWritesNothing", func(t *testing.T) {
+		body := offloadBody(repo, shas[1], "true")
+		for name, h := range map[string]map[string]string{
+			"none":    {},
+			"wrong":   {"X-FlareDispatch-Signature": edge.SignatureHeader("another-secret", body)},
+			"mutated": {"X-FlareDispatch-Signature": edge.SignatureHeader(hmacSecret, append([]byte(" "), body...))},
+		} {
+			r := s.do(t, http.MethodPost, "/v1/dispatch/offload-test", body, h)
+			if r.status != http.StatusUnauthorized || r.body["error"] != "unauthorized" ||
+				r.body["dispatcher_secret_fingerprint"] != edge.Fingerprint(hmacSecret) {
+				t.Fatalf("%s signature: %d %s", name, r.status, r.raw)
+			}
+		}
+		if _, code := s.view(t, edge.SemanticID("offload-test", "local/app", shas[1])); code != http.StatusNotFound {
+			t.Fatalf("an unauthorized dispatch left an execution: %d", code)
+		}
+	})
+
+	t.Run("CheckRunsReachGitHubWithAppCredentials", func(t *testing.T) {
+		// The Worker's GitHub App client (ghapp, on the fetch transport) against a fake
+		// GitHub on the host: the check-run is created in progress and completed.
+		s.gh.AddCommitSHA("acme/app", shas[2])
+		var body map[string]any
+		json.Unmarshal(offloadBody(repo, shas[2], "echo hello"), &body)
+		body["github"] = map[string]any{"repo": "acme/app", "sha": shas[2], "installation_id": s.inst}
+		raw, _ := json.Marshal(body)
+		r := s.dispatch(t, "offload-test", raw, "")
+		if r.status != http.StatusAccepted {
+			t.Fatalf("dispatch: %d %s", r.status, r.raw)
+		}
+		id := r.body["executionId"].(string)
+		v := s.waitDone(t, id, 90*time.Second)
+		runs := s.gh.CheckRuns("acme/app")
+		if len(runs) != 1 {
+			t.Fatalf("%d check-runs on GitHub, want 1: %+v", len(runs), runs)
+		}
+		cr := runs[0]
+		if cr.Name != "flare-dispatch/offload-test" || cr.HeadSHA != shas[2] || cr.Status != "completed" || cr.Conclusion != "success" ||
+			!strings.HasPrefix(cr.Summary, "✓ offload-test — execution succeeded.") || !strings.Contains(cr.DetailsURL, "/logs?t=") {
+			t.Fatalf("check-run %+v", cr)
+		}
+		if v.Execution.CheckRunID != cr.ID {
+			t.Fatalf("executions.check_run_id = %d, want %d", v.Execution.CheckRunID, cr.ID)
+		}
+	})
+
+	t.Run("CronTickDispatchesTheScheduledRunOnce", func(t *testing.T) {
+		// wrangler dev --test-scheduled: GET /__scheduled?cron=… runs scheduled().
+		tick := func() {
+			r := s.do(t, http.MethodGet, "/__scheduled?cron="+url.QueryEscape(testruns.Cron), nil, nil)
+			if r.status != http.StatusOK {
+				t.Fatalf("__scheduled: %d %s", r.status, r.raw)
+			}
+		}
+		tick()
+		tick()
+		var ticks []struct {
+			Cron  string       `json:"cron"`
+			At    time.Time    `json:"at"`
+			Fired []edge.Fired `json:"fired"`
+		}
+		getJSON(t, s.Worker, "/__dev/scheduled", &ticks)
+		if len(ticks) != 2 || len(ticks[0].Fired) != 1 || len(ticks[1].Fired) != 1 {
+			t.Fatalf("ticks %+v", ticks)
+		}
+		first, second := ticks[0].Fired[0], ticks[1].Fired[0]
+		id := "test-scheduled:" + ticks[0].At.Format("2006-01-02")
+		if first.Run != "test-scheduled" || first.ExecutionID != id || first.Deduped || first.Skipped != "" {
+			t.Fatalf("first tick fired %+v, want a new %s", first, id)
+		}
+		if ticks[1].At.Format("2006-01-02") == ticks[0].At.Format("2006-01-02") && (!second.Deduped || second.ExecutionID != id) {
+			t.Fatalf("second tick of the same day fired %+v, want %s deduped", second, id)
+		}
+		v := s.waitDone(t, id, 90*time.Second)
+		if v.Execution.Status != "success" || v.Execution.Repo != "schedule/unknown" {
+			t.Fatalf("scheduled run: status %s repo %s", v.Execution.Status, v.Execution.Repo)
+		}
+		if text := s.logs(t, id); !strings.Contains(text, "fired at "+ticks[0].At.Format("2006-01-02")) {
+			t.Fatalf("scheduled run's logs:\n%s", text)
+		}
+	})
+
+	t.Run("AdmissionCapHoldsInsideTheSandboxes", func(t *testing.T) {
+		// 50 dispatches at once, each on its own commit (its own sandbox, its own agent):
+		// with ADMISSION_CAP=2 no more than 2 commands may run at any moment. Each
+		// command counts itself in and out under a lock, outside the sandboxes.
+		dir := t.TempDir()
+		cmd := fmt.Sprintf(`( flock 9; n=$(cat %[1]s/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s/n; echo $n >> %[1]s/seen ) 9>%[1]s/lock; sleep 0.3; ( flock 9; n=$(cat %[1]s/n); echo $((n-1)) > %[1]s/n ) 9>%[1]s/lock`, dir)
+		ids := make([]string, len(shas))
+		var wg sync.WaitGroup
+		errs := make(chan string, len(shas))
+		for i, sha := range shas {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := s.dispatch(t, "offload-test", offloadBody(repo, sha, cmd), fmt.Sprintf("cap-%02d", i))
+				if r.status != http.StatusAccepted {
+					errs <- fmt.Sprintf("dispatch %d: %d %s", i, r.status, r.raw)
+					return
+				}
+				ids[i] = r.body["executionId"].(string)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Fatal(e)
+		}
+		for _, id := range ids {
+			if v := s.waitDone(t, id, 5*time.Minute); v.Execution.Status != "success" {
+				t.Fatalf("%s: %s %s", id, v.Execution.Status, v.Check.Summary)
+			}
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "seen"))
+		seen := strings.Fields(string(b))
+		if len(seen) != len(shas) {
+			t.Fatalf("%d commands ran, want %d", len(seen), len(shas))
+		}
+		most := "0"
+		for _, n := range seen {
+			if n != "1" && n != "2" {
+				t.Fatalf("%s commands ran at once with ADMISSION_CAP=2 (seen %v)", n, seen)
+			}
+			most = max(most, n)
+		}
+		t.Logf("50 runs, at most %s at once", most)
+	})
+
+	t.Run("S3EndpointHoldsTheBlobsContract", func(t *testing.T) {
+		// The agents' S3 endpoint (/s3 on the Worker, R2 behind it) with a credential
+		// scoped to one execution's prefixes, driven by the SDK-based edge/blobs client.
+		key, secret, err := blobcred.Mint(edge.BlobRoot(s.cfg), "s3-contract", blobcred.ExecGrants("s3-contract", "local/app", false), time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobstest.Run(t, func(t *testing.T) edge.Blobs {
+			c, err := blobs.New(s.URL+"/s3", "flare-dispatch-runs", key, secret, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}, blobstest.WithPrefix("logs/s3-contract/"))
+	})
+}

@@ -1,0 +1,7 @@
+//go:build !js
+
+package edge
+
+import "net/http"
+
+func init() { defaultHTTPClient = http.DefaultClient }
