@@ -146,12 +146,16 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "flare run: following", res.ExecutionID+":", err)
 		return exitTrouble
 	}
-	return printResult(stdout, v, res.LogsURL, time.Since(start), f.jsonOut)
+	embedded := f.data
+	if running {
+		embedded = ""
+	}
+	return printResult(stdout, v, res.LogsURL, time.Since(start), f.jsonOut, embedded)
 }
 
 // printResult prints the check-run summary and the log link; the exit code says
 // whether the run succeeded.
-func printResult(out io.Writer, v executionView, logsURL string, took time.Duration, asJSON bool) int {
+func printResult(out io.Writer, v executionView, logsURL string, took time.Duration, asJSON bool, embedded string) int {
 	code := exitOK
 	if v.Check == nil || v.Check.Conclusion != "success" {
 		code = exitFailed
@@ -167,5 +171,9 @@ func printResult(out io.Writer, v executionView, logsURL string, took time.Durat
 		fmt.Fprintf(out, "\noutput: %s\n", v.Summary)
 	}
 	fmt.Fprintf(out, "\nexecution %s %s in %s\nlogs: %s\n", v.Execution.ID, v.Execution.Status, took.Round(time.Millisecond), logsURL)
+	if embedded != "" {
+		fmt.Fprintf(out, "      (the embedded stack has stopped; the logs are kept in %s: `flare up --data %s`, then `flare logs --data %s %s`)\n",
+			embedded, embedded, embedded, v.Execution.ID)
+	}
 	return code
 }

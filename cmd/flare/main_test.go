@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var flareBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flare-cli-")
+	if err != nil {
+		panic(err)
+	}
+	flareBin = filepath.Join(dir, "flare")
+	if out, err := exec.Command("go", "build", "-o", flareBin, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func gitRepo(t *testing.T) string {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"commit", "-q", "-m", "one"}} {
+		if args[0] == "add" {
+			os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
+		}
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	return dir
+}
+
+// flare runs the CLI and returns its exit code, stdout and stderr.
+func flare(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(flareBin, args...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestRunPrintsTheCheckRunSummaryAndExitsByTheResult(t *testing.T) {
+	repo := gitRepo(t)
+	data := t.TempDir()
+	code, out, errs := flare(t, "run", "offload-test", "--repo", repo, "--command", "cat a.txt", "--data", data)
+	if code != 0 || !strings.Contains(out, "✓ offload-test — execution succeeded.") || !strings.Contains(out, "logs: http://127.0.0.1:") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if !strings.Contains(errs, "✓ checkout") || !strings.Contains(errs, "✓ exec") {
+		t.Fatalf("steps not shown as they finish:\n%s", errs)
+	}
+	code, out, _ = flare(t, "run", "offload-test", "--repo", repo, "--command", "echo nope >&2; exit 3", "--data", data)
+	if code != exitFailed || !strings.Contains(out, "✗ offload-test — execution failed.") || !strings.Contains(out, "nope") {
+		t.Fatalf("failing command: exit %d\n%s", code, out)
+	}
+}
+
+func TestRunRejectsBadInputWithTheFieldAndUsageCode(t *testing.T) {
+	code, _, errs := flare(t, "run", "offload-test", "--repo", gitRepo(t), "--data", t.TempDir())
+	if code != exitUsage || !strings.Contains(errs, "inputs.command") {
+		t.Fatalf("missing command: exit %d\n%s", code, errs)
+	}
+	if code, _, errs := flare(t, "run", "offload-test", "--inputs", "{", "--data", t.TempDir()); code != exitUsage || !strings.Contains(errs, "--inputs") {
+		t.Fatalf("bad --inputs: exit %d\n%s", code, errs)
+	}
+	if code, _, _ := flare(t, "nonsense"); code != exitUsage {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+	if code, _, errs := flare(t, "run", "--help"); code != exitUsage && code != exitOK || !strings.Contains(errs, "Examples") {
+		t.Fatalf("--help: exit %d\n%s", code, errs)
+	}
+}
