@@ -165,7 +165,7 @@ func (b *bench) firstStep() {
 		}
 		fmt.Printf("dispatch → first step started, %s sandbox: p50 %s  p99 %s\n", label, pct(lat, 50), pct(lat, 99))
 	}
-	measure("warm", func(int) string { return b.shas[1] })       // same commit: the sandbox's agent is running
+	measure("warm", func(int) string { return b.shas[1] })      // same commit: the sandbox's agent is running
 	measure("cold", func(i int) string { return b.shas[10+i] }) // a new sandbox: a new agent process
 }
 
@@ -174,7 +174,10 @@ func (b *bench) overhead() {
 	st := b.stack(nil)
 	defer st.Close(context.Background())
 	wd, _ := os.Getwd()
-	goEnv := func(k string) string { out, _ := exec.Command("go", "env", k).Output(); return strings.TrimSpace(string(out)) }
+	goEnv := func(k string) string {
+		out, _ := exec.Command("go", "env", k).Output()
+		return strings.TrimSpace(string(out))
+	}
 	// The same warm Go caches in both, as a restored cache would give the sandbox.
 	env := map[string]string{"GOCACHE": goEnv("GOCACHE"), "GOMODCACHE": goEnv("GOMODCACHE"), "GOFLAGS": "-mod=mod"}
 	cmd := "cd " + wd + " && go test -count=1 ./actors/kinds/ ./edge/cron/"
