@@ -35,6 +35,7 @@ type world struct {
 	steps     int
 	grants    int
 	suspends  bool // agents may suspend (sleep, approval, fan-out)
+	stuck     int  // alarm rounds in a row that did not advance the clock
 	suspended int
 }
 
@@ -273,7 +274,10 @@ func (w *world) alarm(max time.Duration) {
 		}
 	}
 	if next.After(w.now) {
-		w.now = next
+		w.now, w.stuck = next, 0
+	} else if w.stuck++; w.stuck > 1000 {
+		// A host would spin: an alarm that leaves its wake in the past fires forever.
+		w.t.Fatalf("alarms fire again and again without time passing: %s", w.describe())
 	}
 	for _, a := range w.addrs() {
 		if wk := w.actor(a).Wake(); !wk.IsZero() && !wk.After(w.now) {
@@ -416,10 +420,16 @@ func (w *world) settle() {
 	}
 	limit := w.now.Add(6 * time.Hour)
 	for w.now.Before(limit) {
-		for len(w.mail) > 0 {
+		for n := 0; len(w.mail) > 0; n++ {
+			if n > 1_000_000 {
+				w.t.Fatalf("a million messages without quiet: %v", w.mail[:min(len(w.mail), 6)])
+			}
 			w.deliver(0, false)
 		}
 		progressed := false
+		if w.steps > 50_000_000 {
+			w.t.Fatalf("no quiet after %d steps: %s", w.steps, w.describe())
+		}
 		for _, exec := range w.sortedAgents() {
 			ag := w.agents[exec]
 			if ag.active && !ag.crashed {

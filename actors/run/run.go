@@ -570,7 +570,9 @@ func (a *Actor) Wake() time.Time {
 	if a.h.Deadline.Before(w) {
 		w = a.h.Deadline
 	}
-	if a.h.Status == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && a.h.WaitUntil.Before(w) {
+	// A wait that is over but blocked on unacknowledged releases wakes for the
+	// keep-alive (which repeats them), not at its past wake time again and again.
+	if a.h.Status == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && a.h.WaitUntil.Before(w) && !a.h.SlotOwed && !a.h.LeaseOwed {
 		w = a.h.WaitUntil
 	}
 	if a.h.Status == actors.StatusLeased || a.h.Status == actors.StatusRunning {

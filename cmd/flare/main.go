@@ -55,7 +55,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "flare: offload the expensive half of CI onto a stack you own.")
 	fmt.Fprintln(w, "\nUsage: flare <command> [flags]\n\nCommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-17s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'flare <command> --help' for flags and examples.")
 }

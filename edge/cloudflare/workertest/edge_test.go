@@ -334,6 +334,44 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("ARuntimeCrashMidRunLosesNothing", func(t *testing.T) {
+		// The Go runtime dies while a run's command is running: the effects queued in
+		// it are gone, the run actor's state is not (Durable Object storage). The next
+		// message reloads the actor with Recover, which re-emits its projections; the
+		// agent's calls that hit the dead runtime (503) are retried.
+		marker := filepath.Join(t.TempDir(), "release")
+		cmd := fmt.Sprintf("echo before; while [ ! -f %s ]; do sleep 0.1; done; echo after", marker)
+		r := s.dispatch(t, "offload-test", offloadBody(repo, shas[3], cmd), "crash-1")
+		if r.status != http.StatusAccepted {
+			t.Fatalf("dispatch: %d %s", r.status, r.raw)
+		}
+		id := r.body["executionId"].(string)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if v, code := s.view(t, id); code == http.StatusOK && v.Execution.Status == "running" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the run never started")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		var before, after health
+		getJSON(t, s.Worker, "/__dev/health", &before)
+		if code, b := get(t, s.Worker, "/__dev/crash"); code != http.StatusServiceUnavailable {
+			t.Fatalf("crash: %d %s", code, b)
+		}
+		os.WriteFile(marker, nil, 0o644)
+		v := s.waitDone(t, id, 90*time.Second)
+		getJSON(t, s.Worker, "/__dev/health", &after)
+		if after.Instance == before.Instance {
+			t.Fatal("the runtime did not restart")
+		}
+		if v.Execution.Status != "success" || !strings.Contains(s.logs(t, id), "after") {
+			t.Fatalf("after the crash: status %s, logs:\n%s", v.Execution.Status, s.logs(t, id))
+		}
+	})
+
 	t.Run("AdmissionCapHoldsInsideTheSandboxes", func(t *testing.T) {
 		// 50 dispatches at once, each on its own commit (its own sandbox, its own agent):
 		// with ADMISSION_CAP=2 no more than 2 commands may run at any moment. Each

@@ -54,3 +54,24 @@ func TestWorkerLinksNoHTTPClientNorHeavySDK(t *testing.T) {
 		t.Errorf("the Worker links %s (e.g. %s)", what, example)
 	}
 }
+
+// budgetKiB is the bundle budget: 3 MiB gzip, the free plan's limit (wrangler's figure).
+const budgetKiB = 3072
+
+// TestBundleFitsTheBudget runs `wrangler deploy --dry-run` (worker/build.sh) and checks
+// the gzip size wrangler reports.
+func TestBundleFitsTheBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the bundle with wrangler (-short skips it)")
+	}
+	root := Require(t)
+	upload, gz, err := DryRun(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrangler deploy --dry-run: %.2f KiB, gzip %.2f KiB", upload, gz)
+	if gz > budgetKiB {
+		t.Fatalf("the bundle is %.2f KiB gzip, over the %d KiB budget: see specs/cloudflare.md (Sizes) for what is big "+
+			"(go run ./edge/cloudflare/cmd/workerbench -sizes)", gz, budgetKiB)
+	}
+}

@@ -2,7 +2,9 @@
 
 // Package workertest builds the flare-dispatch Worker and runs it under `wrangler dev`,
 // offline, for tests and benchmarks: a random port, a temporary persistence
-// directory, containers disabled and the sandboxes pointed at a local agent URL.
+// directory (D1 migrated on request), containers disabled and the sandboxes pointed
+// at a local agent URL, such as a `flare agent-supervisor` it starts (StartSupervisor).
+// It also reads the wasm's name section, for the size guards (WasmFuncs).
 //
 // It needs worker/node_modules (`cd worker && npm ci`); Require reports its absence
 // as a failure when the environment variable CI is set, and as a skip otherwise.
@@ -178,7 +180,7 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	args := []string{"dev", "--config", filepath.Join(root, "wrangler.jsonc"),
 		"--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--inspector-port", strconv.Itoa(inspector),
 		"--persist-to", opt.PersistDir, "--show-interactive-dev-session=false",
-		"--enable-containers=false", "--test-scheduled", "--log-level", "info",
+		"--enable-containers=false", "--test-scheduled", "--log-level", "log",
 		"--var", "FLARE_DEV_ROUTES:true"}
 	if opt.AgentURL != "" {
 		args = append(args, "--var", "AGENT_URL:"+opt.AgentURL)

@@ -7,6 +7,7 @@
 // work, and a Worker → Durable Object round trip through the Go actor host.
 //
 //	go run ./edge/cloudflare/cmd/workerbench [-n 1000] [-c 8] [-dry-run=false]
+//	go run ./edge/cloudflare/cmd/workerbench -sizes 40   # what is big in the wasm
 //
 // It needs worker/node_modules (cd worker && npm ci).
 package main
@@ -20,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -35,7 +37,15 @@ func main() {
 	conc := flag.Int("c", 8, "concurrent clients for the throughput figure")
 	dur := flag.Duration("d", 3*time.Second, "duration of each throughput run")
 	dry := flag.Bool("dry-run", true, "run wrangler deploy --dry-run for the bundle size")
+	sizes := flag.Int("sizes", 0, "only print the N largest packages of the Worker's wasm (code, gzip -9 alone) and exit")
 	flag.Parse()
+	if *sizes > 0 {
+		if err := packageSizes(*sizes); err != nil {
+			fmt.Fprintln(os.Stderr, "workerbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *conc, *dur, *dry); err != nil {
 		fmt.Fprintln(os.Stderr, "workerbench:", err)
 		os.Exit(1)
@@ -198,4 +208,32 @@ func q(d []time.Duration, p int) time.Duration {
 
 func pct(d []time.Duration, p int) string {
 	return fmt.Sprintf("%.2f ms", float64(q(d, p).Microseconds())/1000)
+}
+
+// packageSizes prints what each package contributes to build/app.wasm: its functions'
+// code, raw and gzip -9 on its own (the data section, about a third of the binary,
+// is not split by package).
+func packageSizes(n int) error {
+	root, err := workertest.Root()
+	if err != nil {
+		return err
+	}
+	if err := workertest.Build(root); err != nil {
+		return err
+	}
+	funcs, data, err := workertest.WasmFuncs(filepath.Join(root, "build", "app.wasm"))
+	if err != nil {
+		return err
+	}
+	all := workertest.PackageSizes(funcs)
+	code := 0
+	for _, p := range all {
+		code += p.Code
+	}
+	fmt.Printf("build/app.wasm: %d functions, code %d B, data section %d B\n\n", len(funcs), code, data)
+	fmt.Printf("| package | functions | code | gzip alone |\n|---|---|---|---|\n")
+	for _, p := range all[:min(n, len(all))] {
+		fmt.Printf("| %s | %d | %d | %d |\n", p.Package, p.Functions, p.Code, p.Gz)
+	}
+	return nil
 }
