@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
+	"github.com/flare-dispatch/flare-dispatch/internal/webhookexamples"
 )
 
 // The issue's proof: the real edge in the Worker under `wrangler dev`, offline, with
@@ -34,6 +36,7 @@ import (
 const (
 	hmacSecret = "worker-test-hmac-secret-0123456789"
 	adminToken = "worker-test-admin-token"
+	hookSecret = "worker-test-webhook-secret"
 )
 
 type stack struct {
@@ -201,7 +204,7 @@ func (s *stack) logs(t *testing.T, id string) string {
 }
 
 func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
-	s := startEdge(t, map[string]string{"ADMISSION_CAP": "2"})
+	s := startEdge(t, map[string]string{"ADMISSION_CAP": "2", "GITHUB_WEBHOOK_SECRET": hookSecret})
 	repo, shas := gitRepo(t, 50)
 
 	t.Run("OffloadTestRunsARealCommand", func(t *testing.T) {
@@ -295,6 +298,72 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 		}
 		if v.Execution.CheckRunID != cr.ID {
 			t.Fatalf("executions.check_run_id = %d, want %d", v.Execution.CheckRunID, cr.ID)
+		}
+	})
+
+	t.Run("WebhookDeliveriesMakeOneExecution", func(t *testing.T) {
+		// A real deployment_status payload; deploy-smoke declares its trigger.
+		const smokeID = "deploy-smoke:Codertocat_Hello-World:145988746"
+		inst := s.gh.AddInstallation("Codertocat/Hello-World")
+		s.gh.AddCommitSHA("Codertocat/Hello-World", "f95f852bd8fca8fcc58a9a2d6c842781e32a215e")
+		app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/" || r.URL.Path == "/health" || r.URL.Path == "/api/status" {
+				w.Write([]byte("ok"))
+				return
+			}
+			http.NotFound(w, r)
+		}))
+		defer app.Close()
+		body := webhookexamples.With(webhookexamples.Load("deployment_status.created.4"),
+			"deployment_status.environment_url", app.URL, "installation.id", inst)
+		hook := func(delivery, sig string) reply {
+			h := map[string]string{"X-GitHub-Event": "deployment_status", "X-GitHub-Delivery": delivery,
+				"X-Hub-Signature-256": sig, "Content-Type": "application/json"}
+			if delivery == "" {
+				delete(h, "X-GitHub-Delivery")
+			}
+			return s.do(t, http.MethodPost, "/v1/webhooks/github", body, h)
+		}
+		good := edge.SignatureHeader(hookSecret, body)
+		if r := hook("d-bad", edge.SignatureHeader("wrong", body)); r.status != http.StatusUnauthorized {
+			t.Fatalf("bad signature: %d %s", r.status, r.raw)
+		}
+		if r := hook("", good); r.status != http.StatusBadRequest || r.body["error"] != "missing_delivery_id" {
+			t.Fatalf("no delivery id: %d %s", r.status, r.raw)
+		}
+		// 100 concurrent deliveries: half one delivery redelivered, half distinct ones.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		created, accepted := 0, 0
+		for i := range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				delivery := "redelivered"
+				if i%2 == 1 {
+					delivery = fmt.Sprintf("delivery-%d", i)
+				}
+				r := hook(delivery, good)
+				mu.Lock()
+				defer mu.Unlock()
+				if r.status == http.StatusAccepted {
+					accepted++
+				}
+				list, _ := r.body["dispatched"].([]any)
+				for _, d := range list {
+					if d.(map[string]any)["deduped"] != true {
+						created++
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if accepted != 100 || created != 1 {
+			t.Fatalf("%d of 100 deliveries accepted, %d created an execution (want 100 and 1)", accepted, created)
+		}
+		v := s.waitDone(t, smokeID, 90*time.Second)
+		if v.Execution.Status != "success" || !strings.Contains(string(v.Summary), `"checked":3`) {
+			t.Fatalf("deploy-smoke %s output %s", v.Execution.Status, v.Summary)
 		}
 	})
 
