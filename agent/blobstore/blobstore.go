@@ -16,15 +16,14 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3client"
 )
 
 // Tuning defaults.
@@ -69,18 +68,8 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Endpoint == "" || cfg.Bucket == "" {
 		return nil, errors.New("blobstore: endpoint and bucket are required")
 	}
-	o := s3.Options{
-		Region:                     "auto",
-		BaseEndpoint:               aws.String(strings.TrimRight(cfg.Endpoint, "/")),
-		UsePathStyle:               true,
-		Credentials:                credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.Secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	}
-	if cfg.HTTPClient != nil {
-		o.HTTPClient = cfg.HTTPClient
-	}
-	st := &Store{s3: s3.New(o), bucket: cfg.Bucket, partSize: cfg.PartSize, concurrency: cfg.Concurrency}
+	st := &Store{s3: s3client.New(cfg.Endpoint, cfg.AccessKeyID, cfg.Secret, cfg.HTTPClient), bucket: cfg.Bucket,
+		partSize: cfg.PartSize, concurrency: cfg.Concurrency}
 	if st.partSize < minPartSize {
 		st.partSize = DefaultPartSize
 	}

@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3client"
 )
 
 // S3Config is an S3-compatible bucket and a credential for it: R2 in production, the
@@ -35,18 +34,7 @@ func NewS3Sink(cfg S3Config) (*S3Sink, error) {
 	if cfg.Endpoint == "" || cfg.Bucket == "" {
 		return nil, errors.New("logship: S3 endpoint and bucket are required")
 	}
-	opts := s3.Options{
-		Region:                     "auto",
-		BaseEndpoint:               aws.String(strings.TrimRight(cfg.Endpoint, "/")),
-		UsePathStyle:               true,
-		Credentials:                credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.Secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	}
-	if cfg.HTTPClient != nil {
-		opts.HTTPClient = cfg.HTTPClient
-	}
-	return &S3Sink{client: s3.New(opts), bucket: cfg.Bucket}, nil
+	return &S3Sink{client: s3client.New(cfg.Endpoint, cfg.AccessKeyID, cfg.Secret, cfg.HTTPClient), bucket: cfg.Bucket}, nil
 }
 
 // Put stores one object.

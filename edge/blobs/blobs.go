@@ -33,10 +33,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3client"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 )
@@ -72,18 +72,7 @@ func New(endpoint, bucket, accessKeyID, secret string, httpClient *http.Client) 
 	if bucket == "" || accessKeyID == "" || secret == "" {
 		return nil, errors.New("blobs: bucket, access key id and secret are required")
 	}
-	o := s3.Options{
-		Region:                     "auto",
-		BaseEndpoint:               aws.String(strings.TrimSuffix(endpoint, "/")),
-		UsePathStyle:               true,
-		Credentials:                credentials.NewStaticCredentialsProvider(accessKeyID, secret, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	}
-	if httpClient != nil {
-		o.HTTPClient = httpClient
-	}
-	return &Client{s3: s3.New(o), bucket: bucket}, nil
+	return &Client{s3: s3client.New(endpoint, accessKeyID, secret, httpClient), bucket: bucket}, nil
 }
 
 // S3 exposes the underlying SDK client for operations the port does not cover.
