@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
@@ -40,11 +39,8 @@ const (
 // agentExecution authenticates an agent call, checks the attempt is current, and loads
 // the execution's params and run.
 func (s *Server) agentExecution(w http.ResponseWriter, r *http.Request, into any) (string, Params, dsl.Run, bool) {
-	id, c, ok := s.agentRequest(w, r, into)
+	id, _, ok := s.agentLive(w, r, into)
 	if !ok {
-		return "", Params{}, nil, false
-	}
-	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: c.Attempt}); !ok {
 		return "", Params{}, nil, false
 	}
 	ex, err := s.Meta.Execution(r.Context(), id)

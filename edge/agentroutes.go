@@ -39,6 +39,20 @@ func (s *Server) agentRequest(w http.ResponseWriter, r *http.Request, into any) 
 	return id, claims, true
 }
 
+// agentLive is agentRequest for the routes that are not themselves journal messages:
+// it also checks with the run actor that the attempt is current (counting as a
+// heartbeat), answering 409 when it is not.
+func (s *Server) agentLive(w http.ResponseWriter, r *http.Request, into any) (string, AgentClaims, bool) {
+	id, c, ok := s.agentRequest(w, r, into)
+	if !ok {
+		return "", c, false
+	}
+	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: c.Attempt}); !ok {
+		return "", c, false
+	}
+	return id, c, true
+}
+
 // callRun sends an agent message to the run actor and answers a refusal with 409.
 func (s *Server) callRun(w http.ResponseWriter, r *http.Request, id string, m actors.Message) (actors.Message, bool) {
 	reply, err := s.Actors.Call(r.Context(), actors.RunAddr(id), m)
@@ -119,11 +133,7 @@ func (s *Server) agentExit(w http.ResponseWriter, r *http.Request) {
 // agentSecrets serves loadSecrets: CONFIG_KV keys <prefix><key> (contract §5.3).
 func (s *Server) agentSecrets(w http.ResponseWriter, r *http.Request) {
 	var q agentapi.SecretsRequest
-	id, _, ok := s.agentRequest(w, r, &q)
-	if !ok {
-		return
-	}
-	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: q.Attempt}); !ok {
+	if _, _, ok := s.agentLive(w, r, &q); !ok {
 		return
 	}
 	out := agentapi.Secrets{Values: map[string]string{}}
@@ -160,20 +170,10 @@ func fromWire(f *agentapi.Failure) *actors.Failure {
 // own repository, and nothing else; an empty token means clone anonymously.
 func (s *Server) agentGitCredentials(w http.ResponseWriter, r *http.Request) {
 	var q agentapi.GitCredentialsRequest
-	id, c, ok := s.agentRequest(w, r, &q)
+	id, p, _, ok := s.agentExecution(w, r, &q)
 	if !ok {
 		return
 	}
-	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: c.Attempt}); !ok {
-		return
-	}
-	ex, err := s.Meta.Execution(r.Context(), id)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
-		return
-	}
-	var p Params
-	_ = json.Unmarshal(ex.Input, &p)
 	if q.Repo != p.Repo {
 		writeError(w, http.StatusForbidden, "repo_not_allowed", fmt.Sprintf("execution %s may clone %s, not %s", id, p.Repo, q.Repo), "field", "repo")
 		return

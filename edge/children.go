@@ -103,11 +103,8 @@ func (s *Server) agentSuspend(w http.ResponseWriter, r *http.Request) {
 // agentSpawnChildren starts child executions (idempotent per child id).
 func (s *Server) agentSpawnChildren(w http.ResponseWriter, r *http.Request) {
 	var q agentapi.SpawnChildren
-	id, c, ok := s.agentRequest(w, r, &q)
+	id, _, ok := s.agentLive(w, r, &q)
 	if !ok {
-		return
-	}
-	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: c.Attempt}); !ok {
 		return
 	}
 	if len(q.Children) == 0 || len(q.Children) > dsl.MaxChildren {
@@ -212,11 +209,8 @@ func (s *Server) agentSpawnChildren(w http.ResponseWriter, r *http.Request) {
 // failure, the projected output and times.
 func (s *Server) agentChildrenStatus(w http.ResponseWriter, r *http.Request) {
 	var a agentapi.Attempt
-	id, c, ok := s.agentRequest(w, r, &a)
+	id, _, ok := s.agentLive(w, r, &a)
 	if !ok {
-		return
-	}
-	if _, ok := s.callRun(w, r, id, actors.AgentHeartbeat{Exec: id, Attempt: c.Attempt}); !ok {
 		return
 	}
 	g, _, err := s.childGroup(r.Context(), id)
