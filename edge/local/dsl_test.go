@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
@@ -78,7 +79,7 @@ func TestSleepSuspendsTheRunAndResumesIt(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	other := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "echo meanwhile", nil), "while-sleeping")
 	if v := waitDone(t, st, other.body["executionId"].(string), 30*time.Second); v.Execution.Status != "success" {
 		t.Fatalf("the other run: %s", v.Execution.Status)

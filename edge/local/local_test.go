@@ -18,6 +18,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
+	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
@@ -60,33 +61,6 @@ func startStack(t testing.TB, vars env) *local.Stack {
 	}
 	t.Cleanup(func() { st.Close(context.Background()) })
 	return st
-}
-
-// gitRepo makes a real repository with n commits and returns its path and shas.
-func gitRepo(t *testing.T, n int) (string, []string) {
-	t.Helper()
-	dir := t.TempDir()
-	run := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("init", "-q", "-b", "main")
-	var shas []string
-	for i := range n {
-		os.WriteFile(filepath.Join(dir, "n.txt"), []byte(fmt.Sprint(i)), 0o644)
-		os.WriteFile(filepath.Join(dir, "test.sh"), []byte("#!/bin/sh\necho tests pass\n"), 0o755)
-		run("add", ".")
-		run("commit", "-q", "-m", fmt.Sprint("commit ", i))
-		shas = append(shas, run("rev-parse", "HEAD"))
-	}
-	return dir, shas
 }
 
 type response struct {
@@ -201,7 +175,7 @@ func logsText(t testing.TB, st *local.Stack, id string) string {
 
 func TestOffloadTestRunsARealCommandEndToEnd(t *testing.T) {
 	st := startStack(t, nil)
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	r := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "./test.sh && echo oops >&2", nil), "")
 	if r.status != http.StatusAccepted {
 		t.Fatalf("dispatch: %d %s", r.status, r.raw)
@@ -243,7 +217,7 @@ func TestOffloadTestRunsARealCommandEndToEnd(t *testing.T) {
 
 func TestFailingCommandIsRedUnlessReportOnly(t *testing.T) {
 	st := startStack(t, nil)
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	r := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "echo boom >&2; exit 3", nil), "red-1")
 	v := waitDone(t, st, r.body["executionId"].(string), 60*time.Second)
 	if v.Execution.Status != "failure" || v.Check.Conclusion != "failure" {
@@ -261,7 +235,7 @@ func TestFailingCommandIsRedUnlessReportOnly(t *testing.T) {
 
 func TestLogLinesAreReadableWhileTheCommandRuns(t *testing.T) {
 	st := startStack(t, nil)
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	marker := filepath.Join(t.TempDir(), "release")
 	cmd := fmt.Sprintf("echo first-line; while [ ! -f %s ]; do sleep 0.1; done; echo second-line", marker)
 	r := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], cmd, nil), "live-1")
@@ -358,7 +332,7 @@ func mustJSON(v any) []byte {
 
 func TestLogAccessNeedsTheToken(t *testing.T) {
 	st := startStack(t, nil)
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	r := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "echo hi", nil), "tok-1")
 	id := r.body["executionId"].(string)
 	waitDone(t, st, id, 60*time.Second)
@@ -382,7 +356,7 @@ func TestLogAccessNeedsTheToken(t *testing.T) {
 
 func TestCancelNeedsTheAdminTokenAndStopsTheRun(t *testing.T) {
 	st := startStack(t, nil)
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	r := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "sleep 60", nil), "cancel-1")
 	id := r.body["executionId"].(string)
 	for executionView(t, st, id).Execution.Status != "running" {
@@ -403,7 +377,7 @@ func TestCancelNeedsTheAdminTokenAndStopsTheRun(t *testing.T) {
 
 func TestKilledAgentIsRestartedAndTheRunFinishes(t *testing.T) {
 	st := startStack(t, nil)
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	counter := filepath.Join(t.TempDir(), "attempts")
 	// The command counts its starts outside the workspace; the first start waits to be killed.
 	cmd := fmt.Sprintf(`echo x >> %s; if [ "$(wc -l < %s)" -eq 1 ]; then sleep 60; fi; echo done`, counter, counter)
@@ -435,7 +409,7 @@ func TestKilledAgentIsRestartedAndTheRunFinishes(t *testing.T) {
 
 func TestAdmissionCapHoldsInsideTheSandboxes(t *testing.T) {
 	st := startStack(t, env{"ADMISSION_CAP": "2"})
-	repo, shas := gitRepo(t, 8)
+	repo, shas := gittest.Repo(t, 8)
 	dir := t.TempDir()
 	// Each command bumps a counter under a lock, records it, sleeps, then lowers it.
 	cmd := fmt.Sprintf(`( flock 9; n=$(cat %[1]s/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s/n; echo $n >> %[1]s/seen ) 9>%[1]s/lock; sleep 0.4; ( flock 9; n=$(cat %[1]s/n); echo $((n-1)) > %[1]s/n ) 9>%[1]s/lock`, dir)
@@ -467,7 +441,7 @@ func TestAdmissionCapHoldsInsideTheSandboxes(t *testing.T) {
 func TestCheckRunsReachGitHubWithAppCredentials(t *testing.T) {
 	gh, app := fakegithub.New(t)
 	inst := gh.AddInstallation("acme/app")
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	gh.AddCommitSHA("acme/app", shas[0])
 	st := startStack(t, env{"GITHUB_APP_ID": fmt.Sprint(app.ID), "GITHUB_APP_PRIVATE_KEY": string(app.PrivateKeyPEM), "GITHUB_API_URL": gh.URL()})
 	body := offloadBody(repo, shas[0], "echo hello", nil)

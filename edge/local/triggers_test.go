@@ -19,6 +19,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
+	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
 	"github.com/flare-dispatch/flare-dispatch/internal/webhookexamples"
 	"github.com/flare-dispatch/flare-dispatch/runs"
@@ -298,7 +299,7 @@ func TestAppManifestFlowThenWebhooksTeachTheInstallation(t *testing.T) {
 	}
 
 	// 3. A dispatch that names no installation reports to the learned one.
-	repo, shas := gitRepo(t, 1)
+	repo, shas := gittest.Repo(t, 1)
 	gh.AddCommitSHA("acme/app", shas[0])
 	body := offloadBody(repo, shas[0], "echo hello", nil)
 	body["github"] = map[string]any{"repo": "acme/app", "sha": shas[0]}

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
+	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
 	"github.com/flare-dispatch/flare-dispatch/internal/webhookexamples"
 )
@@ -86,34 +86,6 @@ func startEdge(t *testing.T, vars map[string]string) *stack {
 		}
 	})
 	return &stack{Worker: w, sup: sup, cfg: edge.Config{HMACSecret: hmacSecret}, gh: gh, inst: inst}
-}
-
-// gitRepo makes a real repository with n commits (each with a passing test.sh) and
-// returns its path and the commits' shas.
-func gitRepo(t *testing.T, n int) (string, []string) {
-	t.Helper()
-	dir := t.TempDir()
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "-b", "main")
-	var shas []string
-	for i := range n {
-		os.WriteFile(filepath.Join(dir, "n.txt"), []byte(fmt.Sprint(i)), 0o644)
-		os.WriteFile(filepath.Join(dir, "test.sh"), []byte("#!/bin/sh\necho tests pass\n"), 0o755)
-		git("add", ".")
-		git("commit", "-q", "-m", fmt.Sprint("commit ", i))
-		shas = append(shas, git("rev-parse", "HEAD"))
-	}
-	return dir, shas
 }
 
 type reply struct {
@@ -205,7 +177,7 @@ func (s *stack) logs(t *testing.T, id string) string {
 
 func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 	s := startEdge(t, map[string]string{"ADMISSION_CAP": "2", "GITHUB_WEBHOOK_SECRET": hookSecret})
-	repo, shas := gitRepo(t, 50)
+	repo, shas := gittest.Repo(t, 50)
 
 	t.Run("OffloadTestRunsARealCommand", func(t *testing.T) {
 		r := s.dispatch(t, "offload-test", offloadBody(repo, shas[0], "./test.sh && echo oops >&2"), "")
