@@ -5,7 +5,7 @@
 // the blob store), heartbeats every two seconds, and reports the output or the typed
 // failure at the end. It holds no credential of its own: everything comes with Start.
 //
-// Routes (paths in edge/agentapi):
+// Routes (paths in agentapi):
 //
 //	POST /start   agentapi.Start  → 202 {"exec","attempt"}; the attempt runs in the background
 //	POST /cancel  agentapi.Cancel → 200 {"cancelled":bool}
@@ -29,8 +29,8 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/agent/logship"
 	"github.com/flare-dispatch/flare-dispatch/agent/redact"
 	"github.com/flare-dispatch/flare-dispatch/agent/sandbox"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // Config configures an agent.

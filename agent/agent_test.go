@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/agent"
-	"github.com/flare-dispatch/flare-dispatch/agent/internal/s3test"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 

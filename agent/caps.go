@@ -16,8 +16,8 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/agent/blobstore"
 	"github.com/flare-dispatch/flare-dispatch/agent/cache"
 	"github.com/flare-dispatch/flare-dispatch/agent/redact"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // The capabilities the edge brokers, over the agent API. What they send to the edge

@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 
 	"github.com/flare-dispatch/flare-dispatch/agent/redact"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // edgeJournal is dsl.Journal over the edge's agent API (the run actor's journal).

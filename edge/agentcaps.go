@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // Capabilities the edge brokers for the agent, each checked against the run's declared

@@ -7,7 +7,7 @@ import (
 	"net/http"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 )
 
 // maxStepResult is a step result's limit (as Workflows' step.do had).

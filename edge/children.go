@@ -9,8 +9,8 @@ import (
 	"regexp"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // Fan-out and suspension on the agent API:

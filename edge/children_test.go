@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // The agent API of fan-out, suspension and the brokered capabilities, against fakes of

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 )
 

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 )
 
 // Actors is how the edge talks to the actors: the native host locally, Durable

@@ -14,8 +14,8 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/agent/artifacts"
 	"github.com/flare-dispatch/flare-dispatch/agent/blobstore"
-	"github.com/flare-dispatch/flare-dispatch/agent/internal/s3test"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
 )
 
 func TestUploadFileDirectoryTreeAndList(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/agent/blobstore"
 	"github.com/flare-dispatch/flare-dispatch/agent/cache"
-	"github.com/flare-dispatch/flare-dispatch/agent/internal/s3test"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
 )
 
 // BenchmarkCacheTree measures Save (tar → zstd → multipart upload, streamed) and

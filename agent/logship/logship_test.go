@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flare-dispatch/flare-dispatch/agent/internal/s3test"
 	"github.com/flare-dispatch/flare-dispatch/agent/logship"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
 )
 
 func sink(t *testing.T, st *s3test.Store, exec string) *logship.S3Sink {

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flare-dispatch/flare-dispatch/agent/internal/s3test"
 	"github.com/flare-dispatch/flare-dispatch/agent/logship"
 	"github.com/flare-dispatch/flare-dispatch/agent/redact"
 	"github.com/flare-dispatch/flare-dispatch/agent/sandbox"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
 )
 
 func newSandbox(t *testing.T, mod func(*sandbox.Config)) *sandbox.Sandbox {

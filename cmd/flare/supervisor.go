@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
 )
 
@@ -79,7 +79,7 @@ func runSupervisor(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return exitOK
 }
 
-// supervisor routes the agent protocol (edge/agentapi) to the agent of the sandbox
+// supervisor routes the agent protocol (agentapi) to the agent of the sandbox
 // named in X-Flare-Sandbox, starting it on the first /start.
 type supervisor struct {
 	procs *sandboxes.Procs

@@ -180,7 +180,7 @@ func (b *bench) overhead() {
 	}
 	// The same warm Go caches in both, as a restored cache would give the sandbox.
 	env := map[string]string{"GOCACHE": goEnv("GOCACHE"), "GOMODCACHE": goEnv("GOMODCACHE"), "GOFLAGS": "-mod=mod"}
-	cmd := "cd " + wd + " && go test -count=1 ./actors/kinds/ ./edge/cron/"
+	cmd := "cd " + wd + " && go test -count=1 ./actors/kinds/ ./edge/local/cron/"
 	bare := func() time.Duration {
 		c := exec.Command("sh", "-c", cmd)
 		c.Env = append(os.Environ(), "GOCACHE="+env["GOCACHE"], "GOMODCACHE="+env["GOMODCACHE"])

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
-	"github.com/flare-dispatch/flare-dispatch/edge/cron"
+	"github.com/flare-dispatch/flare-dispatch/edge/local/cron"
 )
 
 // schedule is flare up's stand-in for Cloudflare Cron Triggers: it fires

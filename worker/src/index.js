@@ -182,7 +182,7 @@ export class LocalAgentProxy extends DurableObject {
 const agentPort = 8080;
 
 // The agent's container. The edge sends it POST /start and POST /cancel (the agent
-// protocol, edge/agentapi); a /cancel for a container that is not running is
+// protocol, agentapi); a /cancel for a container that is not running is
 // answered here, so that stopping a finished attempt does not boot a container.
 class AgentContainer extends Container {
   defaultPort = agentPort;

@@ -17,9 +17,9 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // Binding names of the sandbox classes (wrangler.jsonc).

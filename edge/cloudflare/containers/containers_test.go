@@ -12,9 +12,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
 )
 

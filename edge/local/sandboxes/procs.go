@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/edge"
-	"github.com/flare-dispatch/flare-dispatch/edge/agentapi"
 )
 
 // ReadyPrefix starts the line an agent prints on stdout once it listens.
