@@ -174,7 +174,7 @@ func (h *Host) Send(to actors.Addr, m actors.Message) error {
 		return ErrStopped
 	}
 	if err := h.node.Send(h.router, deliver{to: to, msg: m}); err != nil {
-		return fmt.Errorf("send %s to %s: %w", m.Type(), to, ErrStopped)
+		return fmt.Errorf("send %s to %s: %w: %w", m.Type(), to, ErrStopped, err)
 	}
 	return nil
 }
@@ -190,7 +190,7 @@ func (h *Host) Call(ctx context.Context, to actors.Addr, m actors.Message) (acto
 	}
 	reply := make(chan result, 1)
 	if err := h.node.Send(h.router, deliver{to: to, msg: m, reply: reply}); err != nil {
-		return nil, fmt.Errorf("call %s on %s: %w", m.Type(), to, ErrStopped)
+		return nil, fmt.Errorf("call %s on %s: %w: %w", m.Type(), to, ErrStopped, err)
 	}
 	select {
 	case r := <-reply:

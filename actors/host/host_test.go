@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"ergo.services/ergo/gen"
+
 	"github.com/flare-dispatch/flare-dispatch/actors"
 )
 
@@ -333,5 +335,18 @@ func TestStopWithWorkInFlightReturns(t *testing.T) {
 	}
 	if err := h.Stop(context.Background()); err != nil {
 		t.Fatalf("second Stop: %v", err)
+	}
+}
+
+// TestSendAndCallKeepErgosError stops the ergo node underneath the host, as ergo's
+// own SIGINT handler does: Send and Call report ErrStopped and keep ergo's cause.
+func TestSendAndCallKeepErgosError(t *testing.T) {
+	h := open(t, filepath.Join(t.TempDir(), "a.db"), nil, Options{})
+	h.node.StopForce()
+	if err := h.Send(toyAddr("x"), tGet{}); !errors.Is(err, ErrStopped) || !errors.Is(err, gen.ErrNodeTerminated) {
+		t.Fatalf("Send = %v, want ErrStopped wrapping ergo's error", err)
+	}
+	if _, err := h.Call(context.Background(), toyAddr("x"), tGet{}); !errors.Is(err, ErrStopped) || !errors.Is(err, gen.ErrNodeTerminated) {
+		t.Fatalf("Call = %v, want ErrStopped wrapping ergo's error", err)
 	}
 }

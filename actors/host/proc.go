@@ -112,36 +112,21 @@ func (p *proc) guard(msg actors.Message, f func() error) (err error) {
 	return f()
 }
 
-// step applies msg and fills rec with what changed.
-func (p *proc) step(msg actors.Message, rec *record) (err error) {
+// step applies msg and fills rec with what changed (actors.Commit's rule) and with
+// what this host stores besides: the wake time and idleness, which recovery reads.
+func (p *proc) step(msg actors.Message, rec *record) error {
 	rec.effects = p.a.Apply(p.h.now(), msg)
-	header, rows := p.a.Dirty()
+	saved, err := actors.Commit(p.a, p.stored, rec)
+	if err != nil {
+		return err
+	}
 	rec.wake, rec.idle = p.a.Wake(), p.a.Idle()
 	metaChanged := !rec.wake.Equal(p.dbWake) || rec.idle != p.dbIdle
-	// A new actor is stored with its first change, or as soon as recovery must find it.
-	if !p.stored && (header || len(rows) > 0 || !rec.wake.IsZero() || !rec.idle) {
-		header = true
-	}
-	if header {
-		if rec.header, err = p.a.Header(); err != nil {
-			return fmt.Errorf("header: %w", err)
-		}
-		if rec.header == nil {
-			rec.header = []byte{}
-		}
-	}
-	for _, k := range rows {
-		v, ok, err := p.a.Row(k)
-		if err != nil {
-			return fmt.Errorf("row %q: %w", k, err)
-		}
-		rec.rows = append(rec.rows, rowWrite{key: k, value: v, del: !ok})
-	}
-	if header {
+	if saved {
 		p.stored = true
 	}
 	if p.stored {
-		rec.meta = header || metaChanged
+		rec.meta = rec.header != nil || metaChanged
 		p.dbWake, p.dbIdle = rec.wake, rec.idle
 	}
 	rec.wakeChanged = !p.armed || !rec.wake.Equal(p.armedWake)

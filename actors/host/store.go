@@ -46,7 +46,7 @@ type record struct {
 
 	meta   bool   // write the actors row: header (when not nil), wake and idle
 	header []byte // nil: unchanged
-	rows   []rowWrite
+	rows   []actors.RowChange
 	wake   time.Time
 	idle   bool
 
@@ -58,10 +58,10 @@ type record struct {
 	broken bool  // the process must be dropped
 }
 
-type rowWrite struct {
-	key   string
-	value []byte
-	del   bool
+// Save implements actors.Saver: the writer persists the change with the record.
+func (r *record) Save(c actors.Change) error {
+	r.header, r.rows = c.Header, c.Rows
+	return nil
 }
 
 // store is the database plus the single writer that group-commits records.
@@ -322,13 +322,13 @@ func (s *store) write(batch []*record) (err error) {
 			}
 		}
 		for _, w := range r.rows {
-			if w.del {
-				_, err = s.delRow.ExecContext(ctx, r.addr.Kind, r.addr.Key, w.key)
+			if w.Value == nil {
+				_, err = s.delRow.ExecContext(ctx, r.addr.Kind, r.addr.Key, w.Key)
 			} else {
-				_, err = s.putRow.ExecContext(ctx, r.addr.Kind, r.addr.Key, w.key, w.value)
+				_, err = s.putRow.ExecContext(ctx, r.addr.Kind, r.addr.Key, w.Key, w.Value)
 			}
 			if err != nil {
-				return fmt.Errorf("write %s row %q: %w", r.addr, w.key, err)
+				return fmt.Errorf("write %s row %q: %w", r.addr, w.Key, err)
 			}
 		}
 	}
