@@ -4,7 +4,6 @@
 package edge
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -170,6 +169,3 @@ func bearer(r *http.Request) string {
 	}
 	return strings.TrimSpace(v)
 }
-
-// background is the context for work that outlives a request (effects).
-func background() context.Context { return context.Background() }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
-	"sync"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
@@ -13,81 +11,10 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 )
 
-// Effects performs the actors' non-actor effects (start/stop agents, projections,
-// check-runs) off the actors' goroutines: Handle only queues. Effects of one execution
-// are performed in order, by one of a few workers chosen by the execution id.
-type Effects struct {
-	s       *Server
-	queues  []chan job
-	wg      sync.WaitGroup
-	closeMu sync.RWMutex
-	closed  bool
-}
-
-type job struct {
-	from actors.Addr
-	e    actors.Effect
-}
-
-// NewEffects starts n workers.
-func NewEffects(s *Server, n int) *Effects {
-	fx := &Effects{s: s}
-	for range n {
-		q := make(chan job, 4096)
-		fx.queues = append(fx.queues, q)
-		fx.wg.Add(1)
-		go func() {
-			defer fx.wg.Done()
-			for j := range q {
-				fx.s.Perform(context.Background(), j.from, j.e)
-			}
-		}()
-	}
-	return fx
-}
-
-// Handle queues an effect (the actor host's EffectHandler).
-func (fx *Effects) Handle(from actors.Addr, e actors.Effect) {
-	fx.closeMu.RLock()
-	defer fx.closeMu.RUnlock()
-	if fx.closed {
-		return
-	}
-	h := fnv.New32a()
-	h.Write([]byte(execOf(e)))
-	fx.queues[int(h.Sum32())%len(fx.queues)] <- job{from, e}
-}
-
-// Close stops accepting effects and waits for the queued ones.
-func (fx *Effects) Close() {
-	fx.closeMu.Lock()
-	if !fx.closed {
-		fx.closed = true
-		for _, q := range fx.queues {
-			close(q)
-		}
-	}
-	fx.closeMu.Unlock()
-	fx.wg.Wait()
-}
-
-func execOf(e actors.Effect) string {
-	switch e := e.(type) {
-	case actors.StartAgent:
-		return e.Exec
-	case actors.StopAgent:
-		return e.Exec
-	case actors.Progress:
-		return e.Exec
-	case actors.StepProgress:
-		return e.Exec
-	}
-	return ""
-}
-
-// Perform carries out one effect now. Failures are logged: every effect is repeated
-// by the actors when it matters (Recover re-projects; a missed agent start is a
-// silent agent, restarted after its boot grace).
+// Perform carries out one effect now; both platforms call it from the effect queue
+// (edge/effectqueue), which keeps each execution's effects in order. Failures are
+// logged: every effect is repeated by the actors when it matters (Recover re-projects;
+// a missed agent start is a silent agent, restarted after its boot grace).
 func (s *Server) Perform(ctx context.Context, from actors.Addr, e actors.Effect) {
 	var err error
 	switch e := e.(type) {

@@ -272,12 +272,12 @@ func (s *sqlStorage) Save(c Change) error {
 			ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, header = excluded.header`,
 			c.Addr.String(), blob(c.Header))
 	}
-	for k, v := range c.Rows {
-		if v == nil {
-			add(`DELETE FROM flare_actor_rows WHERE key = ?`, k)
+	for _, r := range c.Rows {
+		if r.Value == nil {
+			add(`DELETE FROM flare_actor_rows WHERE key = ?`, r.Key)
 		} else {
 			add(`INSERT INTO flare_actor_rows (key, data) VALUES (?, ?)
-				ON CONFLICT (key) DO UPDATE SET data = excluded.data`, k, blob(v))
+				ON CONFLICT (key) DO UPDATE SET data = excluded.data`, r.Key, blob(r.Value))
 		}
 	}
 	return try(func() { runtimeContext.Call("sqlBatch", s.storage, batch) })

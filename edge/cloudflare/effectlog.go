@@ -1,7 +1,6 @@
 package cloudflare
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -29,7 +28,7 @@ type EffectEntry struct {
 }
 
 // Handle implements Effects.
-func (l *EffectLog) Handle(ctx context.Context, from actors.Addr, e actors.Effect) {
+func (l *EffectLog) Handle(from actors.Addr, e actors.Effect) {
 	b, err := json.Marshal(e)
 	if err != nil {
 		b, _ = json.Marshal(err.Error())
@@ -45,7 +44,7 @@ func (l *EffectLog) Handle(ctx context.Context, from actors.Addr, e actors.Effec
 	}
 	l.mu.Unlock()
 	if l.Next != nil {
-		l.Next.Handle(ctx, from, e)
+		l.Next.Handle(from, e)
 	}
 }
 

@@ -31,11 +31,10 @@ type Stored struct {
 	Rows   map[string][]byte
 }
 
-// Change is what one Apply changed.
+// Change is what one Apply changed (actors.Commit), for the actor at Addr.
 type Change struct {
-	Addr   actors.Addr
-	Header []byte            // nil: unchanged
-	Rows   map[string][]byte // a nil value deletes the row
+	Addr actors.Addr
+	actors.Change
 }
 
 // Transport delivers a message to another actor (a Durable Object stub fetch on
@@ -45,12 +44,13 @@ type Transport interface {
 }
 
 // Effects performs what a reducer asks of the outside world besides messages to
-// actors: actors.StartAgent, StopAgent, Progress and StepProgress. The edge
-// implements it. Handle runs after the state that produced e is durable, on a
-// goroutine of its own per delivered message (effects of one message arrive in
-// order); ctx ends when the Durable Object is freed.
+// actors: actors.StartAgent, StopAgent, Progress and StepProgress. The Worker passes
+// edge/effectqueue's Queue, which performs them with the edge's Perform. Handle is
+// called inside the delivery, with the object locked, right after the transition that
+// produced e was saved: the effects of one actor arrive in the order its transitions
+// were persisted, and Handle must return at once (queue the work).
 type Effects interface {
-	Handle(ctx context.Context, from actors.Addr, e actors.Effect)
+	Handle(from actors.Addr, e actors.Effect)
 }
 
 // ErrNoActor is returned by Host.Deliver for an alarm on an object that stores no actor.
@@ -62,9 +62,10 @@ var ErrNoActor = errors.New("durable object holds no actor")
 // garbage collected (FinalizationRegistry) or when the actor is idle.
 //
 // For each message: load if not cached (delivering actors.Recover first when the
-// loaded actor has work in progress), Apply, persist what Dirty reports, move the
-// alarm to Wake, and only then perform the effects: actors.Send through the
-// Transport, actors.Reply as the answer of Deliver, the rest through Effects.
+// loaded actor has work in progress), Apply, persist what Dirty reports
+// (actors.Commit), hand the non-message effects to Effects, move the alarm to Wake,
+// and only then send: actors.Send through the Transport, actors.Reply as the answer
+// of Deliver.
 //
 // Apply and Save run without waiting on JavaScript, so on the single-threaded js/wasm
 // runtime no other message for the same object can interleave; a mutex keeps that
@@ -83,7 +84,7 @@ type Host struct {
 
 // HostOptions configure a Host; zero fields get defaults.
 type HostOptions struct {
-	Effects Effects          // nil: non-message effects are logged and dropped
+	Effects Effects          // nil: non-message effects are dropped
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger     // default slog.Default()
 }
@@ -117,8 +118,8 @@ type object struct {
 
 // Deliver applies m to the actor of the Durable Object known as key (its storage is
 // store) and returns the actors.Reply it produced, or nil. to is the address the
-// message was sent to. The state is durable before Deliver returns; Send and
-// other effects are started and proceed in the background.
+// message was sent to. The state is durable and the other effects are queued before
+// Deliver returns; sends are started and proceed in the background.
 func (h *Host) Deliver(key string, store Storage, to actors.Addr, m actors.Message) (actors.Message, error) {
 	return h.deliver(key, store, to, m)
 }
@@ -131,7 +132,7 @@ func (h *Host) Alarm(key string, store Storage) error {
 	return err
 }
 
-// Free forgets the Durable Object known as key and cancels its background work.
+// Free forgets the Durable Object known as key and cancels its sends in flight.
 // It is called when the JavaScript object has been garbage collected.
 func (h *Host) Free(key string) {
 	h.mu.Lock()
@@ -150,7 +151,7 @@ func (h *Host) Len() int {
 	return len(h.objects)
 }
 
-// Wait blocks until the effects started so far, and those they started, are done.
+// Wait blocks until the sends started so far, and those they caused, are done.
 // Tests use it; the Worker never waits.
 func (h *Host) Wait() { h.bg.Wait() }
 
@@ -166,7 +167,7 @@ func (h *Host) object(key string, store Storage) *object {
 	return o
 }
 
-// step is the synchronous half of a delivery: what must happen before effects.
+// step is the synchronous half of a delivery: what must happen before sends.
 type step struct {
 	from    actors.Addr
 	effects []actors.Effect // Recover's first, then the message's
@@ -231,6 +232,10 @@ func (h *Host) apply(o *object, to actors.Addr, m actors.Message) (st step, err 
 		return st, err
 	}
 	st.effects = append(st.effects, fx...)
+	// Queued before the lock is released, so two deliveries' effects (two goroutines
+	// natively; two events interleaved at an await on js/wasm) reach Effects in the
+	// order their transitions were saved: a late "running" cannot overwrite "success".
+	h.handOver(st)
 	if wake := o.actor.Wake(); !o.armed || !wake.Equal(o.alarm) {
 		st.alarm = o.store.SetAlarm(wake)
 		o.alarm, o.armed = wake, true
@@ -277,49 +282,41 @@ func (h *Host) load(o *object, to actors.Addr) (recovering bool, err error) {
 // step applies one message and persists what changed.
 func (h *Host) step(o *object, m actors.Message) ([]actors.Effect, error) {
 	fx := o.actor.Apply(h.now(), m)
-	header, rows := o.actor.Dirty()
-	if !o.saved && (header || len(rows) > 0 || !o.actor.Idle() || !o.actor.Wake().IsZero()) {
-		// A new actor is stored with its first change, or as soon as its alarm or a
-		// restart must find it.
-		header = true
+	saved, err := actors.Commit(o.actor, o.saved, objectSaver{o})
+	if err != nil {
+		return nil, fmt.Errorf("actor %s: save after %s: %w", o.addr, m.Type(), err)
 	}
-	c := Change{Addr: o.addr}
-	if header {
-		b, err := o.actor.Header()
-		if err != nil {
-			return nil, fmt.Errorf("actor %s: header: %w", o.addr, err)
-		}
-		if b == nil {
-			b = []byte{}
-		}
-		c.Header = b
-	}
-	if len(rows) > 0 {
-		c.Rows = make(map[string][]byte, len(rows))
-		for _, k := range rows {
-			b, ok, err := o.actor.Row(k)
-			if err != nil {
-				return nil, fmt.Errorf("actor %s: row %q: %w", o.addr, k, err)
-			}
-			if ok && b == nil {
-				b = []byte{}
-			}
-			c.Rows[k] = b
-		}
-	}
-	if c.Header != nil || len(c.Rows) > 0 {
-		if err := o.store.Save(c); err != nil {
-			return nil, fmt.Errorf("actor %s: save after %s: %w", o.addr, m.Type(), err)
-		}
+	if saved {
 		o.saved = true
 	}
 	return fx, nil
 }
 
-// perform starts the effects of one delivery and returns the message's reply.
+// objectSaver is an object's storage as actors.Commit writes to it.
+type objectSaver struct{ o *object }
+
+func (s objectSaver) Save(c actors.Change) error {
+	return s.o.store.Save(Change{Addr: s.o.addr, Change: c})
+}
+
+// handOver gives the delivery's non-message effects to Effects, in order.
+func (h *Host) handOver(st step) {
+	for _, e := range st.effects {
+		switch e.(type) {
+		case actors.Send, actors.Reply:
+		default:
+			if h.effects == nil {
+				h.log.Debug("effect dropped: no handler", "actor", st.from.String(), "effect", fmt.Sprintf("%T", e))
+				continue
+			}
+			h.effects.Handle(st.from, e)
+		}
+	}
+}
+
+// perform starts the sends of one delivery and returns the message's reply.
 func (h *Host) perform(o *object, st step) actors.Message {
 	var reply actors.Message
-	var rest []actors.Effect
 	for i, e := range st.effects {
 		switch e := e.(type) {
 		case actors.Reply:
@@ -335,30 +332,7 @@ func (h *Host) perform(o *object, st step) actors.Message {
 					h.log.Warn("actor send failed", "from", st.from.String(), "to", e.To.String(), "message", e.Msg.Type(), "err", err)
 				}
 			}()
-		default:
-			rest = append(rest, e)
-		}
-	}
-	if len(rest) > 0 {
-		if h.effects == nil {
-			h.log.Debug("effects dropped: no handler", "actor", st.from.String(), "count", len(rest))
-		} else {
-			h.bg.Add(1)
-			go func() {
-				defer h.bg.Done()
-				for _, e := range rest {
-					h.effects.Handle(o.ctx, st.from, e)
-				}
-			}()
 		}
 	}
 	return reply
 }
-
-// EffectsFunc adapts a function, such as the edge's (*edge.Server).Perform, to Effects.
-type EffectsFunc func(ctx context.Context, from actors.Addr, e actors.Effect)
-
-// Handle implements Effects.
-func (f EffectsFunc) Handle(ctx context.Context, from actors.Addr, e actors.Effect) { f(ctx, from, e) }
-
-var _ Effects = EffectsFunc(nil)

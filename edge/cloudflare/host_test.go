@@ -14,6 +14,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/actors/kinds"
+	"github.com/flare-dispatch/flare-dispatch/edge/effectqueue"
 )
 
 // memStorage is a Durable Object's storage in memory.
@@ -50,11 +51,11 @@ func (s *memStorage) Save(c Change) error {
 	if c.Header != nil {
 		s.stored.Header = append([]byte(nil), c.Header...)
 	}
-	for k, v := range c.Rows {
-		if v == nil {
-			delete(s.stored.Rows, k)
+	for _, r := range c.Rows {
+		if r.Value == nil {
+			delete(s.stored.Rows, r.Key)
 		} else {
-			s.stored.Rows[k] = append([]byte(nil), v...)
+			s.stored.Rows[r.Key] = append([]byte(nil), r.Value...)
 		}
 	}
 	s.saves++
@@ -153,7 +154,7 @@ type recorder struct {
 	durable func(from actors.Addr, e actors.Effect)
 }
 
-func (r *recorder) Handle(_ context.Context, from actors.Addr, e actors.Effect) {
+func (r *recorder) Handle(from actors.Addr, e actors.Effect) {
 	if r.durable != nil {
 		r.durable(from, e)
 	}
@@ -205,7 +206,7 @@ func (t *toy) Apply(now time.Time, m actors.Message) []actors.Effect {
 			t.h.Wake = now.Add(m.MaxDuration)
 		}
 		return []actors.Effect{
-			actors.Progress{Exec: t.key, Status: actors.StatusRunning, At: now},
+			actors.Progress{Exec: t.key, Status: actors.StatusRunning, At: now, Attempt: t.h.Count},
 			actors.Reply{Msg: actors.RunStatus{Exec: t.key, Attempt: t.h.Count}},
 		}
 	case actors.RunCancel: // ping a peer
@@ -405,27 +406,72 @@ func TestHostPassivatesIdleActors(t *testing.T) {
 	}
 }
 
-func TestHostFreeCancelsBackgroundWork(t *testing.T) {
-	started := make(chan struct{})
-	blocked := &blockingEffects{started: started}
-	w := newWorld(t, toyFactory, blocked, func() time.Time { return t0 })
-	k, _ := w.object(actors.RunAddr("a"))
-	if _, err := w.deliver(actors.RunAddr("a"), actors.RunStart{Exec: "x"}); err != nil {
+func TestHostFreeCancelsSendsInFlight(t *testing.T) {
+	tr := &blockingTransport{started: make(chan struct{})}
+	h := NewHost(toyFactory, tr, HostOptions{Now: func() time.Time { return t0 }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if _, err := h.Deliver("obj-a", &memStorage{}, actors.RunAddr("a"), actors.RunCancel{Exec: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	<-started
-	w.h.Free(k)
-	w.h.Wait() // returns only because Free cancelled the effect's context
-	if w.h.Len() != 0 {
+	<-tr.started
+	h.Free("obj-a")
+	h.Wait() // returns only because Free cancelled the send's context
+	if h.Len() != 0 {
 		t.Fatal("object not freed")
 	}
 }
 
-type blockingEffects struct{ started chan struct{} }
+// blockingTransport is a Transport whose sends wait until their context ends.
+type blockingTransport struct{ started chan struct{} }
 
-func (b *blockingEffects) Handle(ctx context.Context, _ actors.Addr, _ actors.Effect) {
+func (b *blockingTransport) Send(ctx context.Context, _, _ actors.Addr, _ actors.Message) error {
 	close(b.started)
 	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestHostQueuesEffectsInPersistOrderUnderConcurrentDeliveries delivers to one run
+// actor from many goroutines at once, through the effect queue the Worker uses. Each
+// delivery persists a count and emits a Progress carrying it: the queue must perform
+// them in the order the counts were persisted. When the host handed each delivery's
+// effects over from a goroutine of its own (or after releasing the object's lock),
+// two deliveries' effects could swap, and a late "running" overwrote "success" in D1
+// and on the check-run; this test then fails.
+func TestHostQueuesEffectsInPersistOrderUnderConcurrentDeliveries(t *testing.T) {
+	const senders, each = 8, 100
+	var mu sync.Mutex
+	var got []int
+	q := effectqueue.New(func(ctx context.Context, from actors.Addr, e actors.Effect) {
+		p := e.(actors.Progress)
+		mu.Lock()
+		got = append(got, p.Attempt)
+		mu.Unlock()
+	}, effectqueue.Options{MaxQueued: senders * each, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w := newWorld(t, toyFactory, q, func() time.Time { return t0 })
+	a := actors.RunAddr("a")
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for range each {
+				if _, err := w.deliver(a, actors.RunStart{Exec: "x"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	w.h.Wait()
+	if err := q.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != senders*each {
+		t.Fatalf("%d effects performed, want %d", len(got), senders*each)
+	}
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("effect %d performed carries count %d, want %d: effects applied out of persist order", i, n, i+1)
+		}
+	}
 }
 
 // TestHostRunsTheRealActors drives the lead's reducers through the host: a run is

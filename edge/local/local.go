@@ -26,6 +26,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
+	"github.com/flare-dispatch/flare-dispatch/edge/effectqueue"
 	"github.com/flare-dispatch/flare-dispatch/edge/github"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/s3store"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
@@ -54,7 +55,7 @@ type Stack struct {
 	Procs        *sandboxes.Procs
 	DataDir      string
 	Meta         *sqlmeta.Store
-	effects      *edge.Effects
+	effects      *effectqueue.Queue
 	srv, s3      *http.Server
 	store        *s3store.Store
 	db           *sql.DB
@@ -194,7 +195,7 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	}
 	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: filepath.Join(o.DataDir, "sandboxes"), Log: o.Log}
 	st.Edge = edge.New(edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Checks: checks, Tokens: tokens, GitHub: githubAPI(tokens), Log: o.Log})
-	st.effects = edge.NewEffects(st.Edge, 4)
+	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})
 
 	acfg := o.Actors
 	if acfg.Admission.Cap == 0 {
@@ -237,7 +238,7 @@ func (st *Stack) Close(ctx context.Context) error {
 		_ = st.Host.Stop(ctx)
 	}
 	if st.effects != nil {
-		st.effects.Close()
+		_ = st.effects.Close(ctx)
 	}
 	if st.s3 != nil {
 		_ = st.s3.Shutdown(ctx)

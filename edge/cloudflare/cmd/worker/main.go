@@ -40,6 +40,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/ghapp"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/s3api"
+	"github.com/flare-dispatch/flare-dispatch/edge/effectqueue"
 	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
 	"github.com/flare-dispatch/flare-dispatch/runs"
@@ -84,7 +85,8 @@ func main() {
 	server := edge.New(deps)
 
 	// The actors' effects go to the edge, in order per execution, off the deliveries.
-	var effects cloudflare.Effects = cloudflare.NewEffectQueue(server.Perform, 4, 2*time.Minute, log)
+	// The queue lives as long as the isolate: nothing closes it.
+	var effects cloudflare.Effects = effectqueue.New(server.Perform, effectqueue.Options{Workers: 4, Limit: 2 * time.Minute, Logger: log})
 	var effectLog *cloudflare.EffectLog
 	if dev {
 		effectLog = &cloudflare.EffectLog{Next: effects}
