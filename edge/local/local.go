@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite"
@@ -61,6 +62,9 @@ type Stack struct {
 	db           *sql.DB
 	lockPath     string
 	stopSchedule context.CancelFunc
+	scheduled    chan struct{} // closed when the cron loop has returned
+	closeOnce    sync.Once
+	closeErr     error
 }
 
 // Secrets are generated once per data directory and kept in a 0600 file.
@@ -213,7 +217,11 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	go st.srv.Serve(ln)
 	var schedCtx context.Context
 	schedCtx, st.stopSchedule = context.WithCancel(context.Background())
-	go schedule(schedCtx, st.Edge, time.Now)
+	st.scheduled = make(chan struct{})
+	go func() {
+		defer close(st.scheduled)
+		schedule(schedCtx, st.Edge, time.Now)
+	}()
 	lock, _ := json.Marshal(Lock{URL: st.URL, BlobURL: st.BlobURL, PID: os.Getpid()})
 	if err := os.WriteFile(st.lockPath, lock, 0o600); err != nil {
 		return fail(err)
@@ -221,38 +229,58 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	return st, nil
 }
 
-// Close stops the edge, the agents, the actors and the stores, in that order.
+// Close stops the stack in the reverse order of its start, and returns what failed:
+// it stops accepting work (cron, then the edge's listener, waiting for requests in
+// flight), stops the actor host (no more effects), performs the effects it queued,
+// then stops the agents (including any those effects started), and closes the stores
+// last (effects read and write them). ctx bounds the whole; past it, what was not done
+// is dropped, as in a crash, and healed by Recover on the next start. Later calls
+// return the first one's result.
 func (st *Stack) Close(ctx context.Context) error {
+	st.closeOnce.Do(func() { st.closeErr = st.close(ctx) })
+	return st.closeErr
+}
+
+func (st *Stack) close(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	var errs []error
+	fail := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", what, err))
+		}
+	}
 	if st.stopSchedule != nil {
 		st.stopSchedule()
+		<-st.scheduled
 	}
 	if st.srv != nil {
-		_ = st.srv.Shutdown(ctx)
+		fail("edge server", st.srv.Shutdown(ctx))
+	}
+	if st.Host != nil {
+		fail("actor host", st.Host.Stop(ctx))
+	}
+	if st.effects != nil {
+		fail("effects", st.effects.Close(ctx))
 	}
 	if st.Procs != nil {
 		st.Procs.Close()
 	}
-	if st.Host != nil {
-		_ = st.Host.Stop(ctx)
-	}
-	if st.effects != nil {
-		_ = st.effects.Close(ctx)
-	}
 	if st.s3 != nil {
-		_ = st.s3.Shutdown(ctx)
+		fail("blob server", st.s3.Shutdown(ctx))
 	}
 	if st.store != nil {
-		st.store.Close()
+		fail("blob store", st.store.Close())
 	}
 	if st.db != nil {
-		st.db.Close()
+		fail("metadata database", st.db.Close())
 	}
 	if st.lockPath != "" {
-		_ = os.Remove(st.lockPath)
+		if err := os.Remove(st.lockPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fail("lock file", err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // openSQLite opens a database in WAL mode with full sync and a busy timeout.
