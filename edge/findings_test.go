@@ -65,12 +65,12 @@ func newChecksFixture(t *testing.T) *checksFixture {
 	gh, app := fakegithub.New(t)
 	inst := gh.AddInstallation("acme/app")
 	sha := gh.HeadSHA("acme/app", "main")
-	c, err := github.New(github.Config{AppID: app.ID, PrivateKeyPEM: app.PrivateKeyPEM, HTTPClient: gh.HTTPClient(), BaseURL: gh.URL(),
+	c, err := github.New(github.Config{AppID: app.ID, PrivateKeyPEM: app.PrivateKeyPEM, HTTP: gh.HTTPClient(), BaseURL: gh.URL(),
 		Sleep: func(context.Context, time.Duration) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, edge.Config{}, func(d *edge.Deps) { d.Checks = github.Checks{Client: c} })
+	f := newFixture(t, edge.Config{}, func(d *edge.Deps) { d.Checks = c })
 	return &checksFixture{fixture: f, gh: gh, inst: inst, sha: sha}
 }
 

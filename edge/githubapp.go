@@ -362,5 +362,5 @@ func writePage(w http.ResponseWriter, status int, title, body string) {
 const infoTokenCache = "flare-dispatch/token-cache/v1"
 
 // TokenCacheKey is the key that seals installation tokens cached in KV
-// (github.KVTokenCache), derived from HMAC_SECRET.
+// by edge/github, derived from HMAC_SECRET.
 func TokenCacheKey(cfg Config) []byte { return derive(cfg.HMACSecret, "", infoTokenCache) }

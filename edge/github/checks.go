@@ -5,119 +5,58 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/url"
+	"time"
 	"unicode/utf8"
 
-	gh "github.com/google/go-github/v62/github"
+	"github.com/flare-dispatch/flare-dispatch/edge"
 )
 
 // Check-run limits GitHub enforces.
 const (
-	// MaxSummaryLen is the longest output.summary GitHub accepts.
-	MaxSummaryLen = 65535
-	// MaxAnnotationsPerRequest is how many annotations one create or update
-	// may carry; more are sent in further updates, which GitHub appends.
-	MaxAnnotationsPerRequest = 50
+	maxSummary        = 65535
+	maxAnnotationsReq = 50
 )
 
-// truncationNote ends a summary cut to fit MaxSummaryLen (contract §4.12).
 const truncationNote = "\n\n_… summary truncated to fit the check-run limit._"
 
-// TruncateSummary returns s unchanged when it fits the check-run limit, else
-// its head cut on a character boundary plus the contract's note, together at
-// most MaxSummaryLen bytes. GitHub counts characters; counting bytes is
-// stricter, so the result fits either way.
-func TruncateSummary(s string) string {
-	if len(s) <= MaxSummaryLen {
+// truncate cuts a summary to GitHub's limit on a character boundary, with the
+// contract's note (as edge/github.TruncateSummary).
+func truncate(s string) string {
+	if len(s) <= maxSummary {
 		return s
 	}
-	cut := MaxSummaryLen - len(truncationNote)
+	cut := maxSummary - len(truncationNote)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + truncationNote
 }
 
-// Conclusion is how a completed check-run ended. The zero value means the run
-// is still in progress.
-type Conclusion string
-
-const (
-	ConclusionSuccess   Conclusion = "success"
-	ConclusionFailure   Conclusion = "failure"
-	ConclusionNeutral   Conclusion = "neutral"
-	ConclusionCancelled Conclusion = "cancelled"
-	ConclusionTimedOut  Conclusion = "timed_out"
-)
-
-func (c Conclusion) valid() bool {
-	switch c {
-	case "", ConclusionSuccess, ConclusionFailure, ConclusionNeutral, ConclusionCancelled, ConclusionTimedOut:
-		return true
-	}
-	return false
-}
-
-// defaultTitle is the output title when the caller gives none.
-func (c Conclusion) defaultTitle() string {
-	switch c {
-	case ConclusionSuccess:
+func defaultTitle(conclusion string) string {
+	switch conclusion {
+	case "success":
 		return "Succeeded"
-	case ConclusionFailure:
+	case "failure":
 		return "Failed"
-	case ConclusionNeutral:
+	case "neutral":
 		return "Neutral"
-	case ConclusionCancelled:
+	case "cancelled":
 		return "Cancelled"
-	case ConclusionTimedOut:
+	case "timed_out":
 		return "Timed out"
 	}
 	return "In progress"
 }
 
-// Annotation is one finding attached to a line range of a file.
-type Annotation struct {
-	Path       string // repository-relative
-	StartLine  int
-	EndLine    int    // 0 means StartLine
-	Level      string // "notice", "warning" or "failure"; "" means "warning"
-	Title      string // optional
-	Message    string
-	RawDetails string // optional
+type output struct {
+	Title       string       `json:"title"`
+	Summary     string       `json:"summary"`
+	Annotations []annotation `json:"annotations,omitempty"`
 }
 
-// CheckRunUpdate is one change to a check-run.
-type CheckRunUpdate struct {
-	// Conclusion completes the run (completed_at = now). Leave it empty for an
-	// in-progress update such as the queue position (edge.QueuedText).
-	Conclusion Conclusion
-	// Title of the output; empty means a default from the conclusion.
-	Title string
-	// Summary is markdown, truncated with TruncateSummary.
-	Summary string
-	// DetailsURL replaces the run's details link when not empty.
-	DetailsURL string
-	// Annotations are appended to the run's annotations, at most
-	// MaxAnnotationsPerRequest per request.
-	Annotations []Annotation
-}
-
-// wire shapes for the check-run update, written here because go-github's
-// UpdateCheckRunOptions always sends name.
-type checkRunPatch struct {
-	Status      string          `json:"status,omitempty"`
-	Conclusion  string          `json:"conclusion,omitempty"`
-	CompletedAt *gh.Timestamp   `json:"completed_at,omitempty"`
-	DetailsURL  string          `json:"details_url,omitempty"`
-	Output      *checkRunOutput `json:"output,omitempty"`
-}
-
-type checkRunOutput struct {
-	Title       string           `json:"title"`
-	Summary     string           `json:"summary"`
-	Annotations []annotationWire `json:"annotations,omitempty"`
-}
-
-type annotationWire struct {
+type annotation struct {
 	Path       string `json:"path"`
 	StartLine  int    `json:"start_line"`
 	EndLine    int    `json:"end_line"`
@@ -127,128 +66,126 @@ type annotationWire struct {
 	RawDetails string `json:"raw_details,omitempty"`
 }
 
-// CreateCheckRun opens an in_progress check-run on headSHA and returns its id.
-// detailsURL may be empty. The summary is the open text (contract §4.12).
-func (c *Client) CreateCheckRun(ctx context.Context, inst int64, repo, name, headSHA, detailsURL, summary string) (int64, error) {
-	inst, owner, repoName, err := c.target(ctx, inst, repo)
-	if err != nil {
-		return 0, err
-	}
-	opts := gh.CreateCheckRunOptions{
-		Name:      name,
-		HeadSHA:   headSHA,
-		Status:    gh.String("in_progress"),
-		StartedAt: &gh.Timestamp{Time: c.now().UTC()},
-		Output: &gh.CheckRunOutput{
-			Title:   gh.String(Conclusion("").defaultTitle()),
-			Summary: gh.String(TruncateSummary(summary)),
-		},
-	}
-	if detailsURL != "" {
-		opts.DetailsURL = gh.String(detailsURL)
-	}
-	// A create that failed with a 5xx or a dropped connection may still have
-	// been applied, and a duplicate would sit in_progress on the PR forever.
-	// So each create carries a random external_id, and a retry first looks
-	// for a run with it.
-	nonce := make([]byte, 12)
-	_, _ = rand.Read(nonce)
-	opts.ExternalID = gh.String("flare-dispatch-" + hex.EncodeToString(nonce))
-	var run *gh.CheckRun
-	ambiguous := false // the previous try failed in a way that may have applied it
-	err = c.call(ctx, inst, func(g *gh.Client) error {
-		if ambiguous {
-			found, _, err := g.Checks.ListCheckRunsForRef(ctx, owner, repoName, headSHA, &gh.ListCheckRunsOptions{
-				CheckName: gh.String(name), Filter: gh.String("all"), ListOptions: gh.ListOptions{PerPage: 100},
-			})
-			if err != nil {
-				return err
-			}
-			for _, r := range found.CheckRuns {
-				if r.GetExternalID() == opts.GetExternalID() {
-					run = r
-					return nil
-				}
-			}
-		}
-		var resp *gh.Response
-		var err error
-		run, resp, err = g.Checks.CreateCheckRun(ctx, owner, repoName, opts)
-		ambiguous = err != nil && (resp == nil || resp.StatusCode >= 500)
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	return run.GetID(), nil
+type checkRun struct {
+	ID         int64  `json:"id"`
+	ExternalID string `json:"external_id"`
 }
 
-// UpdateCheckRun changes a check-run: an in-progress text (no conclusion) or
-// its completion. With more than MaxAnnotationsPerRequest annotations the
-// extra batches go first as output-only updates, so the run completes only
-// once all of its annotations are attached.
-func (c *Client) UpdateCheckRun(ctx context.Context, inst int64, repo string, id int64, u CheckRunUpdate) error {
-	if !u.Conclusion.valid() {
-		return fmt.Errorf("github: check-run conclusion %q is not one of success, failure, neutral, cancelled, timed_out", u.Conclusion)
-	}
-	inst, owner, name, err := c.target(ctx, inst, repo)
+// Report implements edge.Checks: the first report of an execution creates its
+// check-run (in_progress), every report then updates it.
+func (c *Client) Report(ctx context.Context, e edge.Execution, r edge.CheckReport) (int64, error) {
+	inst, prefix, err := c.target(ctx, r.Install, e.Repo)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	title := u.Title
+	id := e.CheckRunID
+	if id == 0 {
+		if id, err = c.createCheckRun(ctx, inst, prefix, r.Name, e.SHA, r.DetailsURL, r.Summary); err != nil {
+			return 0, err
+		}
+	}
+	return id, c.updateCheckRun(ctx, inst, prefix, id, r)
+}
+
+// createCheckRun opens an in_progress check-run. A create that failed with a 5xx or
+// no answer may still have been applied, and a duplicate would stay in_progress on
+// the pull request forever: each create carries a random external_id, and a retry
+// first looks for a run with it.
+func (c *Client) createCheckRun(ctx context.Context, inst int64, prefix, name, sha, details, summary string) (int64, error) {
+	nonce := make([]byte, 12)
+	_, _ = rand.Read(nonce)
+	ext := "flare-dispatch-" + hex.EncodeToString(nonce)
+	body := map[string]any{"name": name, "head_sha": sha, "status": "in_progress", "external_id": ext,
+		"started_at": c.cfg.Now().UTC().Format(time.RFC3339),
+		"output":     output{Title: defaultTitle(""), Summary: truncate(summary)}}
+	if details != "" {
+		body["details_url"] = details
+	}
+	var run checkRun
+	err := c.do(ctx, inst, request{method: http.MethodPost, path: prefix + "check-runs", body: body, out: &run},
+		func(last int) (bool, error) {
+			if last != 0 && last < 500 {
+				return false, nil // refused for sure (429, 403): nothing was created
+			}
+			var found struct {
+				CheckRuns []checkRun `json:"check_runs"`
+			}
+			q := url.Values{"check_name": {name}, "filter": {"all"}, "per_page": {"100"}}
+			if err := c.do(ctx, inst, request{method: http.MethodGet, path: prefix + "commits/" + url.PathEscape(sha) + "/check-runs", query: q, out: &found}, nil); err != nil {
+				return false, nil // the create's own retry decides
+			}
+			for _, cr := range found.CheckRuns {
+				if cr.ExternalID == ext {
+					run = cr
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	return run.ID, nil
+}
+
+// updateCheckRun sends the report: with more than 50 annotations the extra batches
+// go first as output-only updates, so the run completes only once all of its
+// annotations are attached.
+func (c *Client) updateCheckRun(ctx context.Context, inst int64, prefix string, id int64, r edge.CheckReport) error {
+	conclusion := ""
+	if r.Status == "completed" {
+		conclusion = r.Conclusion
+		switch conclusion {
+		case "success", "failure", "neutral", "cancelled", "timed_out":
+		default:
+			return fmt.Errorf("github: check-run conclusion %q is not one of success, failure, neutral, cancelled, timed_out", conclusion)
+		}
+	}
+	title := r.Title
 	if title == "" {
-		title = u.Conclusion.defaultTitle()
+		title = defaultTitle(conclusion)
 	}
-	summary := TruncateSummary(u.Summary)
-	batches := annotationBatches(u.Annotations)
-	path := fmt.Sprintf("repos/%s/%s/check-runs/%d", owner, name, id)
+	summary := truncate(r.Summary)
+	batches := batchesOf(r.Annotations)
+	path := prefix + "check-runs/" + fmt.Sprint(id)
 	for i, batch := range batches {
-		p := checkRunPatch{Output: &checkRunOutput{Title: title, Summary: summary, Annotations: batch}}
+		patch := map[string]any{"output": output{Title: title, Summary: summary, Annotations: batch}}
 		if i == len(batches)-1 { // the last request carries the state change
-			p.DetailsURL = u.DetailsURL
-			if u.Conclusion == "" {
-				p.Status = "in_progress"
+			if r.DetailsURL != "" {
+				patch["details_url"] = r.DetailsURL
+			}
+			if conclusion == "" {
+				patch["status"] = "in_progress"
 			} else {
-				p.Status = "completed"
-				p.Conclusion = string(u.Conclusion)
-				p.CompletedAt = &gh.Timestamp{Time: c.now().UTC()}
+				patch["status"], patch["conclusion"] = "completed", conclusion
+				patch["completed_at"] = c.cfg.Now().UTC().Format(time.RFC3339)
 			}
 		}
-		err := c.call(ctx, inst, func(g *gh.Client) error {
-			req, err := g.NewRequest("PATCH", path, &p)
-			if err != nil {
-				return err
-			}
-			_, err = g.Do(ctx, req, nil)
-			return err
-		})
-		if err != nil {
+		if err := c.do(ctx, inst, request{method: http.MethodPatch, path: path, body: patch}, nil); err != nil {
 			return fmt.Errorf("update check-run %d (request %d of %d): %w", id, i+1, len(batches), err)
 		}
 	}
 	return nil
 }
 
-// annotationBatches splits annotations into request-sized groups; always at
-// least one (possibly empty) group so an update without annotations is sent.
-func annotationBatches(as []Annotation) [][]annotationWire {
-	wire := make([]annotationWire, len(as))
+// batchesOf splits annotations into request-sized groups; always at least one
+// (possibly empty) group, so an update without annotations is sent.
+func batchesOf(as []edge.Annotation) [][]annotation {
+	wire := make([]annotation, len(as))
 	for i, a := range as {
-		end := a.EndLine
+		end, level := a.EndLine, a.Level
 		if end == 0 {
 			end = a.StartLine
 		}
-		level := a.Level
 		if level == "" {
 			level = "warning"
 		}
-		wire[i] = annotationWire{Path: a.Path, StartLine: a.StartLine, EndLine: end, Level: level,
-			Title: a.Title, Message: a.Message, RawDetails: a.RawDetails}
+		wire[i] = annotation{Path: a.Path, StartLine: a.StartLine, EndLine: end, Level: level, Title: a.Title, Message: a.Message, RawDetails: a.RawDetails}
 	}
-	var out [][]annotationWire
-	for len(wire) > MaxAnnotationsPerRequest {
-		out = append(out, wire[:MaxAnnotationsPerRequest])
-		wire = wire[MaxAnnotationsPerRequest:]
+	var out [][]annotation
+	for len(wire) > maxAnnotationsReq {
+		out = append(out, wire[:maxAnnotationsReq])
+		wire = wire[maxAnnotationsReq:]
 	}
 	return append(out, wire)
 }

@@ -1,3 +1,6 @@
+// The one suite of the GitHub App client, against internal/fakegithub (the stateful
+// fake): it holds what the go-github client's and the Worker client's suites checked
+// before the two became this package.
 package github_test
 
 import (
@@ -18,6 +21,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/github"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 )
@@ -45,6 +49,11 @@ func (s *sleeper) got() []time.Duration {
 	return append([]time.Duration(nil), s.waits...)
 }
 
+// doer is an edge.HTTPDoer from a function (faults on the wire).
+type doer func(*http.Request) (*http.Response, error)
+
+func (d doer) Do(r *http.Request) (*http.Response, error) { return d(r) }
+
 type env struct {
 	f      *fakegithub.Fake
 	app    fakegithub.App
@@ -54,17 +63,22 @@ type env struct {
 	head   string // head of main
 }
 
-func setup(t *testing.T, mod ...func(*github.Config)) *env {
+func (e *env) config() github.Config {
+	return github.Config{AppID: e.app.ID, PrivateKeyPEM: e.app.PrivateKeyPEM, HTTP: e.f.HTTPClient(),
+		BaseURL: e.f.URL(), Now: e.f.Now, Sleep: e.sleeps.sleep}
+}
+
+func newEnv(t *testing.T, opts fakegithub.RepoOptions, mod ...func(*github.Config)) *env {
 	t.Helper()
 	f, app := fakegithub.New(t)
 	f.SetNow(t0)
+	if opts.Files != nil {
+		f.AddRepo(repo, opts)
+	}
 	e := &env{f: f, app: app, sleeps: &sleeper{}}
 	e.inst = f.AddInstallation(repo)
 	e.head = f.HeadSHA(repo, "main")
-	cfg := github.Config{
-		AppID: app.ID, PrivateKeyPEM: app.PrivateKeyPEM, HTTPClient: f.HTTPClient(),
-		BaseURL: f.URL(), Now: f.Now, Sleep: e.sleeps.sleep,
-	}
+	cfg := e.config()
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -76,30 +90,65 @@ func setup(t *testing.T, mod ...func(*github.Config)) *env {
 	return e
 }
 
-func asAPIError(t *testing.T, err error) *github.APIError {
+func setup(t *testing.T, mod ...func(*github.Config)) *env {
 	t.Helper()
-	var ae *github.APIError
-	if !errors.As(err, &ae) {
-		t.Fatalf("error %v (%T) is not an *APIError", err, err)
-	}
-	return ae
+	return newEnv(t, fakegithub.RepoOptions{}, mod...)
 }
 
-func TestNewRequiresHTTPClient(t *testing.T) {
-	_, app := fakegithub.New(t)
-	if _, err := github.New(github.Config{AppID: app.ID, PrivateKeyPEM: app.PrivateKeyPEM}); err == nil {
-		t.Fatal("New without an *http.Client succeeded")
+// create opens a check-run through the Checks port (the first report of an execution).
+func create(c *github.Client, ctx context.Context, inst int64, repo, name, sha, details, summary string) (int64, error) {
+	return c.Report(ctx, edge.Execution{ID: "x", Repo: repo, SHA: sha},
+		edge.CheckReport{Name: name, Status: "in_progress", DetailsURL: details, Summary: summary, Install: inst})
+}
+
+// update reports on an existing check-run; a conclusion completes it.
+func update(c *github.Client, ctx context.Context, inst int64, repo string, id int64, r edge.CheckReport) error {
+	r.Install = inst
+	if r.Conclusion != "" {
+		r.Status = "completed"
 	}
-	if _, err := github.New(github.Config{AppID: app.ID, PrivateKeyPEM: []byte("not pem"), HTTPClient: &http.Client{}}); err == nil {
-		t.Fatal("New with a bad key succeeded")
+	_, err := c.Report(ctx, edge.Execution{ID: "x", Repo: repo, CheckRunID: id}, r)
+	return err
+}
+
+func (e *env) create(t *testing.T) int64 {
+	t.Helper()
+	id, err := create(e.c, context.Background(), e.inst, repo, "run", e.head, "", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func asGitHubError(t *testing.T, err error) *edge.GitHubError {
+	t.Helper()
+	var ge *edge.GitHubError
+	if !errors.As(err, &ge) {
+		t.Fatalf("error %v (%T) is not an *edge.GitHubError", err, err)
+	}
+	return ge
+}
+
+func TestConfigIsChecked(t *testing.T) {
+	_, app := fakegithub.New(t)
+	for name, cfg := range map[string]github.Config{
+		"no app":    {PrivateKeyPEM: app.PrivateKeyPEM, HTTP: http.DefaultClient},
+		"no key":    {AppID: 1, HTTP: http.DefaultClient},
+		"not pem":   {AppID: 1, PrivateKeyPEM: []byte("nope"), HTTP: http.DefaultClient},
+		"no client": {AppID: 1, PrivateKeyPEM: app.PrivateKeyPEM},
+		"short key": {AppID: 1, PrivateKeyPEM: app.PrivateKeyPEM, HTTP: http.DefaultClient, KV: newClockKV(time.Now), CacheKey: []byte("x")},
+		"base url":  {AppID: 1, PrivateKeyPEM: app.PrivateKeyPEM, HTTP: http.DefaultClient, BaseURL: "api.github.com"},
+	} {
+		if _, err := github.New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
 
 func TestCheckRunLifecycle(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	id, err := e.c.CreateCheckRun(ctx, e.inst, repo, "flare-dispatch/offload-test", e.head,
-		"https://example.com/logs/x", "Execution `x` started.")
+	id, err := create(e.c, ctx, e.inst, repo, "flare-dispatch/offload-test", e.head, "https://example.com/logs/x", "Execution `x` started.")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +162,7 @@ func TestCheckRunLifecycle(t *testing.T) {
 	}
 
 	queued := "Queued — waiting for a sandbox slot behind 2 runs (1/1 in use); times out " + t0.Add(20*time.Minute).UTC().Format("15:04") + " UTC"
-	if err := e.c.UpdateCheckRun(ctx, e.inst, repo, id, github.CheckRunUpdate{Title: "Queued", Summary: queued}); err != nil {
+	if err := update(e.c, ctx, e.inst, repo, id, edge.CheckReport{Title: "Queued", Summary: queued}); err != nil {
 		t.Fatal(err)
 	}
 	cr, _ = e.f.CheckRun(repo, id)
@@ -122,9 +171,7 @@ func TestCheckRunLifecycle(t *testing.T) {
 	}
 
 	e.f.Advance(time.Minute)
-	if err := e.c.UpdateCheckRun(ctx, e.inst, repo, id, github.CheckRunUpdate{
-		Conclusion: github.ConclusionSuccess, Summary: "✓ offload-test — execution succeeded.",
-	}); err != nil {
+	if err := update(e.c, ctx, e.inst, repo, id, edge.CheckReport{Conclusion: "success", Summary: "✓ offload-test — execution succeeded."}); err != nil {
 		t.Fatal(err)
 	}
 	cr, _ = e.f.CheckRun(repo, id)
@@ -140,43 +187,41 @@ func TestCheckRunLifecycle(t *testing.T) {
 
 func TestEveryConclusionCompletes(t *testing.T) {
 	e := setup(t)
-	for _, c := range []github.Conclusion{github.ConclusionSuccess, github.ConclusionFailure, github.ConclusionNeutral,
-		github.ConclusionCancelled, github.ConclusionTimedOut} {
-		id, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "started")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.c.UpdateCheckRun(context.Background(), e.inst, repo, id, github.CheckRunUpdate{Conclusion: c, Summary: "done"}); err != nil {
+	ctx := context.Background()
+	for _, c := range []string{"success", "failure", "neutral", "cancelled", "timed_out"} {
+		id := e.create(t)
+		if err := update(e.c, ctx, e.inst, repo, id, edge.CheckReport{Conclusion: c, Summary: "done"}); err != nil {
 			t.Fatalf("%s: %v", c, err)
 		}
-		if cr, _ := e.f.CheckRun(repo, id); cr.Conclusion != string(c) {
+		if cr, _ := e.f.CheckRun(repo, id); cr.Conclusion != c {
 			t.Fatalf("conclusion = %q, want %q", cr.Conclusion, c)
 		}
 	}
-	err := e.c.UpdateCheckRun(context.Background(), e.inst, repo, 1, github.CheckRunUpdate{Conclusion: "stale"})
-	if err == nil || errors.As(err, new(*github.APIError)) {
-		t.Fatalf("conclusion stale: err = %v, want a local error", err)
+	e.f.ResetCalls()
+	err := update(e.c, ctx, e.inst, repo, 1, edge.CheckReport{Conclusion: "stale"})
+	if err == nil || errors.As(err, new(*edge.GitHubError)) || len(e.f.CallsTo("PATCH /**")) != 0 {
+		t.Fatalf("conclusion stale: err = %v, want a local error and nothing sent", err)
 	}
 }
 
 func TestCompletedRunCannotGoBackInProgress(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	id, _ := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", "started")
-	if err := e.c.UpdateCheckRun(ctx, e.inst, repo, id, github.CheckRunUpdate{Conclusion: github.ConclusionFailure, Summary: "x"}); err != nil {
+	id := e.create(t)
+	if err := update(e.c, ctx, e.inst, repo, id, edge.CheckReport{Conclusion: "failure", Summary: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	err := e.c.UpdateCheckRun(ctx, e.inst, repo, id, github.CheckRunUpdate{Summary: "queued again"})
-	if ae := asAPIError(t, err); ae.Status != 422 || ae.Reason != github.ReasonOther {
+	err := update(e.c, ctx, e.inst, repo, id, edge.CheckReport{Summary: "queued again"})
+	if ge := asGitHubError(t, err); ge.Status != 422 || ge.Reason != github.ReasonOther {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestNoRetryOn422(t *testing.T) {
 	e := setup(t)
-	_, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", strings.Repeat("f", 40), "", "x")
-	ae := asAPIError(t, err)
-	if ae.Status != 422 || ae.Reason != github.ReasonOther || !strings.Contains(ae.Message, "No commit found") {
+	_, err := create(e.c, context.Background(), e.inst, repo, "run", strings.Repeat("f", 40), "", "x")
+	ge := asGitHubError(t, err)
+	if ge.Status != 422 || ge.Reason != github.ReasonOther || !strings.Contains(ge.Message, "No commit found") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := len(e.f.CallsTo("POST /repos/acme/widgets/check-runs")); n != 1 {
@@ -191,12 +236,12 @@ func TestUpdateOfAnotherReposRunIs404(t *testing.T) {
 	e := setup(t)
 	e.f.AddRepo("acme/other", fakegithub.RepoOptions{})
 	other := e.f.AddInstallation("acme/other")
-	id, err := e.c.CreateCheckRun(context.Background(), other, "acme/other", "run", e.f.HeadSHA("acme/other", "main"), "", "x")
+	id, err := create(e.c, context.Background(), other, "acme/other", "run", e.f.HeadSHA("acme/other", "main"), "", "x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.c.UpdateCheckRun(context.Background(), e.inst, repo, id, github.CheckRunUpdate{Summary: "y"})
-	if ae := asAPIError(t, err); ae.Status != 404 {
+	err = update(e.c, context.Background(), e.inst, repo, id, edge.CheckReport{Summary: "y"})
+	if ge := asGitHubError(t, err); ge.Status != 404 {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -204,109 +249,142 @@ func TestUpdateOfAnotherReposRunIs404(t *testing.T) {
 func TestInstallationTokenCachedUntilAMinuteBeforeExpiry(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	create := func() {
-		t.Helper()
-		if _, err := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", "x"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	mints := func() int { return len(e.f.CallsTo(fmt.Sprintf("POST /app/installations/%d/access_tokens", e.inst))) }
-	create()
-	create()
+	e.create(t)
+	e.create(t)
 	if mints() != 1 {
 		t.Fatalf("%d token requests for two calls, want 1", mints())
 	}
 	e.f.Advance(58*time.Minute + 30*time.Second) // 90 s left: still used
-	create()
+	e.create(t)
 	if mints() != 1 {
 		t.Fatalf("token re-minted with 90 s left")
 	}
 	e.f.Advance(time.Minute) // 30 s left: refreshed
-	create()
+	e.create(t)
 	if mints() != 2 {
 		t.Fatalf("%d token requests after the token got within 60 s of expiry, want 2", mints())
 	}
-	tok, exp, err := e.c.InstallationToken(ctx, e.inst)
+	tok, exp, err := e.c.RepoToken(ctx, repo, e.inst)
 	if err != nil || !strings.HasPrefix(tok, "ghs_") || !exp.Equal(e.f.Now().Add(time.Hour)) {
-		t.Fatalf("InstallationToken = %q, %v, %v", tok, exp, err)
+		t.Fatalf("RepoToken = %q, %v, %v", tok, exp, err)
 	}
 }
 
-// kvCache stands in for a KV-backed cache: the client must use what it holds.
-type kvCache struct {
-	mu   sync.Mutex
-	puts int
-	m    map[int64]string
-	exp  map[int64]time.Time
+// clockKV is an edge.KV with expiry on a given clock (as Workers KV and sqlmeta).
+type clockKV struct {
+	mu  sync.Mutex
+	now func() time.Time
+	m   map[string]string
+	exp map[string]time.Time
 }
 
-func (k *kvCache) Get(_ context.Context, id int64) (string, time.Time, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	tok, ok := k.m[id]
-	return tok, k.exp[id], ok
+func newClockKV(now func() time.Time) *clockKV {
+	return &clockKV{now: now, m: map[string]string{}, exp: map[string]time.Time{}}
 }
 
-func (k *kvCache) Put(_ context.Context, id int64, tok string, exp time.Time) error {
+func (k *clockKV) Get(_ context.Context, key string) (string, bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.puts++
-	k.m[id], k.exp[id] = tok, exp
+	v, ok := k.m[key]
+	if ok && !k.exp[key].IsZero() && !k.now().Before(k.exp[key]) {
+		return "", false, nil
+	}
+	return v, ok, nil
+}
+
+func (k *clockKV) Put(_ context.Context, key, value string, ttl time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[key] = value
+	k.exp[key] = time.Time{}
+	if ttl > 0 {
+		k.exp[key] = k.now().Add(ttl)
+	}
 	return nil
 }
 
-func TestTokenCacheIsPluggable(t *testing.T) {
-	cache := &kvCache{m: map[int64]string{}, exp: map[int64]time.Time{}}
-	e := setup(t, func(c *github.Config) { c.Tokens = cache })
-	if _, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x"); err != nil {
+var _ edge.KV = (*clockKV)(nil)
+
+func TestKVTokenCacheSharesSealedTokensUntilShortlyBeforeExpiry(t *testing.T) {
+	e := setup(t)
+	kv := newClockKV(e.f.Now)
+	key := edge.TokenCacheKey(edge.Config{HMACSecret: "s3cret"})
+	ctx := context.Background()
+	mints := func() int { return len(e.f.CallsTo("POST /app/installations/*/access_tokens")) }
+	client := func(k []byte) *github.Client { // another isolate: its own memory, the same KV
+		cfg := e.config()
+		cfg.KV, cfg.CacheKey = kv, k
+		c, err := github.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tok, _, err := client(key).RepoToken(ctx, repo, e.inst)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if cache.puts != 1 || !strings.HasPrefix(cache.m[e.inst], "ghs_") {
-		t.Fatalf("cache = %+v", cache)
+	if len(kv.m) != 1 {
+		t.Fatalf("KV = %v, want one entry", kv.m)
 	}
-	// A second client sharing the cache (another isolate) mints nothing.
-	c2, _ := github.New(github.Config{AppID: e.app.ID, PrivateKeyPEM: e.app.PrivateKeyPEM, HTTPClient: e.f.HTTPClient(),
-		BaseURL: e.f.URL(), Now: e.f.Now, Tokens: cache})
-	if _, err := c2.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x"); err != nil {
-		t.Fatal(err)
+	for k, v := range kv.m {
+		if k != fmt.Sprintf("install-token:%d", e.inst) || strings.Contains(v, tok) || strings.Contains(v, "ghs_") {
+			t.Fatalf("KV holds %s = %s (token in clear?)", k, v)
+		}
+		// The entry expires when the client would stop using the token (fails if
+		// kvPut's TTL is the token's whole life, as it was in the Worker's client).
+		if got := kv.exp[k].Sub(e.f.Now()); got != 59*time.Minute {
+			t.Fatalf("KV entry lives %s, want until a minute before the token", got)
+		}
 	}
-	if n := len(e.f.CallsTo("POST /app/installations/*/access_tokens")); n != 1 {
-		t.Fatalf("%d token requests, want 1", n)
+	if tok2, _, err := client(key).RepoToken(ctx, repo, e.inst); err != nil || tok2 != tok || mints() != 1 {
+		t.Fatalf("second client: %v, same token %v, %d mints", err, tok2 == tok, mints())
+	}
+	// A deploy with another HMAC_SECRET cannot open the entry: a miss, a fresh token.
+	other := edge.TokenCacheKey(edge.Config{HMACSecret: "rotated"})
+	if _, _, err := client(other).RepoToken(ctx, repo, e.inst); err != nil || mints() != 2 {
+		t.Fatalf("other key: %v, %d mints", err, mints())
+	}
+	// Shortly before expiry the entry is gone and a new token is minted.
+	e.f.Advance(59*time.Minute + 10*time.Second)
+	if _, _, err := client(key).RepoToken(ctx, repo, e.inst); err != nil || mints() != 3 {
+		t.Fatalf("near expiry: %v, %d mints", err, mints())
 	}
 }
 
 func TestRevokedTokenIsReplacedOnce(t *testing.T) {
 	e := setup(t)
-	ctx := context.Background()
-	if _, err := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", "x"); err != nil {
-		t.Fatal(err)
-	}
+	id := e.create(t)
 	e.f.RevokeTokens(e.inst)
-	if _, err := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", "x"); err != nil {
-		t.Fatal(err)
-	}
+	id2 := e.create(t)
 	var got []string
 	for _, c := range e.f.Calls() {
 		got = append(got, fmt.Sprintf("%s %s %d", c.Method, c.Path, c.Status))
 	}
 	want := []string{
-		"POST /app/installations/1001/access_tokens 201",
+		fmt.Sprintf("POST /app/installations/%d/access_tokens 201", e.inst),
 		"POST /repos/acme/widgets/check-runs 201",
+		fmt.Sprintf("PATCH /repos/acme/widgets/check-runs/%d 200", id),
 		"POST /repos/acme/widgets/check-runs 401",
-		"POST /app/installations/1001/access_tokens 201",
+		fmt.Sprintf("POST /app/installations/%d/access_tokens 201", e.inst),
 		"POST /repos/acme/widgets/check-runs 201",
+		fmt.Sprintf("PATCH /repos/acme/widgets/check-runs/%d 200", id2),
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	if n := e.f.Tokens(e.inst); n != 1 {
+		t.Fatalf("%d live tokens, want the one fresh token", n)
+	}
 	// A token refused even when fresh is reported, not looped on.
 	e.f.FailNext(5, "POST /repos/acme/widgets/check-runs", fakegithub.BadCredentials())
-	_, err := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", "x")
-	if ae := asAPIError(t, err); ae.Reason != github.ReasonUnauthorized || ae.Status != 401 {
+	_, err := create(e.c, context.Background(), e.inst, repo, "run", e.head, "", "x")
+	if ge := asGitHubError(t, err); ge.Reason != github.ReasonUnauthorized || ge.Status != 401 {
 		t.Fatalf("err = %v", err)
 	}
 	if n := len(e.f.CallsTo("POST /repos/acme/widgets/check-runs")); n != 5 {
-		t.Fatalf("%d check-run POSTs, want 5 (2 earlier + refused, refreshed, refused)", n)
+		t.Fatalf("%d check-run POSTs, want 5 (3 earlier + refused, refreshed, refused)", n)
 	}
 }
 
@@ -315,12 +393,10 @@ func TestConcurrentCallsShareOneTokenRequest(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x")
+		wg.Go(func() {
+			_, err := create(e.c, context.Background(), e.inst, repo, "run", e.head, "", "x")
 			errs <- err
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -352,25 +428,22 @@ func TestJWTRejected(t *testing.T) {
 	}
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {
-			var f *fakegithub.Fake
-			e := setup(t, func(c *github.Config) {}) // for the fake
-			f = e.f
-			cfg := github.Config{AppID: e.app.ID, PrivateKeyPEM: e.app.PrivateKeyPEM, HTTPClient: f.HTTPClient(),
-				BaseURL: f.URL(), Now: f.Now, Sleep: e.sleeps.sleep}
-			mod(&cfg, f)
+			e := setup(t)
+			cfg := e.config()
+			mod(&cfg, e.f)
 			c, err := github.New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x")
-			ae := asAPIError(t, err)
-			if ae.Status != 401 || ae.Reason != github.ReasonUnauthorized {
+			_, err = create(c, context.Background(), e.inst, repo, "run", e.head, "", "x")
+			ge := asGitHubError(t, err)
+			if ge.Status != 401 || ge.Reason != github.ReasonUnauthorized {
 				t.Fatalf("err = %v", err)
 			}
-			if n := len(f.Calls()); n != 1 {
+			if n := len(e.f.Calls()); n != 1 {
 				t.Fatalf("%d calls, want 1 (no retry of a refused JWT)", n)
 			}
-			if len(f.CallsTo("/repos/**")) != 0 {
+			if len(e.f.CallsTo("/repos/**")) != 0 {
 				t.Fatal("repository called without a token")
 			}
 		})
@@ -385,26 +458,23 @@ func TestPrivateKeyFormats(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := setup(t, func(c *github.Config) { c.PrivateKeyPEM = key })
-			if _, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x"); err != nil {
-				t.Fatal(err)
-			}
+			e.create(t)
 		})
 	}
 }
 
 func TestJWTClaims(t *testing.T) {
 	e := setup(t)
-	if _, _, err := e.c.InstallationToken(context.Background(), e.inst); err != nil {
+	var jwt string
+	cfg := e.config()
+	cfg.HTTP = doer(func(r *http.Request) (*http.Response, error) {
+		jwt = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return e.f.HTTPClient().Do(r)
+	})
+	c, err := github.New(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The fake accepted it; check the claims the contract fixes, too.
-	var jwt string
-	rt := roundTripper(func(r *http.Request) (*http.Response, error) {
-		jwt = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		return e.f.HTTPClient().Transport.RoundTrip(r)
-	})
-	c, _ := github.New(github.Config{AppID: e.app.ID, PrivateKeyPEM: e.app.PrivateKeyPEM,
-		HTTPClient: &http.Client{Transport: rt}, BaseURL: e.f.URL(), Now: e.f.Now})
 	if _, err := c.InstallationForRepo(context.Background(), repo); err != nil {
 		t.Fatal(err)
 	}
@@ -429,20 +499,20 @@ func TestInstallationLookupByRepo(t *testing.T) {
 	if err != nil || got != e.inst {
 		t.Fatalf("InstallationForRepo = %d, %v; want %d", got, err, e.inst)
 	}
-	// inst 0 resolves from the repository.
-	if _, err := e.c.CreateCheckRun(ctx, 0, repo, "run", e.head, "", "x"); err != nil {
+	// inst 0 resolves from the repository, remembered for a while.
+	if _, err := create(e.c, ctx, 0, repo, "run", e.head, "", "x"); err != nil {
 		t.Fatal(err)
 	}
-	if c := e.f.CallsTo("GET /repos/acme/widgets/installation"); len(c) != 2 || c[0].App != e.app.ID {
-		t.Fatalf("installation lookups = %+v", c)
+	if c := e.f.CallsTo("GET /repos/acme/widgets/installation"); len(c) != 1 || c[0].App != e.app.ID {
+		t.Fatalf("installation lookups = %+v, want one with the App JWT", c)
 	}
 	e.f.AddRepo("acme/elsewhere", fakegithub.RepoOptions{})
 	_, err = e.c.InstallationForRepo(ctx, "acme/elsewhere")
-	if ae := asAPIError(t, err); ae.Status != 404 || ae.Reason != github.ReasonOther {
+	if ge := asGitHubError(t, err); ge.Status != 404 || ge.Reason != github.ReasonOther {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := e.c.InstallationForRepo(ctx, "not-a-repo"); err == nil {
-		t.Fatal("bad repo name accepted")
+	if _, err := e.c.InstallationForRepo(ctx, "not-a-repo"); err == nil || !strings.Contains(err.Error(), "not-a-repo") {
+		t.Fatalf("bad repo name: err = %v", err)
 	}
 }
 
@@ -465,10 +535,7 @@ func TestRetries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
 			e.f.FailNext(tc.n, path, tc.fault)
-			id, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x")
-			if err != nil {
-				t.Fatal(err)
-			}
+			id := e.create(t)
 			if len(e.f.CheckRuns(repo)) != 1 || e.f.CheckRuns(repo)[0].ID != id {
 				t.Fatalf("runs = %+v", e.f.CheckRuns(repo))
 			}
@@ -484,14 +551,24 @@ func TestRetries(t *testing.T) {
 			}
 		})
 	}
+	t.Run("reads too", func(t *testing.T) {
+		e := setup(t)
+		e.f.FailNext(1, "GET /repos/acme/widgets", fakegithub.TooManyRequests(2*time.Second))
+		if _, err := e.c.Repository(context.Background(), e.inst, repo); err != nil {
+			t.Fatalf("after one 429: %v", err)
+		}
+		if w := e.sleeps.got(); len(w) != 1 || w[0] != 2*time.Second {
+			t.Fatalf("slept %v, want [2s] (Retry-After)", w)
+		}
+	})
 }
 
 func TestRetriesAreBounded(t *testing.T) {
 	e := setup(t)
 	e.f.FailNext(10, "POST /repos/acme/widgets/check-runs", fakegithub.ServerError(500))
-	_, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x")
-	ae := asAPIError(t, err)
-	if ae.Status != 500 || ae.Reason != github.ReasonTransient {
+	_, err := create(e.c, context.Background(), e.inst, repo, "run", e.head, "", "x")
+	ge := asGitHubError(t, err)
+	if ge.Status != 500 || ge.Reason != github.ReasonTransient {
 		t.Fatalf("err = %v", err)
 	}
 	if n := len(e.f.CallsTo("POST /repos/acme/widgets/check-runs")); n != 4 {
@@ -507,18 +584,18 @@ func TestRetriesAreBounded(t *testing.T) {
 func TestLongRateLimitIsReturnedNotSlept(t *testing.T) {
 	e := setup(t)
 	e.f.FailNext(1, "POST /repos/acme/widgets/check-runs", fakegithub.PrimaryRateLimit(10*time.Minute))
-	_, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x")
-	ae := asAPIError(t, err)
-	if ae.Reason != github.ReasonRateLimited || ae.Status != 403 || ae.RetryAfter != 10*time.Minute {
-		t.Fatalf("err = %v (RetryAfter %v)", err, ae.RetryAfter)
+	_, err := create(e.c, context.Background(), e.inst, repo, "run", e.head, "", "x")
+	ge := asGitHubError(t, err)
+	if ge.Reason != github.ReasonRateLimited || ge.Status != 403 || ge.RetryAfter != 10*time.Minute {
+		t.Fatalf("err = %v (RetryAfter %v)", err, ge.RetryAfter)
 	}
 	if len(e.sleeps.got()) != 0 {
 		t.Fatalf("slept %v", e.sleeps.got())
 	}
 	// A secondary limit without Retry-After means "at least a minute".
 	e.f.FailNext(1, "POST /repos/acme/widgets/check-runs", fakegithub.SecondaryRateLimit(0))
-	_, err = e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x")
-	if ae := asAPIError(t, err); ae.Reason != github.ReasonRateLimited || ae.RetryAfter != time.Minute {
+	_, err = create(e.c, context.Background(), e.inst, repo, "run", e.head, "", "x")
+	if ge := asGitHubError(t, err); ge.Reason != github.ReasonRateLimited || ge.RetryAfter != time.Minute {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -528,8 +605,8 @@ func TestRetryStopsAtContextDeadline(t *testing.T) {
 	e.f.FailNext(1, "POST /repos/acme/widgets/check-runs", fakegithub.TooManyRequests(5*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", "x")
-	if ae := asAPIError(t, err); ae.Reason != github.ReasonRateLimited || ae.RetryAfter != 5*time.Second {
+	_, err := create(e.c, ctx, e.inst, repo, "run", e.head, "", "x")
+	if ge := asGitHubError(t, err); ge.Reason != github.ReasonRateLimited || ge.RetryAfter != 5*time.Second {
 		t.Fatalf("err = %v", err)
 	}
 	if len(e.sleeps.got()) != 0 {
@@ -544,9 +621,7 @@ func TestRealSleepHonoursRetryAfter(t *testing.T) {
 	e := setup(t, func(c *github.Config) { c.Sleep = nil })
 	e.f.FailNext(1, "POST /repos/acme/widgets/check-runs", fakegithub.TooManyRequests(time.Second))
 	start := time.Now()
-	if _, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x"); err != nil {
-		t.Fatal(err)
-	}
+	e.create(t)
 	if d := time.Since(start); d < time.Second {
 		t.Fatalf("retried after %v, before Retry-After: 1", d)
 	}
@@ -555,27 +630,20 @@ func TestRealSleepHonoursRetryAfter(t *testing.T) {
 func TestTokenMintIsRetriedToo(t *testing.T) {
 	e := setup(t)
 	e.f.FailNext(1, "POST /app/installations/*/access_tokens", fakegithub.ServerError(502))
-	if _, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x"); err != nil {
-		t.Fatal(err)
-	}
+	e.create(t)
 	if n := len(e.f.CallsTo("POST /app/installations/*/access_tokens")); n != 2 {
 		t.Fatalf("%d token requests, want 2", n)
 	}
 }
 
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 func TestConnectionErrorsAreTransient(t *testing.T) {
 	var mu sync.Mutex
 	fails := 1
-	var e *env
-	e = setup(t, func(c *github.Config) {
-		base := c.HTTPClient.Transport
-		c.HTTPClient = &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+	e := setup(t, func(c *github.Config) {
+		base := c.HTTP
+		c.HTTP = doer(func(r *http.Request) (*http.Response, error) {
 			mu.Lock()
-			fail := fails > 0 && strings.Contains(r.URL.Path, "check-runs")
+			fail := fails > 0 && strings.HasSuffix(r.URL.Path, "/check-runs") && r.Method == "POST"
 			if fail {
 				fails--
 			}
@@ -583,28 +651,25 @@ func TestConnectionErrorsAreTransient(t *testing.T) {
 			if fail {
 				return nil, errors.New("connection reset")
 			}
-			return base.RoundTrip(r)
-		})}
+			return base.Do(r)
+		})
 	})
-	if _, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "run", e.head, "", "x"); err != nil {
-		t.Fatal(err)
-	}
-	if len(e.sleeps.got()) != 1 {
-		t.Fatalf("waits = %v", e.sleeps.got())
+	e.create(t)
+	if len(e.sleeps.got()) != 1 || len(e.f.CheckRuns(repo)) != 1 {
+		t.Fatalf("waits = %v, runs = %d", e.sleeps.got(), len(e.f.CheckRuns(repo)))
 	}
 }
 
 func TestAnnotationsAreBatched(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	id, _ := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", "x")
-	var as []github.Annotation
+	id := e.create(t)
+	var as []edge.Annotation
 	for i := range 120 {
-		as = append(as, github.Annotation{Path: "src/a.go", StartLine: i + 1, Level: "failure", Message: fmt.Sprintf("finding %d", i)})
+		as = append(as, edge.Annotation{Path: "src/a.go", StartLine: i + 1, Level: "failure", Message: fmt.Sprintf("finding %d", i)})
 	}
 	e.f.ResetCalls()
-	err := e.c.UpdateCheckRun(ctx, e.inst, repo, id, github.CheckRunUpdate{Conclusion: github.ConclusionFailure, Summary: "3 findings", Annotations: as})
-	if err != nil {
+	if err := update(e.c, ctx, e.inst, repo, id, edge.CheckReport{Conclusion: "failure", Summary: "3 findings", Annotations: as}); err != nil {
 		t.Fatal(err)
 	}
 	calls := e.f.CallsTo(fmt.Sprintf("PATCH /repos/acme/widgets/check-runs/%d", id))
@@ -637,11 +702,11 @@ func TestSummaryIsTruncatedToFit(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	long := strings.Repeat("é", 40000) // 80,000 bytes
-	id, err := e.c.CreateCheckRun(ctx, e.inst, repo, "run", e.head, "", long)
+	id, err := create(e.c, ctx, e.inst, repo, "run", e.head, "", long)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.c.UpdateCheckRun(ctx, e.inst, repo, id, github.CheckRunUpdate{Conclusion: github.ConclusionFailure, Summary: strings.Repeat("x", 70000)}); err != nil {
+	if err := update(e.c, ctx, e.inst, repo, id, edge.CheckReport{Conclusion: "failure", Summary: strings.Repeat("x", 70000)}); err != nil {
 		t.Fatal(err)
 	}
 	cr, _ := e.f.CheckRun(repo, id)
@@ -678,6 +743,47 @@ func TestTruncateSummary(t *testing.T) {
 	}
 }
 
+func TestCreateCheckRunRetryDoesNotDuplicate(t *testing.T) {
+	// The first create reaches GitHub, but its answer is lost as a 502.
+	var mu sync.Mutex
+	lost := false
+	e := setup(t, func(c *github.Config) {
+		base := c.HTTP
+		c.HTTP = doer(func(r *http.Request) (*http.Response, error) {
+			resp, err := base.Do(r)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && !lost && r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/check-runs") {
+				lost = true
+				resp.Body.Close()
+				return &http.Response{StatusCode: 502, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+			}
+			return resp, err
+		})
+	})
+	id, err := create(e.c, context.Background(), e.inst, repo, "flare-dispatch/x", e.head, "", "started")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := e.f.CheckRuns(repo)
+	if len(runs) != 1 || runs[0].ID != id || !strings.HasPrefix(runs[0].ExternalID, "flare-dispatch-") {
+		t.Fatalf("runs = %+v (id %d)", runs, id)
+	}
+	if n := len(e.f.CallsTo("POST /repos/acme/widgets/check-runs")); n != 1 {
+		t.Fatalf("%d creates, want 1", n)
+	}
+}
+
+func TestFailedCreatesThatWereNotAppliedAreRetried(t *testing.T) {
+	// Two 502s that GitHub did not apply: the lookups find nothing, the third create lands.
+	e := setup(t)
+	e.f.FailNext(2, "POST /repos/acme/widgets/check-runs", fakegithub.ServerError(502))
+	id := e.create(t)
+	if runs := e.f.CheckRuns(repo); len(runs) != 1 || runs[0].ID != id || len(e.sleeps.got()) != 2 {
+		t.Fatalf("runs %+v after %d sleeps", runs, len(e.sleeps.got()))
+	}
+}
+
 func baseFiles() map[string]string {
 	return map[string]string{
 		"README.md":              "# widgets\n",
@@ -689,49 +795,40 @@ func baseFiles() map[string]string {
 
 func writebackEnv(t *testing.T) *env {
 	t.Helper()
-	f, app := fakegithub.New(t)
-	f.SetNow(t0)
-	f.AddRepo(repo, fakegithub.RepoOptions{Files: baseFiles()})
-	e := &env{f: f, app: app, sleeps: &sleeper{}}
-	e.inst = f.AddInstallation(repo)
-	e.head = f.HeadSHA(repo, "main")
-	c, err := github.New(github.Config{AppID: app.ID, PrivateKeyPEM: app.PrivateKeyPEM, HTTPClient: f.HTTPClient(),
-		BaseURL: f.URL(), Now: f.Now, Sleep: e.sleeps.sleep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.c = c
-	return e
+	return newEnv(t, fakegithub.RepoOptions{Files: baseFiles()})
 }
 
-func refreshSpec(content string) github.PRSpec {
-	return github.PRSpec{
+func refreshSpec(content string) edge.PullRequestSpec {
+	return edge.PullRequestSpec{
 		Branch:        "flare-dispatch/refresh-fixtures",
 		CommitMessage: "chore: refresh fixtures\n\nGenerated by flare-dispatch refresh-fixtures.",
-		Files: []github.FileChange{
+		Files: []edge.PRFile{
 			{Path: "fixtures/a.json", Content: []byte(content)},
 			{Path: "fixtures/new/b.bin", Content: []byte{0, 1, 2, 0xff}},
 			{Path: "fixtures/old.json", Delete: true},
 			{Path: "fixtures/never-existed.json", Delete: true},
 		},
-		PR: &github.PROptions{Title: "chore: refresh fixtures", Body: "first", Draft: true},
+		PR: &edge.PROptions{Title: "chore: refresh fixtures", Body: "first", Draft: true},
 	}
 }
 
 func TestWritebackOpensDraftPRWithExactlyTheFiles(t *testing.T) {
 	e := writebackEnv(t)
-	res, err := e.c.OpenPullRequest(context.Background(), e.inst, repo, refreshSpec(`{"v":2}`))
+	spec := refreshSpec(`{"v":2}`)
+	spec.Files = append(spec.Files, edge.PRFile{Path: "run.sh", Content: []byte("#!/bin/sh\n"), Executable: true})
+	res, err := e.c.OpenPullRequest(context.Background(), e.inst, repo, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Skipped != "" || !res.BranchCreated || !res.Created || res.Number != 1 || res.Base != "main" ||
-		res.Files != 2 || res.Deletions != 1 || res.URL != "https://github.com/acme/widgets/pull/1" {
+		res.Files != 3 || res.Deletions != 1 || res.URL != "https://github.com/acme/widgets/pull/1" {
 		t.Fatalf("result = %+v", res)
 	}
 	want := map[string]string{
 		"README.md":              "# widgets\n",
 		"fixtures/a.json":        `{"v":2}`,
 		"fixtures/new/b.bin":     "\x00\x01\x02\xff",
+		"run.sh":                 "#!/bin/sh\n",
 		"src/keep/deep/file.txt": "untouched",
 	}
 	if got := e.f.Files(repo, "flare-dispatch/refresh-fixtures"); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -759,17 +856,35 @@ func TestWritebackOpensDraftPRWithExactlyTheFiles(t *testing.T) {
 		"POST /git/commits", "POST /git/refs", "GET /pulls", "POST /pulls"} {
 		i := strings.Index(kinds, step)
 		if i < 0 {
-			t.Fatalf("no %q in\n%s", step, kinds)
+			t.Fatalf("no %q in\n%s", step, strings.Join(seq, "\n"))
 		}
 		kinds = kinds[i:]
 	}
-	for _, c := range e.f.CallsTo("POST /repos/acme/widgets/git/trees") {
-		if !strings.Contains(string(c.Body), `{"sha":null,"path":"fixtures/old.json","mode":"100644","type":"blob"}`) {
-			t.Fatalf("tree request without a sha:null deletion: %s", c.Body)
+	trees := e.f.CallsTo("POST /repos/acme/widgets/git/trees")
+	if len(trees) != 1 {
+		t.Fatalf("%d tree requests", len(trees))
+	}
+	var tree struct {
+		Tree []struct {
+			Path, Mode, Type string
+			SHA              *string
 		}
-		if strings.Contains(string(c.Body), "never-existed") {
-			t.Fatalf("deletion of an absent path sent: %s", c.Body)
+	}
+	if err := json.Unmarshal(trees[0].Body, &tree); err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]string{}
+	for _, en := range tree.Tree {
+		if strings.Contains(en.Path, "never-existed") {
+			t.Fatalf("deletion of an absent path sent: %s", trees[0].Body)
 		}
+		if en.Path == "fixtures/old.json" && en.SHA != nil {
+			t.Fatalf("deletion without sha:null: %s", trees[0].Body)
+		}
+		modes[en.Path] = en.Mode
+	}
+	if modes["run.sh"] != "100755" || modes["fixtures/a.json"] != "100644" {
+		t.Fatalf("modes = %v", modes)
 	}
 }
 
@@ -804,9 +919,6 @@ func TestWritebackRerunForceUpdatesBranchAndSamePR(t *testing.T) {
 	if len(patch) != 1 || !strings.Contains(string(patch[0].Body), `"force":true`) {
 		t.Fatalf("ref updates = %+v", patch)
 	}
-	if c := e.f.CallsTo("POST /repos/acme/widgets/git/refs"); len(c) != 2 || c[1].Status != 422 {
-		t.Fatalf("ref creates = %+v", c)
-	}
 }
 
 func TestWritebackVariants(t *testing.T) {
@@ -819,7 +931,7 @@ func TestWritebackVariants(t *testing.T) {
 		spec := refreshSpec("2")
 		spec.KeepExisting = true
 		res, err := e.c.OpenPullRequest(ctx, e.inst, repo, spec)
-		if err != nil || !strings.Contains(res.Skipped, "exists") {
+		if err != nil || res.Skipped != "branch flare-dispatch/refresh-fixtures exists" {
 			t.Fatalf("res = %+v, err = %v", res, err)
 		}
 		if e.f.Files(repo, spec.Branch)["fixtures/a.json"] != "1" {
@@ -828,15 +940,15 @@ func TestWritebackVariants(t *testing.T) {
 	})
 	t.Run("no changes", func(t *testing.T) {
 		e := writebackEnv(t)
-		res, err := e.c.OpenPullRequest(ctx, e.inst, repo, github.PRSpec{Branch: "b", CommitMessage: "m",
-			Files: []github.FileChange{{Path: "fixtures/a.json", Content: []byte(`{"v":1}`)}}, PR: &github.PROptions{Title: "t"}})
-		if err != nil || res.Skipped == "" || len(e.f.PullRequests(repo)) != 0 || e.f.HeadSHA(repo, "b") != "" {
+		res, err := e.c.OpenPullRequest(ctx, e.inst, repo, edge.PullRequestSpec{Branch: "b", CommitMessage: "m",
+			Files: []edge.PRFile{{Path: "fixtures/a.json", Content: []byte(`{"v":1}`)}}, PR: &edge.PROptions{Title: "t"}})
+		if err != nil || res.Skipped != "no changes against main" || len(e.f.PullRequests(repo)) != 0 || e.f.HeadSHA(repo, "b") != "" {
 			t.Fatalf("res = %+v, err = %v", res, err)
 		}
 	})
 	t.Run("no files", func(t *testing.T) {
 		e := writebackEnv(t)
-		res, err := e.c.OpenPullRequest(ctx, e.inst, repo, github.PRSpec{Branch: "b", Base: "main"})
+		res, err := e.c.OpenPullRequest(ctx, e.inst, repo, edge.PullRequestSpec{Branch: "b", Base: "main"})
 		if err != nil || res.Skipped != "no files" {
 			t.Fatalf("res = %+v, err = %v", res, err)
 		}
@@ -879,7 +991,7 @@ func TestWritebackVariants(t *testing.T) {
 		e := writebackEnv(t)
 		e.f.SetPermissions(e.inst, map[string]string{"contents": "read", "metadata": "read", "pull_requests": "write"})
 		_, err := e.c.OpenPullRequest(ctx, e.inst, repo, refreshSpec("x"))
-		if ae := asAPIError(t, err); ae.Status != 403 || ae.Reason != github.ReasonOther {
+		if ge := asGitHubError(t, err); ge.Status != 403 || ge.Reason != github.ReasonOther {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -901,24 +1013,26 @@ func TestWritebackVariants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The first PR listing comes back empty (a lagging replica), so the
-		// client tries to create; GitHub's 422 "already exists" must turn
-		// into an update of the open PR.
+		// The first PR listing comes back empty (a lagging replica), so the client
+		// tries to create; GitHub's 422 "already exists" must turn into an update.
 		var mu sync.Mutex
 		lagged := false
-		base := e.f.HTTPClient().Transport
-		c, _ := github.New(github.Config{AppID: e.app.ID, PrivateKeyPEM: e.app.PrivateKeyPEM, BaseURL: e.f.URL(), Now: e.f.Now,
-			HTTPClient: &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-				mu.Lock()
-				lag := !lagged && r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/pulls")
-				lagged = lagged || lag
-				mu.Unlock()
-				if lag {
-					return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
-						Body: io.NopCloser(strings.NewReader("[]")), Request: r}, nil
-				}
-				return base.RoundTrip(r)
-			})}})
+		cfg := e.config()
+		cfg.HTTP = doer(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			lag := !lagged && r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/pulls")
+			lagged = lagged || lag
+			mu.Unlock()
+			if lag {
+				return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+					Body: io.NopCloser(strings.NewReader("[]")), Request: r}, nil
+			}
+			return e.f.HTTPClient().Do(r)
+		})
+		c, err := github.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		res, err := c.OpenPullRequest(ctx, e.inst, repo, refreshSpec("2"))
 		if err != nil || res.Number != first.Number || res.Created || len(e.f.PullRequests(repo)) != 1 {
 			t.Fatalf("res = %+v, err = %v", res, err)
@@ -932,7 +1046,7 @@ func TestWritebackVariants(t *testing.T) {
 // closePR closes a pull request through the API, as a user would.
 func closePR(t *testing.T, e *env, number int) {
 	t.Helper()
-	tok, _, err := e.c.InstallationToken(context.Background(), e.inst)
+	tok, _, err := e.c.RepoToken(context.Background(), repo, e.inst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -946,55 +1060,57 @@ func closePR(t *testing.T, e *env, number int) {
 	resp.Body.Close()
 }
 
-func TestCreateReview(t *testing.T) {
+func TestReads(t *testing.T) {
 	e := writebackEnv(t)
 	ctx := context.Background()
-	res, err := e.c.OpenPullRequest(ctx, e.inst, repo, refreshSpec("1"))
+	out, err := e.c.OpenPullRequest(ctx, e.inst, repo, refreshSpec("1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := e.c.CreateReview(ctx, e.inst, repo, res.Number, "### Review\n\nLooks fine.")
-	if err != nil {
-		t.Fatal(err)
+	prs, err := e.c.OpenPullRequests(ctx, 0, repo)
+	if err != nil || len(prs) != 1 || prs[0].Number != out.Number || prs[0].Head != "flare-dispatch/refresh-fixtures" ||
+		prs[0].Base != "main" || !prs[0].Draft || prs[0].HeadSHA != out.Commit || prs[0].URL != out.URL {
+		t.Fatalf("open pull requests %+v %v", prs, err)
 	}
-	rv := e.f.Reviews(repo, res.Number)
-	if len(rv) != 1 || rv[0].ID != id || rv[0].State != "COMMENTED" || rv[0].Body != "### Review\n\nLooks fine." ||
-		rv[0].CommitID != res.Commit {
-		t.Fatalf("reviews = %+v", rv)
+	info, err := e.c.Repository(ctx, 0, repo)
+	if err != nil || info.FullName != repo || info.DefaultBranch != "main" || !info.Private {
+		t.Fatalf("repository %+v %v", info, err)
 	}
-	_, err = e.c.CreateReview(ctx, e.inst, repo, 99, "x")
-	if ae := asAPIError(t, err); ae.Status != 404 {
-		t.Fatalf("err = %v", err)
+	_, err = e.c.Repository(ctx, e.inst, "acme/nope")
+	if ge := asGitHubError(t, err); ge.Status != 404 && ge.Status != 403 || ge.Reason != github.ReasonOther {
+		t.Fatalf("a repository outside the installation: %v", err)
 	}
 }
 
-func TestCreateCheckRunRetryDoesNotDuplicate(t *testing.T) {
-	// The first create reaches GitHub, but its answer is lost as a 502.
-	var mu sync.Mutex
-	lost := false
-	e := setup(t, func(c *github.Config) {
-		base := c.HTTPClient.Transport
-		c.HTTPClient = &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-			resp, err := base.RoundTrip(r)
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil && !lost && r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/check-runs") {
-				lost = true
-				resp.Body.Close()
-				return &http.Response{StatusCode: 502, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
-			}
-			return resp, err
-		})}
-	})
-	id, err := e.c.CreateCheckRun(context.Background(), e.inst, repo, "flare-dispatch/x", e.head, "", "started")
+func TestOpenPullRequestsFollowsPages(t *testing.T) {
+	// 150 open pull requests: two pages of 100; without following Link's next the
+	// list stops at 100.
+	e := writebackEnv(t)
+	tok, _, err := e.c.RepoToken(context.Background(), repo, e.inst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs := e.f.CheckRuns(repo)
-	if len(runs) != 1 || runs[0].ID != id || !strings.HasPrefix(runs[0].ExternalID, "flare-dispatch-") {
-		t.Fatalf("runs = %+v (id %d)", runs, id)
+	for i := range 150 {
+		branch := fmt.Sprintf("b%03d", i)
+		e.f.PushFiles(repo, branch, "change", map[string]string{"n.txt": branch})
+		body := fmt.Sprintf(`{"title":"t%d","head":%q,"base":"main"}`, i, branch)
+		req, _ := http.NewRequest("POST", e.f.URL()+"repos/"+repo+"/pulls", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := e.f.HTTPClient().Do(req)
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("create pull %d: %v %v", i, resp, err)
+		}
+		resp.Body.Close()
 	}
-	if n := len(e.f.CallsTo("POST /repos/acme/widgets/check-runs")); n != 1 {
-		t.Fatalf("%d creates, want 1", n)
+	prs, err := e.c.OpenPullRequests(context.Background(), e.inst, repo)
+	if err != nil || len(prs) != 150 {
+		t.Fatalf("%d pull requests, %v; want 150", len(prs), err)
+	}
+	seen := map[int]bool{}
+	for _, p := range prs {
+		seen[p.Number] = true
+	}
+	if len(seen) != 150 {
+		t.Fatalf("%d distinct pull requests", len(seen))
 	}
 }

@@ -6,205 +6,182 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
-	gh "github.com/google/go-github/v62/github"
+	"github.com/flare-dispatch/flare-dispatch/edge"
 )
 
-// PRSpec is a writeback: files to commit on a branch cut from the base, and
-// the pull request to open for it. Paths have been validated by the caller
-// (allowlist, traversal, size); the client only refuses empty ones.
-type PRSpec struct {
-	// Branch is the head branch, without refs/heads/. It is force-updated
-	// to a single commit on top of Base on every call.
-	Branch string
-	// Base is the branch to start from and merge into; empty means the
-	// repository's default branch.
-	Base string
-	// CommitMessage of the one commit.
-	CommitMessage string
-	// Files are the changes; deletions of paths the base does not have are
-	// dropped.
-	Files []FileChange
-	// PR is the pull request to open or update; nil pushes the branch only.
-	PR *PROptions
-	// KeepExisting leaves an existing head branch alone and reports
-	// Skipped (the contract's updateExisting: false).
-	KeepExisting bool
+type repoJSON struct {
+	FullName      string `json:"full_name"`
+	DefaultBranch string `json:"default_branch"`
+	HTMLURL       string `json:"html_url"`
+	Private       bool   `json:"private"`
 }
 
-// FileChange is one file written or deleted.
-type FileChange struct {
-	Path       string
-	Content    []byte // ignored when Delete
-	Delete     bool
-	Executable bool // mode 100755 instead of 100644
+type pullJSON struct {
+	Number  int    `json:"number"`
+	Title   string `json:"title"`
+	HTMLURL string `json:"html_url"`
+	Draft   bool   `json:"draft"`
+	User    struct {
+		Login string `json:"login"`
+	} `json:"user"`
+	Head struct {
+		Ref string `json:"ref"`
+		SHA string `json:"sha"`
+	} `json:"head"`
+	Base struct {
+		Ref string `json:"ref"`
+	} `json:"base"`
 }
 
-// PROptions describe the pull request.
-type PROptions struct {
-	Title string
-	Body  string
-	Draft bool // used when the PR is created; an open PR keeps its draft state
+// Repository implements edge.GitHubAPI.
+func (c *Client) Repository(ctx context.Context, inst int64, repo string) (edge.RepositoryInfo, error) {
+	inst, prefix, err := c.target(ctx, inst, repo)
+	if err != nil {
+		return edge.RepositoryInfo{}, err
+	}
+	var r repoJSON
+	if err := c.do(ctx, inst, request{method: http.MethodGet, path: strings.TrimSuffix(prefix, "/"), out: &r}, nil); err != nil {
+		return edge.RepositoryInfo{}, err
+	}
+	return edge.RepositoryInfo{FullName: r.FullName, DefaultBranch: r.DefaultBranch, HTMLURL: r.HTMLURL, Private: r.Private}, nil
 }
 
-// PRResult is what OpenPullRequest did.
-type PRResult struct {
-	// Skipped, when not empty, says why nothing was pushed ("no files",
-	// "no changes against <base>", "branch <b> exists"); the rest is zero
-	// except Base.
-	Skipped string
-	Branch  string
-	Base    string
-	Commit  string // sha of the pushed commit
-	// BranchCreated is false when an existing branch was force-updated.
-	BranchCreated bool
-	// Files and Deletions count the changes sent (deletions of absent paths
-	// are not counted).
-	Files, Deletions int
-	// Number and URL of the pull request; 0 and "" when PR was nil.
-	Number int
-	URL    string
-	// Created is false when an open pull request for the branch was
-	// updated instead.
-	Created bool
+// OpenPullRequests implements edge.GitHubAPI: open pull requests, newest first, up
+// to 300.
+func (c *Client) OpenPullRequests(ctx context.Context, inst int64, repo string) ([]edge.PullRequestInfo, error) {
+	inst, prefix, err := c.target(ctx, inst, repo)
+	if err != nil {
+		return nil, err
+	}
+	var out []edge.PullRequestInfo
+	for page := 1; page <= 3; page++ {
+		var prs []pullJSON
+		h := http.Header{}
+		q := url.Values{"state": {"open"}, "per_page": {"100"}, "page": {fmt.Sprint(page)}}
+		if err := c.do(ctx, inst, request{method: http.MethodGet, path: prefix + "pulls", query: q, out: &prs, header: h}, nil); err != nil {
+			return nil, err
+		}
+		for _, p := range prs {
+			out = append(out, edge.PullRequestInfo{Number: p.Number, Title: p.Title, Head: p.Head.Ref, HeadSHA: p.Head.SHA,
+				Base: p.Base.Ref, URL: p.HTMLURL, Author: p.User.Login, Draft: p.Draft})
+		}
+		if !strings.Contains(h.Get("Link"), `rel="next"`) {
+			break
+		}
+	}
+	return out, nil
 }
 
-// OpenPullRequest commits spec.Files on top of the base branch, points
-// spec.Branch at that commit (creating it, or force-updating it when it
-// exists) and opens a pull request for it, or updates the title and body of
-// the open one (contract §7 step 5). It never writes to the base branch.
-func (c *Client) OpenPullRequest(ctx context.Context, inst int64, repo string, spec PRSpec) (PRResult, error) {
+// refPath is the escaped path of a branch's ref (a branch may contain slashes).
+func refPath(branch string) string {
+	segs := strings.Split("heads/"+branch, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+type treeEntry struct {
+	Path string  `json:"path"`
+	Mode string  `json:"mode"`
+	Type string  `json:"type"`
+	SHA  *string `json:"sha"` // null deletes the path
+}
+
+// OpenPullRequest implements edge.GitHubAPI: it commits the files on top of the base
+// branch, points the branch at that commit (creating it, or force-updating it) and
+// opens a pull request for it, or updates the open one. It never writes to the base.
+func (c *Client) OpenPullRequest(ctx context.Context, inst int64, repo string, spec edge.PullRequestSpec) (edge.PullRequestOutcome, error) {
 	if spec.Branch == "" {
-		return PRResult{}, errors.New("github: writeback branch is empty")
+		return edge.PullRequestOutcome{}, errors.New("github: writeback branch is empty")
 	}
 	for _, f := range spec.Files {
 		if f.Path == "" || strings.HasPrefix(f.Path, "/") {
-			return PRResult{}, fmt.Errorf("github: writeback path %q is not repository-relative", f.Path)
+			return edge.PullRequestOutcome{}, fmt.Errorf("github: writeback path %q is not repository-relative", f.Path)
 		}
 	}
-	inst, owner, name, err := c.target(ctx, inst, repo)
+	inst, prefix, err := c.target(ctx, inst, repo)
 	if err != nil {
-		return PRResult{}, err
+		return edge.PullRequestOutcome{}, err
 	}
-	res := PRResult{Branch: spec.Branch, Base: spec.Base}
+	res := edge.PullRequestOutcome{Branch: spec.Branch, Base: spec.Base}
+	get := func(path string, out any) error {
+		return c.do(ctx, inst, request{method: http.MethodGet, path: prefix + path, out: out}, nil)
+	}
+	post := func(path string, body, out any) error {
+		return c.do(ctx, inst, request{method: http.MethodPost, path: prefix + path, body: body, out: out}, nil)
+	}
 	if res.Base == "" {
-		var r *gh.Repository
-		if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-			r, _, err = g.Repositories.Get(ctx, owner, name)
-			return err
-		}); err != nil {
-			return PRResult{}, fmt.Errorf("writeback: default branch: %w", err)
+		var r repoJSON
+		if err := c.do(ctx, inst, request{method: http.MethodGet, path: strings.TrimSuffix(prefix, "/"), out: &r}, nil); err != nil {
+			return edge.PullRequestOutcome{}, fmt.Errorf("writeback: default branch: %w", err)
 		}
-		res.Base = r.GetDefaultBranch()
+		res.Base = r.DefaultBranch
 	}
 	if res.Base == spec.Branch {
-		return PRResult{}, fmt.Errorf("github: writeback branch %q is the base branch", spec.Branch)
+		return edge.PullRequestOutcome{}, fmt.Errorf("github: writeback branch %q is the base branch", spec.Branch)
 	}
 	if len(spec.Files) == 0 {
-		return PRResult{Base: res.Base, Skipped: "no files"}, nil
+		return edge.PullRequestOutcome{Base: res.Base, Skipped: "no files"}, nil
 	}
-
-	var baseRef *gh.Reference
-	if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-		baseRef, _, err = g.Git.GetRef(ctx, owner, name, "heads/"+res.Base)
-		return err
-	}); err != nil {
-		return PRResult{}, fmt.Errorf("writeback: base branch %s: %w", res.Base, err)
+	var ref struct {
+		Object struct {
+			SHA string `json:"sha"`
+		} `json:"object"`
 	}
-	baseSHA := baseRef.GetObject().GetSHA()
-
+	if err := get("git/ref/"+refPath(res.Base), &ref); err != nil {
+		return edge.PullRequestOutcome{}, fmt.Errorf("writeback: base branch %s: %w", res.Base, err)
+	}
+	baseSHA := ref.Object.SHA
 	if spec.KeepExisting {
-		err := c.call(ctx, inst, func(g *gh.Client) error {
-			_, _, err := g.Git.GetRef(ctx, owner, name, "heads/"+spec.Branch)
-			return err
-		})
-		switch {
+		switch err := get("git/ref/"+refPath(spec.Branch), nil); {
 		case err == nil:
-			return PRResult{Base: res.Base, Skipped: fmt.Sprintf("branch %s exists", spec.Branch)}, nil
-		case !IsStatus(err, http.StatusNotFound):
-			return PRResult{}, fmt.Errorf("writeback: head branch %s: %w", spec.Branch, err)
+			return edge.PullRequestOutcome{Base: res.Base, Skipped: fmt.Sprintf("branch %s exists", spec.Branch)}, nil
+		case !isStatus(err, http.StatusNotFound):
+			return edge.PullRequestOutcome{}, fmt.Errorf("writeback: head branch %s: %w", spec.Branch, err)
 		}
 	}
+	var commit struct {
+		SHA  string `json:"sha"`
+		Tree struct {
+			SHA string `json:"sha"`
+		} `json:"tree"`
+	}
+	if err := get("git/commits/"+url.PathEscape(baseSHA), &commit); err != nil {
+		return edge.PullRequestOutcome{}, fmt.Errorf("writeback: base commit %s: %w", baseSHA, err)
+	}
+	baseTree := commit.Tree.SHA
 
-	var baseCommit *gh.Commit
-	if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-		baseCommit, _, err = g.Git.GetCommit(ctx, owner, name, baseSHA)
-		return err
-	}); err != nil {
-		return PRResult{}, fmt.Errorf("writeback: base commit %s: %w", baseSHA, err)
-	}
-	baseTree := baseCommit.GetTree().GetSHA()
-
-	entries, err := c.treeEntries(ctx, inst, owner, name, baseTree, spec.Files, &res)
-	if err != nil {
-		return PRResult{}, err
-	}
-	if len(entries) == 0 {
-		return PRResult{Base: res.Base, Skipped: "no changes against " + res.Base}, nil
-	}
-	var tree *gh.Tree
-	if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-		tree, _, err = g.Git.CreateTree(ctx, owner, name, baseTree, entries)
-		return err
-	}); err != nil {
-		return PRResult{}, fmt.Errorf("writeback: tree: %w", err)
-	}
-	if tree.GetSHA() == baseTree {
-		return PRResult{Base: res.Base, Skipped: "no changes against " + res.Base}, nil
-	}
-
-	var commit *gh.Commit
-	if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-		commit, _, err = g.Git.CreateCommit(ctx, owner, name, &gh.Commit{
-			Message: gh.String(spec.CommitMessage),
-			Tree:    &gh.Tree{SHA: gh.String(tree.GetSHA())},
-			Parents: []*gh.Commit{{SHA: gh.String(baseSHA)}},
-		}, nil)
-		return err
-	}); err != nil {
-		return PRResult{}, fmt.Errorf("writeback: commit: %w", err)
-	}
-	res.Commit = commit.GetSHA()
-
-	if err := c.pointBranch(ctx, inst, owner, name, spec.Branch, res.Commit, &res); err != nil {
-		return PRResult{}, err
-	}
-	if spec.PR == nil {
-		return res, nil
-	}
-	if err := c.upsertPR(ctx, inst, owner, name, res.Base, spec, &res); err != nil {
-		return PRResult{}, err
-	}
-	return res, nil
-}
-
-// treeEntries uploads the written files as blobs and lists the tree entries,
-// deletions as sha:null. Deletions of paths absent from the base tree are
-// dropped, since GitHub refuses them; when the base listing is truncated
-// they are all sent.
-func (c *Client) treeEntries(ctx context.Context, inst int64, owner, name, baseTree string, files []FileChange, res *PRResult) ([]*gh.TreeEntry, error) {
-	var present map[string]bool // nil: unknown, send every deletion
-	if slices.ContainsFunc(files, func(f FileChange) bool { return f.Delete }) {
-		var t *gh.Tree
-		if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-			t, _, err = g.Git.GetTree(ctx, owner, name, baseTree, true)
-			return err
-		}); err != nil {
-			return nil, fmt.Errorf("writeback: base tree: %w", err)
+	// Deletions of paths the base does not have are dropped (GitHub refuses them);
+	// when the base listing is truncated they are all sent.
+	var present map[string]bool
+	if slices.ContainsFunc(spec.Files, func(f edge.PRFile) bool { return f.Delete }) {
+		var t struct {
+			Tree []struct {
+				Path string `json:"path"`
+				Type string `json:"type"`
+			} `json:"tree"`
+			Truncated bool `json:"truncated"`
 		}
-		if !t.GetTruncated() {
+		if err := c.do(ctx, inst, request{method: http.MethodGet, path: prefix + "git/trees/" + url.PathEscape(baseTree),
+			query: url.Values{"recursive": {"1"}}, out: &t}, nil); err != nil {
+			return edge.PullRequestOutcome{}, fmt.Errorf("writeback: base tree: %w", err)
+		}
+		if !t.Truncated {
 			present = map[string]bool{}
-			for _, e := range t.Entries {
-				if e.GetType() == "blob" {
-					present[e.GetPath()] = true
+			for _, e := range t.Tree {
+				if e.Type == "blob" {
+					present[e.Path] = true
 				}
 			}
 		}
 	}
-	var entries []*gh.TreeEntry
-	for _, f := range files {
+	var entries []treeEntry
+	for _, f := range spec.Files {
 		mode := "100644"
 		if f.Executable {
 			mode = "100755"
@@ -213,83 +190,81 @@ func (c *Client) treeEntries(ctx context.Context, inst int64, owner, name, baseT
 			if present != nil && !present[f.Path] {
 				continue
 			}
-			entries = append(entries, &gh.TreeEntry{Path: gh.String(f.Path), Mode: gh.String(mode), Type: gh.String("blob")})
+			entries = append(entries, treeEntry{Path: f.Path, Mode: mode, Type: "blob"})
 			res.Deletions++
 			continue
 		}
-		var blob *gh.Blob
-		if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-			blob, _, err = g.Git.CreateBlob(ctx, owner, name, &gh.Blob{
-				Content:  gh.String(base64.StdEncoding.EncodeToString(f.Content)),
-				Encoding: gh.String("base64"),
-			})
-			return err
-		}); err != nil {
-			return nil, fmt.Errorf("writeback: blob %s: %w", f.Path, err)
+		var blob struct {
+			SHA string `json:"sha"`
 		}
-		entries = append(entries, &gh.TreeEntry{Path: gh.String(f.Path), Mode: gh.String(mode), Type: gh.String("blob"), SHA: gh.String(blob.GetSHA())})
+		if err := post("git/blobs", map[string]string{"content": base64.StdEncoding.EncodeToString(f.Content), "encoding": "base64"}, &blob); err != nil {
+			return edge.PullRequestOutcome{}, fmt.Errorf("writeback: blob %s: %w", f.Path, err)
+		}
+		entries = append(entries, treeEntry{Path: f.Path, Mode: mode, Type: "blob", SHA: &blob.SHA})
 		res.Files++
 	}
-	return entries, nil
-}
+	if len(entries) == 0 {
+		return edge.PullRequestOutcome{Base: res.Base, Skipped: "no changes against " + res.Base}, nil
+	}
+	var tree struct {
+		SHA string `json:"sha"`
+	}
+	if err := post("git/trees", map[string]any{"base_tree": baseTree, "tree": entries}, &tree); err != nil {
+		return edge.PullRequestOutcome{}, fmt.Errorf("writeback: tree: %w", err)
+	}
+	if tree.SHA == baseTree {
+		return edge.PullRequestOutcome{Base: res.Base, Skipped: "no changes against " + res.Base}, nil
+	}
+	var created struct {
+		SHA string `json:"sha"`
+	}
+	if err := post("git/commits", map[string]any{"message": spec.CommitMessage, "tree": tree.SHA, "parents": []string{baseSHA}}, &created); err != nil {
+		return edge.PullRequestOutcome{}, fmt.Errorf("writeback: commit: %w", err)
+	}
+	res.Commit = created.SHA
 
-// pointBranch creates refs/heads/<branch> at sha, or force-updates it when
-// it already exists (422 "Reference already exists" on create).
-func (c *Client) pointBranch(ctx context.Context, inst int64, owner, name, branch, sha string, res *PRResult) error {
-	ref := &gh.Reference{Ref: gh.String("refs/heads/" + branch), Object: &gh.GitObject{SHA: gh.String(sha)}}
-	err := c.call(ctx, inst, func(g *gh.Client) error {
-		_, _, err := g.Git.CreateRef(ctx, owner, name, ref)
-		return err
-	})
-	if err == nil {
+	// Point the branch: create it, or force-update it when it exists.
+	err = post("git/refs", map[string]string{"ref": "refs/heads/" + spec.Branch, "sha": res.Commit}, nil)
+	switch {
+	case err == nil:
 		res.BranchCreated = true
-		return nil
+	case alreadyExists(err):
+		if err := c.do(ctx, inst, request{method: http.MethodPatch, path: prefix + "git/refs/" + refPath(spec.Branch),
+			body: map[string]any{"sha": res.Commit, "force": true}}, nil); err != nil {
+			return edge.PullRequestOutcome{}, fmt.Errorf("writeback: force-update branch %s: %w", spec.Branch, err)
+		}
+	default:
+		return edge.PullRequestOutcome{}, fmt.Errorf("writeback: create branch %s: %w", spec.Branch, err)
 	}
-	var ae *APIError
-	if !errors.As(err, &ae) || ae.Status != http.StatusUnprocessableEntity ||
-		!strings.Contains(strings.ToLower(errorText(ae)), "already exists") {
-		return fmt.Errorf("writeback: create branch %s: %w", branch, err)
+	if spec.PR == nil {
+		return res, nil
 	}
-	if err := c.call(ctx, inst, func(g *gh.Client) error {
-		_, _, err := g.Git.UpdateRef(ctx, owner, name, ref, true)
-		return err
-	}); err != nil {
-		return fmt.Errorf("writeback: force-update branch %s: %w", branch, err)
+	if err := c.upsertPR(ctx, inst, prefix, strings.Split(repo, "/")[0], res.Base, spec, &res); err != nil {
+		return edge.PullRequestOutcome{}, err
 	}
-	return nil
+	return res, nil
 }
 
-// upsertPR updates the first open pull request from the branch, or creates
-// one. A create refused because the PR already exists (a retried request, a
-// concurrent run) falls back to the update.
-func (c *Client) upsertPR(ctx context.Context, inst int64, owner, name, base string, spec PRSpec, res *PRResult) error {
-	find := func() (*gh.PullRequest, error) {
-		var prs []*gh.PullRequest
-		err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-			prs, _, err = g.PullRequests.List(ctx, owner, name, &gh.PullRequestListOptions{
-				State: "open", Head: owner + ":" + spec.Branch, ListOptions: gh.ListOptions{PerPage: 100},
-			})
-			return err
-		})
-		if err != nil || len(prs) == 0 {
+// upsertPR updates the open pull request from the branch, or creates one; a create
+// refused because it exists (a retry, a concurrent run) falls back to the update.
+func (c *Client) upsertPR(ctx context.Context, inst int64, prefix, owner, base string, spec edge.PullRequestSpec, res *edge.PullRequestOutcome) error {
+	find := func() (*pullJSON, error) {
+		var prs []pullJSON
+		q := url.Values{"state": {"open"}, "head": {owner + ":" + spec.Branch}, "per_page": {"100"}}
+		if err := c.do(ctx, inst, request{method: http.MethodGet, path: prefix + "pulls", query: q, out: &prs}, nil); err != nil || len(prs) == 0 {
 			return nil, err
 		}
-		return prs[0], nil
+		return &prs[0], nil
 	}
-	update := func(pr *gh.PullRequest) error {
-		var out *gh.PullRequest
-		if err := c.call(ctx, inst, func(g *gh.Client) (err error) {
-			out, _, err = g.PullRequests.Edit(ctx, owner, name, pr.GetNumber(), &gh.PullRequest{
-				Title: gh.String(spec.PR.Title), Body: gh.String(spec.PR.Body),
-			})
-			return err
-		}); err != nil {
-			return fmt.Errorf("writeback: update pull request #%d: %w", pr.GetNumber(), err)
+	update := func(pr *pullJSON) error {
+		var out pullJSON
+		if err := c.do(ctx, inst, request{method: http.MethodPatch, path: prefix + "pulls/" + fmt.Sprint(pr.Number),
+			body: map[string]string{"title": spec.PR.Title, "body": spec.PR.Body}, out: &out}, nil); err != nil {
+			return fmt.Errorf("writeback: update pull request #%d: %w", pr.Number, err)
 		}
-		res.Number, res.URL, res.Created = out.GetNumber(), out.GetHTMLURL(), false
+		res.Number, res.URL, res.Created = out.Number, out.HTMLURL, false
 		return nil
 	}
-
 	pr, err := find()
 	if err != nil {
 		return fmt.Errorf("writeback: find pull request for %s: %w", spec.Branch, err)
@@ -297,56 +272,17 @@ func (c *Client) upsertPR(ctx context.Context, inst int64, owner, name, base str
 	if pr != nil {
 		return update(pr)
 	}
-	var out *gh.PullRequest
-	err = c.call(ctx, inst, func(g *gh.Client) (err error) {
-		out, _, err = g.PullRequests.Create(ctx, owner, name, &gh.NewPullRequest{
-			Title: gh.String(spec.PR.Title), Head: gh.String(spec.Branch), Base: gh.String(base),
-			Body: gh.String(spec.PR.Body), Draft: gh.Bool(spec.PR.Draft),
-		})
-		return err
-	})
+	var out pullJSON
+	err = c.do(ctx, inst, request{method: http.MethodPost, path: prefix + "pulls", out: &out,
+		body: map[string]any{"title": spec.PR.Title, "head": spec.Branch, "base": base, "body": spec.PR.Body, "draft": spec.PR.Draft}}, nil)
 	if err == nil {
-		res.Number, res.URL, res.Created = out.GetNumber(), out.GetHTMLURL(), true
+		res.Number, res.URL, res.Created = out.Number, out.HTMLURL, true
 		return nil
 	}
-	var ae *APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity && strings.Contains(strings.ToLower(errorText(ae)), "already exists") {
+	if alreadyExists(err) {
 		if pr, ferr := find(); ferr == nil && pr != nil {
 			return update(pr)
 		}
 	}
 	return fmt.Errorf("writeback: create pull request for %s: %w", spec.Branch, err)
-}
-
-// errorText is GitHub's message plus the per-field error messages, where
-// "A pull request already exists" lives.
-func errorText(ae *APIError) string {
-	text := ae.Message
-	var er *gh.ErrorResponse
-	if errors.As(ae.Err, &er) {
-		for _, e := range er.Errors {
-			text += "; " + e.Message
-		}
-	}
-	return text
-}
-
-// CreateReview posts a review with event COMMENT on pull request number and
-// returns its id.
-func (c *Client) CreateReview(ctx context.Context, inst int64, repo string, number int, body string) (int64, error) {
-	inst, owner, name, err := c.target(ctx, inst, repo)
-	if err != nil {
-		return 0, err
-	}
-	var review *gh.PullRequestReview
-	err = c.call(ctx, inst, func(g *gh.Client) (err error) {
-		review, _, err = g.PullRequests.CreateReview(ctx, owner, name, number, &gh.PullRequestReviewRequest{
-			Body: gh.String(body), Event: gh.String("COMMENT"),
-		})
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	return review.GetID(), nil
 }

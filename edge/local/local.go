@@ -192,13 +192,17 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	}
 
 	// Installation tokens are cached in the KV, sealed, as on Cloudflare.
-	checks, tokens, err := githubApp(o.Getenv, &github.KVTokenCache{KV: st.Meta, Key: edge.TokenCacheKey(cfg)})
+	gh, err := githubApp(o.Getenv, st.Meta, edge.TokenCacheKey(cfg), o.Log)
 	if err != nil {
 		ln.Close()
 		return fail(err)
 	}
 	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: filepath.Join(o.DataDir, "sandboxes"), Log: o.Log}
-	st.Edge = edge.New(edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Checks: checks, Tokens: tokens, GitHub: githubAPI(tokens), Log: o.Log})
+	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Log: o.Log}
+	if gh != nil { // a nil *github.Client must not become a non-nil port
+		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
+	}
+	st.Edge = edge.New(deps)
 	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})
 
 	acfg := o.Actors
@@ -306,22 +310,23 @@ func FindStack(dir string) (Lock, error) {
 	return l, json.Unmarshal(b, &l)
 }
 
-// githubApp builds the check-run reporter and clone-token minter from GITHUB_APP_ID
-// and GITHUB_APP_PRIVATE_KEY (GITHUB_API_URL points them elsewhere, e.g. at a fake);
-// nil without credentials: summaries are then only stored locally, clones anonymous.
-func githubApp(getenv func(string) string, cache github.TokenCache) (edge.Checks, edge.RepoTokens, error) {
+// githubApp builds the GitHub App client (check-runs, clone tokens, the GitHub broker)
+// from GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (GITHUB_API_URL points it elsewhere,
+// e.g. at a fake), with installation tokens sealed in the KV as on Cloudflare; nil
+// without credentials: summaries are then only stored locally, clones anonymous.
+func githubApp(getenv func(string) string, kv edge.KV, cacheKey []byte, log *slog.Logger) (*github.Client, error) {
 	id, key := getenv("GITHUB_APP_ID"), getenv("GITHUB_APP_PRIVATE_KEY")
 	if id == "" || key == "" {
-		return nil, nil, nil
+		return nil, nil
 	}
 	appID, err := strconv.ParseInt(id, 10, 64)
 	if err != nil {
-		return nil, nil, fmt.Errorf("GITHUB_APP_ID %q is not a number", id)
+		return nil, fmt.Errorf("GITHUB_APP_ID %q is not a number", id)
 	}
 	c, err := github.New(github.Config{AppID: appID, PrivateKeyPEM: []byte(key), BaseURL: getenv("GITHUB_API_URL"),
-		HTTPClient: &http.Client{Timeout: 30 * time.Second}, Tokens: cache})
+		HTTP: &http.Client{Timeout: 30 * time.Second}, KV: kv, CacheKey: cacheKey, Log: log})
 	if err != nil {
-		return nil, nil, fmt.Errorf("GitHub App: %w", err)
+		return nil, fmt.Errorf("GitHub App: %w", err)
 	}
-	return github.Checks{Client: c}, github.Tokens{Client: c}, nil
+	return c, nil
 }

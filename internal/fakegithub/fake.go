@@ -15,7 +15,7 @@
 //	f, app := fakegithub.New(t)
 //	inst := f.AddInstallation("acme/widgets")
 //	client := github.New(github.Config{AppID: app.ID, PrivateKeyPEM: app.PrivateKeyPEM,
-//		HTTPClient: f.HTTPClient(), BaseURL: f.URL(), Now: f.Now})
+//		HTTP: f.HTTPClient(), BaseURL: f.URL(), Now: f.Now})
 package fakegithub
 
 import (

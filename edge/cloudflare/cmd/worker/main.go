@@ -7,8 +7,9 @@
 //
 // Adapters: actors = Durable Object stubs (cloudflare.EdgeActors), metadata and KV =
 // sqlmeta over D1 (RUNS_METADATA), blobs = the R2 binding (RUNS_STORAGE, edge/cloudflare/r2),
-// sandboxes = the Container classes (edge/cloudflare/containers), check-runs and
-// clone tokens = edge/github over the fetch transport when GITHUB_APP_ID is set.
+// sandboxes = the Container classes (edge/cloudflare/containers), check-runs,
+// clone tokens and the GitHub broker = edge/github over the fetch transport when
+// GITHUB_APP_ID is set.
 //
 // Vars beyond edge.ConfigFromEnv (wrangler.jsonc documents them all):
 //
@@ -37,10 +38,10 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
-	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/ghapp"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/s3api"
 	"github.com/flare-dispatch/flare-dispatch/edge/effectqueue"
+	"github.com/flare-dispatch/flare-dispatch/edge/github"
 	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
 	"github.com/flare-dispatch/flare-dispatch/runs"
@@ -136,8 +137,8 @@ func registry(withTestRuns bool) dsl.Registry {
 
 // githubApp sets the check-run reporter, clone tokens and the GitHub broker from
 // GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (GITHUB_API_URL points them elsewhere, e.g.
-// at a fake); it leaves them nil without credentials. The client is ghapp, written on
-// the fetch transport: edge/github's go-github would link net/http's client.
+// at a fake); it leaves them nil without credentials. The client (edge/github, shared
+// with `flare up`) sends through the fetch transport: no net/http client is linked.
 func githubApp(d *edge.Deps, getenv func(string) string) error {
 	id, key := getenv("GITHUB_APP_ID"), getenv("GITHUB_APP_PRIVATE_KEY")
 	if id == "" || key == "" {
@@ -147,7 +148,7 @@ func githubApp(d *edge.Deps, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("GITHUB_APP_ID %q is not a number", id)
 	}
-	c, err := ghapp.New(ghapp.Config{AppID: appID, PrivateKeyPEM: []byte(key), BaseURL: getenv("GITHUB_API_URL"),
+	c, err := github.New(github.Config{AppID: appID, PrivateKeyPEM: []byte(key), BaseURL: getenv("GITHUB_API_URL"),
 		HTTP: d.HTTPClient, KV: d.KV, CacheKey: edge.TokenCacheKey(d.Config), Log: d.Log})
 	if err != nil {
 		return err

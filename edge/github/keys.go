@@ -1,4 +1,4 @@
-package ghapp
+package github
 
 import (
 	"bytes"
@@ -33,14 +33,14 @@ var oidRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
 // into the Worker for nothing.
 func parseKey(pemBytes []byte) (*signer, error) {
 	if len(bytes.TrimSpace(pemBytes)) == 0 {
-		return nil, errors.New("ghapp: app private key is empty")
+		return nil, errors.New("github: app private key is empty")
 	}
 	if !bytes.Contains(pemBytes, []byte("\n")) && bytes.Contains(pemBytes, []byte(`\n`)) {
 		pemBytes = bytes.ReplaceAll(pemBytes, []byte(`\n`), []byte("\n"))
 	}
 	block, _ := pem.Decode(pemBytes)
 	if block == nil {
-		return nil, errors.New("ghapp: app private key is not PEM")
+		return nil, errors.New("github: app private key is not PEM")
 	}
 	der := block.Bytes
 	switch block.Type {
@@ -55,18 +55,18 @@ func parseKey(pemBytes []byte) (*signer, error) {
 			PrivateKey []byte
 		}
 		if rest, err := asn1.Unmarshal(der, &info); err != nil || len(rest) > 0 {
-			return nil, fmt.Errorf("ghapp: app private key (PKCS#8): not a PrivateKeyInfo")
+			return nil, fmt.Errorf("github: app private key (PKCS#8): not a PrivateKeyInfo")
 		}
 		if !info.Algo.Algorithm.Equal(oidRSA) {
-			return nil, fmt.Errorf("ghapp: app private key (PKCS#8) has algorithm %v, want RSA", info.Algo.Algorithm)
+			return nil, fmt.Errorf("github: app private key (PKCS#8) has algorithm %v, want RSA", info.Algo.Algorithm)
 		}
 		der = info.PrivateKey
 	default:
-		return nil, fmt.Errorf("ghapp: app private key has PEM type %q, want RSA PRIVATE KEY or PRIVATE KEY", block.Type)
+		return nil, fmt.Errorf("github: app private key has PEM type %q, want RSA PRIVATE KEY or PRIVATE KEY", block.Type)
 	}
 	key, err := x509.ParsePKCS1PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("ghapp: app private key: %w", err)
+		return nil, fmt.Errorf("github: app private key: %w", err)
 	}
 	return &signer{key: key}, nil
 }
@@ -83,16 +83,17 @@ func (s *signer) jwt(appID int64, now time.Time) (string, error) {
 	digest := sha256.Sum256([]byte(input))
 	sig, err := rsa.SignPKCS1v15(nil, s.key, crypto.SHA256, digest[:])
 	if err != nil {
-		return "", fmt.Errorf("ghapp: sign app jwt: %w", err)
+		return "", fmt.Errorf("github: sign app jwt: %w", err)
 	}
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
 
-// The KV copy of an installation token: key "gh-token:<id>", value
-// base64url(nonce ‖ AES-256-GCM(CacheKey, {"t","x"}, aad = key)), expiring with the
-// token, so the KV never holds a usable token in clear.
+// The KV copy of an installation token: key "install-token:<id>", value
+// base64url(nonce ‖ AES-256-GCM(CacheKey, {"t","x"}, aad = key)), expiring a minute
+// before the token (when the client would stop using it), so the KV never holds a
+// usable token in clear and another key (a rotated HMAC_SECRET) reads as a miss.
 
-func kvKey(id int64) string { return "gh-token:" + strconv.FormatInt(id, 10) }
+func kvKey(id int64) string { return "install-token:" + strconv.FormatInt(id, 10) }
 
 type sealed struct {
 	Token string    `json:"t"`
@@ -143,8 +144,8 @@ func (c *Client) kvPut(ctx context.Context, id int64, t cachedToken) {
 	nonce := make([]byte, g.NonceSize())
 	_, _ = rand.Read(nonce)
 	v := base64.RawURLEncoding.EncodeToString(g.Seal(nonce, nonce, plain, []byte(kvKey(id))))
-	ttl := t.exp.Sub(c.cfg.Now())
-	if ttl <= tokenMargin {
+	ttl := t.exp.Sub(c.cfg.Now()) - tokenMargin
+	if ttl <= 0 {
 		return
 	}
 	if err := c.cfg.KV.Put(ctx, kvKey(id), v, ttl); err != nil {

@@ -1,0 +1,4 @@
+package github
+
+// TruncateSummary is truncate, for the tests.
+var TruncateSummary = truncate
