@@ -185,7 +185,10 @@ type QueueInfo struct {
 
 // Failure is a typed error as it crosses the actors: a tag from the closed set in dsl
 // (AdmissionTimedOut, ContainerBusy, AgentLost, ExecFailed, …), a message, and the
-// tag's fields as JSON. The actors only create the tags they own.
+// tag's fields as JSON. The actors only create the tags they own. It has exactly the
+// fields of agentapi.Failure (which dsl.Failure is): actors imports only the standard
+// library, so the edge converts with a type conversion, which stops compiling if the
+// two drift apart.
 type Failure struct {
 	Tag     string          `json:"tag"`
 	Message string          `json:"message"`

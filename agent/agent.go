@@ -331,7 +331,7 @@ func (s *server) runAttempt(ctx context.Context, a *attempt) {
 	}
 	exitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exitTimeout)
 	defer cancel()
-	if err := client.Exit(exitCtx, red.JSON(output), toWire(fail)); err != nil && !errors.Is(err, agentapi.ErrStopped) {
+	if err := client.Exit(exitCtx, red.JSON(output), fail); err != nil && !errors.Is(err, agentapi.ErrStopped) {
 		log.Error("reporting the attempt's end failed", "err", err)
 	}
 }

@@ -49,7 +49,7 @@ func (g edgeGitHub) Repository(ctx context.Context, repo string) (dsl.Repository
 	if err != nil {
 		return dsl.Repository{}, githubErr(err)
 	}
-	return dsl.Repository{FullName: r.FullName, DefaultBranch: r.DefaultBranch, Private: r.Private, HTMLURL: r.HTMLURL}, nil
+	return r, nil
 }
 
 func (g edgeGitHub) OpenPullRequests(ctx context.Context, repo string) ([]dsl.PullRequest, error) {
@@ -57,25 +57,24 @@ func (g edgeGitHub) OpenPullRequests(ctx context.Context, repo string) ([]dsl.Pu
 	if err != nil {
 		return nil, githubErr(err)
 	}
-	out := make([]dsl.PullRequest, 0, len(prs.Pulls))
-	for _, p := range prs.Pulls {
-		out = append(out, dsl.PullRequest{Number: p.Number, Title: p.Title, Head: p.Head, HeadSHA: p.HeadSHA, Base: p.Base, Draft: p.Draft, URL: p.URL, Author: p.Author})
-	}
-	return out, nil
+	return prs.Pulls, nil
 }
 
+// OpenDraftPullRequest sends pr with every secret the run loaded masked (in a copy: the
+// run's own value stays as it was).
 func (g edgeGitHub) OpenDraftPullRequest(ctx context.Context, pr dsl.DraftPullRequest) (dsl.PullRequestResult, error) {
-	req := agentapi.DraftPullRequest{Repo: pr.Repo, BaseBranch: pr.BaseBranch, HeadBranch: pr.HeadBranch,
-		Title: g.red.String(pr.Title), Body: g.red.String(pr.Body), CommitMessage: g.red.String(pr.CommitMessage)}
-	for _, f := range pr.Files {
-		req.Files = append(req.Files, agentapi.FileChange{Path: f.Path, Content: g.red.String(f.Content), Deleted: f.Deleted, Executable: f.Executable})
+	pr.Title, pr.Body, pr.CommitMessage = g.red.String(pr.Title), g.red.String(pr.Body), g.red.String(pr.CommitMessage)
+	files := make([]dsl.FileChange, len(pr.Files))
+	for i, f := range pr.Files {
+		f.Content = g.red.String(f.Content)
+		files[i] = f
 	}
-	r, err := g.client.OpenDraftPullRequest(ctx, req)
+	pr.Files = files
+	r, err := g.client.OpenDraftPullRequest(ctx, pr)
 	if err != nil {
 		return dsl.PullRequestResult{}, githubErr(err)
 	}
-	return dsl.PullRequestResult{Number: r.Number, URL: r.URL, Created: r.Created, Branch: r.Branch, Commit: r.Commit,
-		Files: r.Files, Deletions: r.Deletions, Skipped: r.Skipped}, nil
+	return r, nil
 }
 
 // edgeChildren is dsl.Children.
@@ -116,7 +115,7 @@ func (c edgeChildren) Results(ctx context.Context) ([]dsl.ChildResult, error) {
 	out := make([]dsl.ChildResult, 0, len(st.Children))
 	for _, cs := range st.Children {
 		r := dsl.ChildResult{Key: cs.Key, Exec: cs.Exec, Run: cs.Run, Status: cs.Status, Output: cs.Output,
-			Failure: fromWire(cs.Failure), LogsURL: cs.LogsURL}
+			Failure: cs.Failure, LogsURL: cs.LogsURL}
 		if !cs.StartedAt.IsZero() && !cs.CompletedAt.IsZero() {
 			r.DurationMs = cs.CompletedAt.Sub(cs.StartedAt).Milliseconds()
 		}

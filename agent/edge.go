@@ -24,16 +24,17 @@ func (j *edgeJournal) Begin(ctx context.Context, step string) (bool, json.RawMes
 	if err != nil {
 		return false, nil, nil, err
 	}
-	return d.Done, d.Result, fromWire(d.Failure), nil
+	return d.Done, d.Result, d.Failure, nil
 }
 
 func (j *edgeJournal) End(ctx context.Context, step string, result json.RawMessage, f *dsl.Failure) error {
-	w := toWire(f)
-	if w != nil {
-		w.Message = j.red.String(w.Message)
-		w.Detail = j.red.JSON(w.Detail)
+	if f != nil {
+		// A redacted copy: the caller's failure stays as it was.
+		r := *f
+		r.Message, r.Detail = j.red.String(r.Message), j.red.JSON(r.Detail)
+		f = &r
 	}
-	return j.client.EndStep(ctx, step, j.red.JSON(result), w)
+	return j.client.EndStep(ctx, step, j.red.JSON(result), f)
 }
 
 // edgeSecrets is dsl.SecretSource over the edge's agent API. Every value it hands out
@@ -64,20 +65,6 @@ func (s *edgeSecrets) Load(ctx context.Context, keys []string, prefix string, re
 		return nil, &dsl.SecretsMissing{Keys: missing}
 	}
 	return vals, nil
-}
-
-func toWire(f *dsl.Failure) *agentapi.Failure {
-	if f == nil {
-		return nil
-	}
-	return &agentapi.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail}
-}
-
-func fromWire(f *agentapi.Failure) *dsl.Failure {
-	if f == nil {
-		return nil
-	}
-	return &dsl.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail}
 }
 
 func constantTimeEqual(a, b string) bool {

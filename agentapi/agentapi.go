@@ -67,8 +67,10 @@ type Cancel struct {
 	Attempt int    `json:"attempt"`
 }
 
-// Failure is a typed error on the wire: a tag of dsl's closed set, a message, the
-// tag's fields.
+// Failure is a typed error on the wire and in the step journal: a tag of dsl's closed
+// set (dsl.Failure is this type), a human message, and the tag's fields as a JSON
+// object. actors.Failure has the same fields, so the edge converts between the two
+// with a type conversion that stops compiling if they drift apart.
 type Failure struct {
 	Tag     string          `json:"tag"`
 	Message string          `json:"message"`

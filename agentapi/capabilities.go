@@ -86,7 +86,7 @@ type RepoRequest struct {
 	Repo    string `json:"repo"`
 }
 
-// Repository answers /github/repository.
+// Repository is what a run learns about a repository; it answers /github/repository.
 type Repository struct {
 	FullName      string `json:"fullName"`
 	DefaultBranch string `json:"defaultBranch"`
@@ -111,12 +111,12 @@ type PullRequest struct {
 	Author  string `json:"author,omitempty"`
 }
 
-// DraftPullRequest opens or updates a draft pull request with files committed on a
-// branch (POST /v1/agent/<exec>/github/pull-request); the run must declare it.
+// DraftPullRequest is a branch with files committed on top of a base branch and the
+// (draft) pull request for it; an open pull request for the branch is updated. The run
+// must declare it (Spec.Needs.PullRequests). dsl uses this type as it is.
 type DraftPullRequest struct {
-	Attempt       int          `json:"attempt"`
 	Repo          string       `json:"repo"`
-	BaseBranch    string       `json:"baseBranch,omitempty"`
+	BaseBranch    string       `json:"baseBranch,omitempty"` // "" = the default branch
 	HeadBranch    string       `json:"headBranch"`
 	Title         string       `json:"title"`
 	Body          string       `json:"body,omitempty"`
@@ -124,7 +124,14 @@ type DraftPullRequest struct {
 	Files         []FileChange `json:"files"`
 }
 
-// FileChange is one file of a DraftPullRequest.
+// DraftRequest is the body of POST /v1/agent/<exec>/github/pull-request: the attempt
+// and the DraftPullRequest's fields, flattened.
+type DraftRequest struct {
+	Attempt int `json:"attempt"`
+	DraftPullRequest
+}
+
+// FileChange is one file of a pull request: its new content, or its deletion.
 type FileChange struct {
 	Path       string `json:"path"`
 	Content    string `json:"content,omitempty"`
@@ -132,7 +139,8 @@ type FileChange struct {
 	Executable bool   `json:"executable,omitempty"`
 }
 
-// PullRequestResult answers DraftPullRequest.
+// PullRequestResult is what opening a draft pull request did; it answers
+// DraftRequest.
 type PullRequestResult struct {
 	Number    int    `json:"number,omitempty"`
 	URL       string `json:"url,omitempty"`
@@ -141,7 +149,7 @@ type PullRequestResult struct {
 	Commit    string `json:"commit,omitempty"`
 	Files     int    `json:"files"`
 	Deletions int    `json:"deletions"`
-	Skipped   string `json:"skipped,omitempty"`
+	Skipped   string `json:"skipped,omitempty"` // why nothing was pushed ("no files", …)
 }
 
 // GitHubError is the body of a 424 github_error: GitHub refused or failed a brokered
@@ -226,10 +234,9 @@ func (c *Client) OpenPullRequests(ctx context.Context, repo string) (PullRequest
 }
 
 // OpenDraftPullRequest opens or updates a draft pull request through the edge.
-func (c *Client) OpenDraftPullRequest(ctx context.Context, req DraftPullRequest) (PullRequestResult, error) {
-	req.Attempt = c.Attempt
+func (c *Client) OpenDraftPullRequest(ctx context.Context, pr DraftPullRequest) (PullRequestResult, error) {
 	var out PullRequestResult
-	err := c.post(ctx, c.path("github", "pull-request"), req, &out)
+	err := c.post(ctx, c.path("github", "pull-request"), DraftRequest{Attempt: c.Attempt, DraftPullRequest: pr}, &out)
 	return out, err
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 )
 
 // The capabilities a run body reaches through its Ctx, beyond the Journal, Sandbox and
@@ -81,57 +83,21 @@ type GitHubAPI interface {
 	OpenDraftPullRequest(ctx context.Context, pr DraftPullRequest) (PullRequestResult, error)
 }
 
-// Repository is what a run learns about a repository.
-type Repository struct {
-	FullName      string `json:"fullName"`
-	DefaultBranch string `json:"defaultBranch"`
-	Private       bool   `json:"private"`
-	HTMLURL       string `json:"htmlUrl,omitempty"`
-}
-
-// PullRequest is an open pull request.
-type PullRequest struct {
-	Number  int    `json:"number"`
-	Title   string `json:"title"`
-	Head    string `json:"head"`
-	HeadSHA string `json:"headSha,omitempty"`
-	Base    string `json:"base"`
-	Draft   bool   `json:"draft,omitempty"`
-	URL     string `json:"url,omitempty"`
-	Author  string `json:"author,omitempty"`
-}
-
-// DraftPullRequest is a branch with files committed on top of a base branch and the
-// (draft) pull request for it; an open pull request for the branch is updated.
-type DraftPullRequest struct {
-	Repo          string       `json:"repo"`
-	BaseBranch    string       `json:"baseBranch,omitempty"` // "" = the default branch
-	HeadBranch    string       `json:"headBranch"`
-	Title         string       `json:"title"`
-	Body          string       `json:"body,omitempty"`
-	CommitMessage string       `json:"commitMessage"`
-	Files         []FileChange `json:"files"`
-}
-
-// FileChange is one file of a pull request: its new content, or its deletion.
-type FileChange struct {
-	Path       string `json:"path"`
-	Content    string `json:"content,omitempty"`
-	Deleted    bool   `json:"deleted,omitempty"`
-	Executable bool   `json:"executable,omitempty"`
-}
-
-// PullRequestResult is what OpenDraftPullRequest did.
-type PullRequestResult struct {
-	Number    int    `json:"number,omitempty"`
-	URL       string `json:"url,omitempty"`
-	Created   bool   `json:"created"`
-	Branch    string `json:"branch"`
-	Commit    string `json:"commit,omitempty"`
-	Files     int    `json:"files"`
-	Deletions int    `json:"deletions"`
-	Skipped   string `json:"skipped,omitempty"` // why nothing was pushed ("no files", …)
-}
+// The GitHub types are the agent API's wire types, used as they are: the agent hands
+// them to the edge without a copy, and a field added to one is on the wire too.
+type (
+	// Repository is what a run learns about a repository.
+	Repository = agentapi.Repository
+	// PullRequest is an open pull request.
+	PullRequest = agentapi.PullRequest
+	// DraftPullRequest is a branch with files committed on top of a base branch and
+	// the (draft) pull request for it; an open pull request for the branch is updated.
+	DraftPullRequest = agentapi.DraftPullRequest
+	// FileChange is one file of a pull request: its new content, or its deletion.
+	FileChange = agentapi.FileChange
+	// PullRequestResult is what OpenDraftPullRequest did.
+	PullRequestResult = agentapi.PullRequestResult
+)
 
 // Children starts child executions of this one (fan-out) and reads how they ended.
 type Children interface {

@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 )
 
 // Failure is a typed error on the wire and in the step journal: a tag of the closed set
-// below, a human message, and the tag's fields as a JSON object. It has the same JSON
-// shape as agentapi.Failure and actors.Failure.
-type Failure struct {
-	Tag     string          `json:"tag"`
-	Message string          `json:"message"`
-	Detail  json.RawMessage `json:"detail,omitempty"`
-}
+// below, a human message, and the tag's fields as a JSON object. It is the agent API's
+// wire type, so the agent sends and receives it without a converter.
+type Failure = agentapi.Failure
 
 // TypedError is one failure of the closed set. The unexported method closes the set:
 // only the types in this file implement it, so the switch in Markdown (and any other

@@ -165,7 +165,7 @@ func (s *Server) agentGitHubPulls(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) agentGitHubPullRequest(w http.ResponseWriter, r *http.Request) {
-	var q agentapi.DraftPullRequest
+	var q agentapi.DraftRequest
 	id, p, run, ok := s.agentExecution(w, r, &q)
 	if !ok {
 		return

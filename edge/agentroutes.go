@@ -152,19 +152,12 @@ func (s *Server) agentSecrets(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func toWire(f *actors.Failure) *agentapi.Failure {
-	if f == nil {
-		return nil
-	}
-	return &agentapi.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail}
-}
+// toWire and fromWire are type conversions, not copies field by field: actors.Failure
+// and agentapi.Failure (dsl.Failure) have the same fields because both packages import
+// only the standard library, and the conversion stops compiling if they drift apart.
+func toWire(f *actors.Failure) *agentapi.Failure { return (*agentapi.Failure)(f) }
 
-func fromWire(f *agentapi.Failure) *actors.Failure {
-	if f == nil {
-		return nil
-	}
-	return &actors.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail}
-}
+func fromWire(f *agentapi.Failure) *actors.Failure { return (*actors.Failure)(f) }
 
 // agentGitCredentials gives the agent a short-lived token to clone the execution's
 // own repository, and nothing else; an empty token means clone anonymously.

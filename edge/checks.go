@@ -47,7 +47,7 @@ func RenderCheck(run string, p actors.Progress, logLink string) CheckReport {
 		}
 		r.Summary = fmt.Sprintf("✗ %s — execution failed.", run) + links
 		if f := p.Failure; f != nil {
-			r.Summary += "\n\n" + dsl.Markdown(dsl.Failure{Tag: f.Tag, Message: f.Message, Detail: f.Detail})
+			r.Summary += "\n\n" + dsl.Markdown(*toWire(f))
 		}
 	}
 	return r

@@ -15,17 +15,9 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/agent/logship"
 	"github.com/flare-dispatch/flare-dispatch/agent/redact"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 )
-
-// PassEnv is the agent's own environment a command inherits: these names only, never
-// the environment wholesale. HOME is always the workspace.
-var PassEnv = []string{
-	"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-	"SSL_CERT_FILE", "SSL_CERT_DIR",
-	"GOPATH", "GOMODCACHE", "GOCACHE", "GOFLAGS", "GOPROXY",
-	"npm_config_cache", "CARGO_HOME", "RUSTUP_HOME",
-}
 
 // GitTokenFunc returns a short-lived token to clone repo (owner/name) from GitHub; ""
 // means clone anonymously.
@@ -89,14 +81,11 @@ func New(cfg Config) (*Sandbox, error) {
 	return &Sandbox{cfg: cfg, nextExec: max(1, cfg.FirstExec), repoLock: map[string]*sync.Mutex{}}, nil
 }
 
-// baseEnv is the environment every process in the sandbox starts from.
+// baseEnv is the environment every process in the sandbox starts from: the agent's
+// own environment filtered by agentapi.PassEnv (never wholesale); HOME is always the
+// workspace.
 func (s *Sandbox) baseEnv() map[string]string {
-	env := map[string]string{}
-	for _, k := range PassEnv {
-		if v, ok := os.LookupEnv(k); ok {
-			env[k] = v
-		}
-	}
+	env := agentapi.InheritEnv(os.LookupEnv)
 	if env["PATH"] == "" {
 		env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
 	}

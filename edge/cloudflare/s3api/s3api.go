@@ -10,7 +10,7 @@
 //
 // Every request must carry a valid AWS Signature V4 from a scoped credential minted
 // by edge/blobcred (or the admin credential, if one is configured) and stay inside its
-// grants (blobcred.Authorize). Supported: PutObject, GetObject, HeadObject,
+// grants: edge/s3verify checks that, for the embedded store too. Supported: PutObject, GetObject, HeadObject,
 // DeleteObject, ListObjectsV2, and multipart uploads (Create, UploadPart, Complete,
 // Abort) when the store implements Multipart. Everything else is 501 NotImplemented.
 // Refusals are S3 XML errors.
@@ -29,11 +29,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
+	"github.com/flare-dispatch/flare-dispatch/edge/s3verify"
 )
 
 // Multipart is what a store needs for S3 multipart uploads. R2 requires every part but
@@ -69,7 +70,18 @@ type Handler struct {
 	Now    func() time.Time
 	Log    *slog.Logger
 
-	reqID atomic.Uint64
+	verify     *s3verify.Verifier
+	verifyOnce sync.Once
+}
+
+// verifier is the shared request check, built on first use from the fields.
+func (h *Handler) verifier() *s3verify.Verifier {
+	h.verifyOnce.Do(func() { h.verify = &s3verify.Verifier{Auth: h.Auth, Bucket: h.Bucket, Now: h.Now} })
+	return h.verify
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	h.verifier().Fail(w, r, err)
 }
 
 const s3NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -79,10 +91,6 @@ const maxListKeys = 1000
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
 	log := h.Log
 	if log == nil {
 		log = slog.Default()
@@ -92,12 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &blobcred.Error{Status: http.StatusNotFound, Code: "NoSuchBucket", Message: "the path is not under " + h.Prefix + "/" + h.Bucket})
 		return
 	}
-	p, err := h.authenticate(r, now())
-	if err == nil {
-		// Authenticate may have wrapped the body in a hash check: use it.
-		inner.Body = r.Body
-		err = blobcred.Authorize(p, inner, h.Bucket)
-	}
+	p, err := h.verifier().Verify(r, inner)
 	if err != nil {
 		log.Info("s3: refused", "method", r.Method, "path", r.URL.Path, "exec", p.Claims.Exec, "err", err)
 		h.fail(w, r, err)
@@ -146,47 +149,6 @@ var supportedQuery = map[string]bool{
 	"X-Amz-Algorithm": true, "X-Amz-Credential": true, "X-Amz-Date": true,
 	"X-Amz-Expires": true, "X-Amz-SignedHeaders": true, "X-Amz-Signature": true,
 	"X-Amz-Content-Sha256": true,
-}
-
-// authenticate verifies r's signature. Cloudflare rewrites Accept-Encoding before a
-// Worker sees a request ("br, gzip"), and S3 clients sign that header (aws-sdk-go-v2
-// sends "identity" and lists it in SignedHeaders): a signature that does not match as
-// received is checked again with the value the clients send. The header says nothing
-// about what the request may do, so accepting either value grants nothing more.
-func (h *Handler) authenticate(r *http.Request, now time.Time) (blobcred.Principal, error) {
-	p, err := h.Auth.Authenticate(r, now)
-	var e *blobcred.Error
-	if err == nil || !errors.As(err, &e) || e.Code != "SignatureDoesNotMatch" || !signsHeader(r, "accept-encoding") {
-		return p, err
-	}
-	received, had := r.Header["Accept-Encoding"]
-	r.Header.Set("Accept-Encoding", "identity")
-	p2, err2 := h.Auth.Authenticate(r, now)
-	if had {
-		r.Header["Accept-Encoding"] = received
-	} else {
-		r.Header.Del("Accept-Encoding")
-	}
-	if err2 != nil {
-		return p, err
-	}
-	return p2, nil
-}
-
-// signsHeader reports whether r's SigV4 signature (header or presigned form) covers
-// the header name (lower case).
-func signsHeader(r *http.Request, name string) bool {
-	list := r.URL.Query().Get("X-Amz-SignedHeaders")
-	if authz := r.Header.Get("Authorization"); authz != "" {
-		_, rest, _ := strings.Cut(authz, "SignedHeaders=")
-		list, _, _ = strings.Cut(rest, ",")
-	}
-	for _, h := range strings.Split(list, ";") {
-		if strings.TrimSpace(h) == name {
-			return true
-		}
-	}
-	return false
 }
 
 // strip returns r as seen without the prefix (a shallow copy), or false when r is not
@@ -578,31 +540,4 @@ func writeXML(w http.ResponseWriter, status int, v any) error {
 	io.WriteString(w, xml.Header)
 	w.Write(b)
 	return nil
-}
-
-// s3Error is S3's XML error document.
-type s3Error struct {
-	XMLName   xml.Name `xml:"Error"`
-	Code      string   `xml:"Code"`
-	Message   string   `xml:"Message"`
-	Resource  string   `xml:"Resource,omitempty"`
-	RequestID string   `xml:"RequestId"`
-}
-
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var e *blobcred.Error
-	if !errors.As(err, &e) {
-		e = &blobcred.Error{Status: http.StatusInternalServerError, Code: "InternalError", Message: "We encountered an internal error. Please try again."}
-	}
-	id := strconv.FormatUint(h.reqID.Add(1), 16)
-	w.Header().Set("x-amz-request-id", id)
-	if r.Method == http.MethodHead {
-		w.WriteHeader(e.Status)
-		return
-	}
-	body, _ := xml.Marshal(s3Error{Code: e.Code, Message: e.Message, Resource: r.URL.Path, RequestID: id})
-	w.Header().Set("Content-Type", "application/xml")
-	w.WriteHeader(e.Status)
-	io.WriteString(w, xml.Header)
-	w.Write(body)
 }

@@ -1,21 +1,20 @@
 // Package s3store is the embedded S3-compatible object store of `flare up`: the R2 bucket
 // of a local stack. It serves one bucket over the S3 API (path-style URLs) with
 // github.com/johannesboyne/gofakes3, keeps objects under a directory so they survive a
-// restart, and lets a request through only if it carries a valid AWS Signature V4 from
-// either the edge's admin credential or a scoped credential minted by blobcred, and only
-// for keys inside that credential's grants. Refusals are S3 XML errors (403 AccessDenied,
-// SignatureDoesNotMatch, InvalidAccessKeyId, …).
+// restart, and lets a request through only if edge/s3verify (the check the Worker's /s3
+// endpoint makes too) finds a valid AWS Signature V4 from either the edge's admin
+// credential or a scoped credential minted by blobcred, for keys inside that
+// credential's grants. Refusals are S3 XML errors (403 AccessDenied,
+// SignatureDoesNotMatch, InvalidAccessKeyId, …), written by s3verify.
 package s3store
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
+	"github.com/flare-dispatch/flare-dispatch/edge/s3verify"
 )
 
 // DefaultBucket is the bucket name when WithBucket is not given.
@@ -34,11 +34,10 @@ type Store struct {
 	bucket  string
 	now     func() time.Time
 	log     *slog.Logger
-	auth    *blobcred.Authenticator
+	verify  *s3verify.Verifier
 	backend *backend
 	s3      http.Handler
 	closed  atomic.Bool
-	reqID   atomic.Uint64
 }
 
 // Option configures New.
@@ -77,7 +76,10 @@ func New(dir string, root []byte, adminKeyID, adminSecret string, opts ...Option
 		return nil, fmt.Errorf("s3store: open %s: %w", dir, err)
 	}
 	s.backend = be
-	s.auth = &blobcred.Authenticator{Root: root, AdminKeyID: adminKeyID, AdminSecret: adminSecret}
+	s.verify = &s3verify.Verifier{
+		Auth:   &blobcred.Authenticator{Root: root, AdminKeyID: adminKeyID, AdminSecret: adminSecret},
+		Bucket: s.bucket, Now: s.now,
+	}
 	fake := gofakes3.New(be,
 		gofakes3.WithTimeSource(clock(s.now)),
 		gofakes3.WithTimeSkewLimit(0), // the authenticator checks request times
@@ -103,20 +105,17 @@ func (s *Store) Close() error {
 
 func (s *Store) serve(w http.ResponseWriter, r *http.Request) {
 	if s.closed.Load() {
-		s.refuse(w, r, &blobcred.Error{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable", Message: "the store is closed"})
+		s.verify.Fail(w, r, &blobcred.Error{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable", Message: "the store is closed"})
 		return
 	}
-	p, err := s.auth.Authenticate(r, s.now())
-	if err == nil {
-		err = blobcred.Authorize(p, r, s.bucket)
-	}
+	p, err := s.verify.Verify(r, r)
 	if err != nil {
 		var exec string
 		if !p.Admin {
 			exec = p.Claims.Exec
 		}
 		s.log.Info("s3store: refused", "method", r.Method, "path", r.URL.Path, "exec", exec, "err", err)
-		s.refuse(w, r, err)
+		s.verify.Fail(w, r, err)
 		return
 	}
 	s.s3.ServeHTTP(&onceWriter{ResponseWriter: w}, r)
@@ -150,32 +149,6 @@ func (w *onceWriter) Write(b []byte) (int, error) {
 func (w *onceWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var errResponseStarted = errors.New("s3store: response already started")
-
-// s3Error is S3's XML error document.
-type s3Error struct {
-	XMLName   xml.Name `xml:"Error"`
-	Code      string   `xml:"Code"`
-	Message   string   `xml:"Message"`
-	Resource  string   `xml:"Resource,omitempty"`
-	RequestID string   `xml:"RequestId"`
-}
-
-func (s *Store) refuse(w http.ResponseWriter, r *http.Request, err error) {
-	var e *blobcred.Error
-	if !errors.As(err, &e) {
-		e = &blobcred.Error{Status: http.StatusInternalServerError, Code: "InternalError", Message: "internal error"}
-	}
-	id := strconv.FormatUint(s.reqID.Add(1), 16)
-	w.Header().Set("Content-Type", "application/xml")
-	w.Header().Set("x-amz-request-id", id)
-	w.WriteHeader(e.Status)
-	if r.Method == http.MethodHead {
-		return
-	}
-	body, _ := xml.Marshal(s3Error{Code: e.Code, Message: e.Message, Resource: r.URL.Path, RequestID: id})
-	w.Write([]byte(xml.Header))
-	w.Write(body)
-}
 
 type clock func() time.Time
 

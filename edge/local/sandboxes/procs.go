@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,8 +51,22 @@ type proc struct {
 
 var _ edge.Sandboxes = (*Procs)(nil)
 
-// envAllowlist is all of the host environment an agent inherits.
-var envAllowlist = []string{"PATH", "LANG", "LC_ALL", "TZ", "GOPATH", "GOMODCACHE", "GOCACHE", "GOFLAGS", "GOPROXY", "npm_config_cache", "CARGO_HOME", "RUSTUP_HOME"}
+// agentEnv is an agent process's whole environment: the host's, filtered by
+// agentapi.PassEnv (the list the agent filters its commands' by too), plus its
+// workspace as HOME and its sandbox id.
+func agentEnv(lookup func(string) (string, bool), ws, sandbox string) []string {
+	env := agentapi.InheritEnv(lookup)
+	if env["TMPDIR"] == "" {
+		env["TMPDIR"] = os.TempDir()
+	}
+	env["HOME"], env["FLARE_SANDBOX"] = ws, sandbox
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
+}
 
 func (p *Procs) sandboxLock(sandbox string) *sync.Mutex {
 	p.mu.Lock()
@@ -155,12 +170,7 @@ func (p *Procs) ensure(sandbox string) (*proc, error) {
 	args := append(append([]string{}, p.Command[1:]...), "--listen", "127.0.0.1:0", "--workspace", ws)
 	cmd := exec.Command(p.Command[0], args...)
 	cmd.Dir = ws
-	cmd.Env = []string{"HOME=" + ws, "TMPDIR=" + os.TempDir(), "FLARE_SANDBOX=" + sandbox}
-	for _, k := range envAllowlist {
-		if v, ok := os.LookupEnv(k); ok {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
+	cmd.Env = agentEnv(os.LookupEnv, ws, sandbox)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
