@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flare-dispatch/flare-dispatch/edge/github"
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 )
 
@@ -538,9 +539,7 @@ func TestRetryStopsAtContextDeadline(t *testing.T) {
 }
 
 func TestRealSleepHonoursRetryAfter(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sleeps a second")
-	}
+	ci.SkipShort(t, "sleeps a second")
 	e := setup(t, func(c *github.Config) { c.Sleep = nil })
 	e.f.FailNext(1, "POST /repos/acme/widgets/check-runs", fakegithub.TooManyRequests(time.Second))
 	start := time.Now()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 )
 
 // These tests run the real Worker (Go runtime, JavaScript entry, Durable Objects,
@@ -23,9 +24,7 @@ import (
 
 func start(t *testing.T, opt Options) *Worker {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts wrangler dev (-short skips it)")
-	}
+	ci.SkipShort(t, "starts wrangler dev")
 	root := Require(t)
 	w, err := Start(t.Context(), root, opt)
 	if err != nil {
