@@ -103,7 +103,8 @@ type Exit struct {
 	Failure *Failure        `json:"failure,omitempty"`
 }
 
-// SecretsRequest asks for secrets the run's configuration allows for this repo.
+// SecretsRequest asks for the CONFIG_KV values at Prefix+key for each key (contract
+// §5.3). The edge does not filter by run or repository: the prefix is the only scope.
 type SecretsRequest struct {
 	Attempt  int      `json:"attempt"`
 	Keys     []string `json:"keys"`

@@ -54,7 +54,8 @@ type Journal interface {
 	End(ctx context.Context, step string, result json.RawMessage, f *Failure) error
 }
 
-// SecretSource loads secrets the run's configuration allows for the repository.
+// SecretSource loads secrets from the edge's CONFIG_KV by prefix and key; the prefix is
+// the only scope (the edge checks no per-run or per-repository allow-list).
 type SecretSource interface {
 	// Load returns the values found under prefix+key, keyed by key. When required and
 	// any key is missing, it returns *SecretsMissing naming them.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/agent/sandbox"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 )
 
 // gitRepo makes a real repository with two commits and returns its path and the
@@ -129,10 +130,7 @@ func TestCheckoutUnknownShaFails(t *testing.T) {
 // smart HTTP protocol (git http-backend) behind the Basic auth GitHub takes for
 // installation tokens.
 func TestCheckoutFromGitHubUsesTheTokenAndKeepsItOffDisk(t *testing.T) {
-	backend, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("no git")
-	}
+	backend := ci.Tool(t, "git")
 	root := t.TempDir()
 	_, shas := gitRepo(t, filepath.Join(root, "acme", "web.git"))
 	const token = "ghs_installationtoken123"

@@ -17,6 +17,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/s3store"
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 )
 
 const (
@@ -157,9 +158,7 @@ func TestPutChoosesTheStreamingPath(t *testing.T) {
 // TestLargeStreamIsNotBuffered uploads 96 MiB from an unseekable stream and checks the
 // client did not hold it: allocations stay near PartSize × (Concurrency + 1).
 func TestLargeStreamIsNotBuffered(t *testing.T) {
-	if testing.Short() {
-		t.Skip("uploads 96 MiB")
-	}
+	ci.SkipShort(t, "uploads 96 MiB")
 	srv, _ := newStore(t)
 	c := newClient(t, srv.URL, adminID, adminSecret)
 	c.Concurrency = 2

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
@@ -64,6 +65,9 @@ func DevHandler(fx *EffectLog) http.Handler {
 	mux.HandleFunc("GET /__dev/effects", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, fx.Entries())
 	})
+	// sleeping counts /__dev/sleep requests in progress, so a test can wait until its
+	// request is inside the runtime instead of sleeping and hoping.
+	var sleeping atomic.Int64
 	mux.HandleFunc("GET /__dev/stats", func(w http.ResponseWriter, r *http.Request) {
 		var m runtime.MemStats
 		if r.URL.Query().Has("gc") {
@@ -71,7 +75,7 @@ func DevHandler(fx *EffectLog) http.Handler {
 		}
 		runtime.ReadMemStats(&m)
 		writeJSON(w, map[string]any{"goroutines": runtime.NumGoroutine(), "heapAlloc": m.HeapAlloc,
-			"heapSys": m.HeapSys, "sys": m.Sys, "numGC": m.NumGC})
+			"heapSys": m.HeapSys, "sys": m.Sys, "numGC": m.NumGC, "sleeping": sleeping.Load()})
 	})
 	mux.HandleFunc("GET /__dev/panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("dev route panic")
@@ -85,6 +89,8 @@ func DevHandler(fx *EffectLog) http.Handler {
 	})
 	mux.HandleFunc("GET /__dev/sleep", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		sleeping.Add(1)
+		defer sleeping.Add(-1)
 		start := time.Now()
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		writeJSON(w, map[string]any{"slept_ms": time.Since(start).Milliseconds()})

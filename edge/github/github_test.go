@@ -23,6 +23,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/github"
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 )
 
@@ -615,9 +616,7 @@ func TestRetryStopsAtContextDeadline(t *testing.T) {
 }
 
 func TestRealSleepHonoursRetryAfter(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sleeps a second")
-	}
+	ci.SkipShort(t, "sleeps a second")
 	e := setup(t, func(c *github.Config) { c.Sleep = nil })
 	e.f.FailNext(1, "POST /repos/acme/widgets/check-runs", fakegithub.TooManyRequests(time.Second))
 	start := time.Now()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 )
 
 // installCached for real, with the package managers whose registries this machine
@@ -15,12 +17,6 @@ import (
 // without dependencies: nothing to download, but the tool, lockfile, cache save and
 // restore all run). The first execution misses and installs; the second, at another
 // commit with the same lockfile (so another sandbox), restores and does not install.
-
-func needTool(t *testing.T, name string) {
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s is not installed", name)
-	}
-}
 
 // twoCommits makes a repository from files (prepared by prepare, e.g. to write a
 // lockfile with the real tool) and a second commit that changes only notes.txt.
@@ -78,7 +74,7 @@ func installTwice(t *testing.T, repo string, shas []string, command string) (fir
 }
 
 func TestInstallCachedNpm(t *testing.T) {
-	needTool(t, "npm")
+	ci.Tool(t, "npm")
 	repo, shas := twoCommits(t, map[string]string{
 		"package.json": `{"name":"app","version":"1.0.0","private":true,"dependencies":{"is-number":"7.0.0"}}`,
 		"test.js":      "const isNumber = require('is-number'); if (!isNumber(5)) process.exit(1); console.log('is-number works');\n",
@@ -95,7 +91,7 @@ func TestInstallCachedNpm(t *testing.T) {
 }
 
 func TestInstallCachedGoModules(t *testing.T) {
-	needTool(t, "go")
+	ci.Tool(t, "go")
 	if os.Getenv("GOCACHE") == "" { // share the build cache (not the module cache) so the test compiles fast
 		if out, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
 			t.Setenv("GOCACHE", strings.TrimSpace(string(out)))
@@ -118,7 +114,7 @@ func TestInstallCachedGoModules(t *testing.T) {
 }
 
 func TestInstallCachedCargoWithoutDependencies(t *testing.T) {
-	needTool(t, "cargo")
+	ci.Tool(t, "cargo")
 	if os.Getenv("RUSTUP_HOME") == "" { // the sandbox's HOME is its workspace: tell rustup where it lives
 		home, _ := os.UserHomeDir()
 		if _, err := os.Stat(filepath.Join(home, ".rustup")); err == nil {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 )
 
@@ -458,9 +459,7 @@ func git(t *testing.T, dir string, env []string, args ...string) string {
 }
 
 func TestObjectIDsMatchGit(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	ci.Tool(t, "git")
 	files := map[string]string{
 		"README.md":         "# widgets\n",
 		"src/main.go":       "package main\n",

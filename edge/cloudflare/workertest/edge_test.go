@@ -22,6 +22,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
@@ -51,9 +52,7 @@ type stack struct {
 // supervisor and the Worker with its D1 migrated.
 func startEdge(t *testing.T, vars map[string]string) *stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts wrangler dev and agents (-short skips it)")
-	}
+	ci.SkipShort(t, "starts wrangler dev and agents")
 	root := Require(t)
 	flare, err := BuildFlare(root, t.TempDir(), "flaretest")
 	if err != nil {

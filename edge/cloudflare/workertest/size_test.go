@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 )
 
 // The Worker's bundle budget is 3 MiB gzip (specs/cloudflare.md). Most of what once
@@ -61,9 +63,7 @@ const budgetKiB = 3072
 // TestBundleFitsTheBudget runs `wrangler deploy --dry-run` (worker/build.sh) and checks
 // the gzip size wrangler reports.
 func TestBundleFitsTheBudget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the bundle with wrangler (-short skips it)")
-	}
+	ci.SkipShort(t, "builds the bundle with wrangler")
 	root := Require(t)
 	upload, gz, err := DryRun(root)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 )
 
 // These tests run the real Worker (Go runtime, JavaScript entry, Durable Objects,
@@ -23,9 +24,7 @@ import (
 
 func start(t *testing.T, opt Options) *Worker {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts wrangler dev (-short skips it)")
-	}
+	ci.SkipShort(t, "starts wrangler dev")
 	root := Require(t)
 	w, err := Start(t.Context(), root, opt)
 	if err != nil {
@@ -375,7 +374,17 @@ func TestWorker(t *testing.T) {
 			res.Body.Close()
 			inflight <- res.StatusCode
 		}()
-		time.Sleep(300 * time.Millisecond)
+		// Crash only once the request is inside the runtime (a bare sleep here raced).
+		eventually(t, 10*time.Second, func() error {
+			var st struct {
+				Sleeping int `json:"sleeping"`
+			}
+			getJSON(t, w, "/__dev/stats", &st)
+			if st.Sleeping < 1 {
+				return fmt.Errorf("the in-flight request has not reached the runtime")
+			}
+			return nil
+		})
 		if code, b := get(t, w, "/__dev/crash"); code != http.StatusServiceUnavailable {
 			t.Fatalf("crash: %d %s", code, b)
 		}

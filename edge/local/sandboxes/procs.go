@@ -1,7 +1,7 @@
 // Package sandboxes is the local Sandboxes port: one `flare agent` child process per
 // sandbox id, as a Container would be, each with its own workspace, an environment
 // built from an allowlist (never the edge's secrets), and a process group of its own
-// that dies with flare up (Pdeathsig) and is killed whole on stop.
+// that dies with flare up (on Linux even by kill -9: Pdeathsig) and is killed whole on stop.
 package sandboxes
 
 import (
