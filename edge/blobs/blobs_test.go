@@ -15,8 +15,8 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
-	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/s3store"
+	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 )
 
 const (

@@ -26,8 +26,8 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
-	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/s3api"
+	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 )
 
 const (
