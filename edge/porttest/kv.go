@@ -18,14 +18,15 @@ type KVFixture struct {
 // KV runs the contract; newKV is called once per subtest. Keys are unique per subtest
 // under prefix, so adapters may share one store.
 func KV[R Runner[R]](t R, prefix string, newKV func(t R) KVFixture) {
-	tests := []test[KVFixture]{
-		{"AbsentKeyIsNotFoundWithoutError", kvAbsent},
-		{"PutThenGetAndOverwrite", kvOverwrite},
-		{"EmptyAndLargeValuesAndOddKeys", kvValues},
-		{"TTLExpiresAtItsBound", kvTTL},
-		{"OverwriteResetsTheTTL", kvTTLReset},
-	}
-	run(t, withPrefix(tests, prefix), newKV)
+	run(t, withPrefix(kvTests, prefix), newKV)
+}
+
+var kvTests = []test[KVFixture]{
+	{"AbsentKeyIsNotFoundWithoutError", kvAbsent},
+	{"PutThenGetAndOverwrite", kvOverwrite},
+	{"EmptyAndLargeValuesAndOddKeys", kvValues},
+	{"TTLExpiresAtItsBound", kvTTL},
+	{"OverwriteResetsTheTTL", kvTTLReset},
 }
 
 func mustPutKV(t T, kv edge.KV, k, v string, ttl time.Duration) {

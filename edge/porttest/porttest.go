@@ -42,6 +42,23 @@ func run[R Runner[R], P any](t R, tests []test[P], newPort func(t R) P) {
 	}
 }
 
+// Cases lists the names of a suite's cases ("metadata", "kv"), for a runner that
+// reports from elsewhere (the Worker) to show it ran them all.
+func Cases(suite string) []string {
+	var names []string
+	switch suite {
+	case "metadata":
+		for _, tc := range metadataTests {
+			names = append(names, tc.name)
+		}
+	case "kv":
+		for _, tc := range kvTests {
+			names = append(names, tc.name)
+		}
+	}
+	return names
+}
+
 // Result is one subtest's outcome as Recorder saw it.
 type Result struct {
 	Name     string   `json:"name"`

@@ -16,6 +16,8 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
+	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
+	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
 )
 
 // health is GET /__dev/health's body; the plain-JS baseline route /__dev/js/health
@@ -57,6 +59,8 @@ func (l *firedLog) list() []firedTick {
 //	GET  /__dev/scheduled    the cron ticks seen and what they fired
 //	GET  /__dev/d1?n=N       N queries through database/sql on D1
 //	POST /__dev/r2/{key}     stores the body in R2 and returns it read back
+//	POST /__dev/contract/{port}  runs a port's contract suite (edge/porttest) in this
+//	                         isolate against the real binding: metadata and kv on D1
 func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLog) {
 	id := make([]byte, 6)
 	rand.Read(id)
@@ -79,6 +83,25 @@ func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLo
 			sum += v
 		}
 		fmt.Fprintf(w, `{"queries":%d,"sum":%d}`, max(n, 1), sum)
+	})
+	mux.HandleFunc("POST /__dev/contract/{port}", func(w http.ResponseWriter, r *http.Request) {
+		// The suites run here, not from the test process, because the adapter is the
+		// Go code in this wasm over the binding: driving D1 from outside would test
+		// wrangler's D1, not sqlmeta on it. Each run uses fresh ids (a time prefix).
+		rec := porttest.NewRecorder()
+		switch r.PathValue("port") {
+		case "metadata":
+			porttest.Metadata(rec, "worker-", func(*porttest.Recorder) edge.Metadata { return &sqlmeta.Store{DB: db} })
+		case "kv":
+			porttest.KV(rec, "worker-", func(*porttest.Recorder) porttest.KVFixture {
+				c := porttest.NewClock(time.Now())
+				return porttest.KVFixture{KV: &sqlmeta.Store{DB: db, Now: c.Now}, Advance: c.Advance}
+			})
+		default:
+			http.Error(w, "no contract suite for "+r.PathValue("port"), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, rec.Results())
 	})
 	mux.HandleFunc("POST /__dev/r2/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if bucket == nil {
