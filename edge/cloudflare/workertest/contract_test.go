@@ -11,13 +11,14 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 )
 
-// TestPortContractsInTheWorker runs the Metadata and KV contracts inside the Worker
-// (POST /__dev/contract/{port}): sqlmeta compiled to wasm over the D1 binding of
-// wrangler dev, the same code and binding as deployed. The Worker reports each
+// TestPortContractsInTheWorker runs the Metadata, KV and Actors contracts inside the
+// Worker (POST /__dev/contract/{port}): sqlmeta compiled to wasm over the D1 binding of
+// wrangler dev, and the edge's Actors port over the Durable Object stubs, the same code
+// and bindings as deployed. The Worker reports each
 // subtest; every one must have run (the names are the suite's) and passed.
 func TestPortContractsInTheWorker(t *testing.T) {
 	w := start(t, Options{PersistDir: t.TempDir(), Migrate: true})
-	for _, port := range []string{"metadata", "kv"} {
+	for _, port := range []string{"metadata", "kv", "actors"} {
 		t.Run(port, func(t *testing.T) {
 			res, err := client.Post(w.URL+"/__dev/contract/"+port, "application/json", nil)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
 	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
@@ -60,7 +61,8 @@ func (l *firedLog) list() []firedTick {
 //	GET  /__dev/d1?n=N       N queries through database/sql on D1
 //	POST /__dev/r2/{key}     stores the body in R2 and returns it read back
 //	POST /__dev/contract/{port}  runs a port's contract suite (edge/porttest) in this
-//	                         isolate against the real binding: metadata and kv on D1
+//	                         isolate against the real bindings: metadata and kv on
+//	                         D1, actors on the Durable Objects
 func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLog) {
 	id := make([]byte, 6)
 	rand.Read(id)
@@ -97,6 +99,8 @@ func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLo
 				c := porttest.NewClock(time.Now())
 				return porttest.KVFixture{KV: &sqlmeta.Store{DB: db, Now: c.Now}, Advance: c.Advance}
 			})
+		case "actors":
+			porttest.Actors(rec, "worker-", func(*porttest.Recorder) edge.Actors { return cloudflare.EdgeActors{} })
 		default:
 			http.Error(w, "no contract suite for "+r.PathValue("port"), http.StatusNotFound)
 			return
