@@ -42,7 +42,7 @@ func run[R Runner[R], P any](t R, tests []test[P], newPort func(t R) P) {
 	}
 }
 
-// Cases lists the names of a suite's cases ("metadata", "kv", "actors"), for a runner that
+// Cases lists the names of a suite's cases ("metadata", "kv", "actors", "sandboxes"), for a runner that
 // reports from elsewhere (the Worker) to show it ran them all.
 func Cases(suite string) []string {
 	var names []string
@@ -57,6 +57,10 @@ func Cases(suite string) []string {
 		}
 	case "actors":
 		for _, tc := range actorsTests {
+			names = append(names, tc.name)
+		}
+	case "sandboxes":
+		for _, tc := range sandboxesTests {
 			names = append(names, tc.name)
 		}
 	}
