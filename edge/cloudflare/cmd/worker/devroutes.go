@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -10,12 +11,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
 	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
@@ -101,6 +105,18 @@ func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLo
 			})
 		case "actors":
 			porttest.Actors(rec, "worker-", func(*porttest.Recorder) edge.Actors { return cloudflare.EdgeActors{} })
+		case "sandboxes":
+			// The sandbox classes are LocalAgentProxy here: the agent is the test's, at
+			// AGENT_URL, which also tells what reached each sandbox (GET /__seen).
+			agent := cloudflare.Getenv("AGENT_URL")
+			if agent == "" {
+				http.Error(w, "the sandboxes contract needs AGENT_URL", http.StatusBadRequest)
+				return
+			}
+			porttest.Sandboxes(rec, "worker-", func(*porttest.Recorder) porttest.SandboxFixture {
+				return porttest.SandboxFixture{Sandboxes: &containers.Sandboxes{Transport: cloudflare.SandboxTransport},
+					Seen: func(sandbox string) []porttest.AgentRequest { return seenBy(r.Context(), agent, sandbox) }}
+			})
 		default:
 			http.Error(w, "no contract suite for "+r.PathValue("port"), http.StatusNotFound)
 			return
@@ -128,6 +144,23 @@ func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLo
 		w.(http.Flusher).Flush()
 		io.Copy(w, body)
 	})
+}
+
+// seenBy asks the test's agent at AGENT_URL what reached sandbox (nil on any error:
+// the contract then reports what is missing).
+func seenBy(ctx context.Context, agent, sandbox string) []porttest.AgentRequest {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(agent, "/")+"/__seen?sandbox="+url.QueryEscape(sandbox), nil)
+	if err != nil {
+		return nil
+	}
+	res, err := (&cloudflare.FetchTransport{}).RoundTrip(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	var out []porttest.AgentRequest
+	json.NewDecoder(res.Body).Decode(&out)
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
