@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -50,19 +51,20 @@ func newRun(t *testing.T, ms ...actors.Message) *fixture {
 	return f
 }
 
-// The states the guard table starts from.
+// The states the guard table starts from (slices.Concat: no state shares another's
+// backing array).
 var (
 	admitted = []actors.Message{actors.AdmitGranted{Exec: exec}}
-	running  = append(admitted, actors.LeaseGranted{Exec: exec, Sandbox: "sb"}, actors.AgentHeartbeat{Exec: exec, Attempt: 1})
-	// queued1 suspends a running run for a minute, acknowledges both releases and lets
-	// the minute pass: the run queues again under ticket 1.
-	queued1 = append(running,
+	running  = slices.Concat(admitted, []actors.Message{actors.LeaseGranted{Exec: exec, Sandbox: "sb"}, actors.AgentHeartbeat{Exec: exec, Attempt: 1}})
+	// queued1 suspends a running run until t0+10s, acknowledges both releases and lets
+	// the alarms pass that time: the run queues again under ticket 1.
+	queued1 = slices.Concat(running, []actors.Message{
 		actors.AgentSuspend{Exec: exec, Attempt: 1, Until: t0.Add(10 * time.Second)},
 		actors.AdmitReleased{Exec: exec}, actors.LeaseReleased{Exec: exec},
-		actors.Alarm{}, actors.Alarm{}, actors.Alarm{}, actors.Alarm{}, actors.Alarm{})
-	admitted1 = append(queued1, actors.AdmitGranted{Exec: exec, Ticket: 1})
+		actors.Alarm{}, actors.Alarm{}, actors.Alarm{}, actors.Alarm{}, actors.Alarm{}})
+	admitted1 = slices.Concat(queued1, []actors.Message{actors.AdmitGranted{Exec: exec, Ticket: 1}})
 	// cancelled1 is cancelled while admitted under ticket 1: it owes both releases.
-	cancelled1 = append(admitted1, actors.RunCancel{Exec: exec, Reason: "stop"})
+	cancelled1 = slices.Concat(admitted1, []actors.Message{actors.RunCancel{Exec: exec, Reason: "stop"}})
 )
 
 func clone(ms []actors.Message) []actors.Message { return append([]actors.Message(nil), ms...) }
@@ -245,10 +247,10 @@ func TestAgentLiveness(t *testing.T) {
 	f := newRun(t, admitted[0], actors.LeaseGranted{Exec: exec, Sandbox: "sb"})
 	leasedAt := f.c.now
 	alarm := func(at time.Time) []string { f.c.now = at; return kinds(f.a.Apply(at, actors.Alarm{})) }
-	if got := alarm(leasedAt.Add(cfg.AgentBoot - time.Millisecond)); contains(got, "StopAgent") {
+	if got := alarm(leasedAt.Add(cfg.AgentBoot - time.Millisecond)); slices.Contains(got, "StopAgent") {
 		t.Fatalf("agent stopped before its boot limit: %v", got)
 	}
-	if got := alarm(leasedAt.Add(cfg.AgentBoot)); !contains(got, "StopAgent") || !contains(got, "StartAgent") || f.a.Attempt() != 2 {
+	if got := alarm(leasedAt.Add(cfg.AgentBoot)); !slices.Contains(got, "StopAgent") || !slices.Contains(got, "StartAgent") || f.a.Attempt() != 2 {
 		t.Fatalf("at the boot limit: %v attempt %d", got, f.a.Attempt())
 	}
 	// The old attempt is superseded; the new one beats and runs.
@@ -258,7 +260,7 @@ func TestAgentLiveness(t *testing.T) {
 	}
 	f.apply(actors.AgentHeartbeat{Exec: exec, Attempt: 2})
 	beat := f.c.now
-	if got := alarm(beat.Add(cfg.AgentDead - time.Millisecond)); contains(got, "StopAgent") {
+	if got := alarm(beat.Add(cfg.AgentDead - time.Millisecond)); slices.Contains(got, "StopAgent") {
 		t.Fatalf("running agent stopped before AgentDead: %v", got)
 	}
 	alarm(beat.Add(cfg.AgentDead))
@@ -267,18 +269,9 @@ func TestAgentLiveness(t *testing.T) {
 	}
 	// The third attempt never beats: MaxAttempts (3) is spent.
 	got := alarm(f.c.now.Add(cfg.AgentBoot))
-	if f.a.Status() != actors.StatusFailure || f.a.Failure().Tag != actors.TagAgentLost || contains(got, "StartAgent") {
+	if f.a.Status() != actors.StatusFailure || f.a.Failure().Tag != actors.TagAgentLost || slices.Contains(got, "StartAgent") {
 		t.Fatalf("status %s failure %v effects %v, want AgentLost", f.a.Status(), f.a.Failure(), got)
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestDeadline: the run times out at its MaxDuration, not a millisecond before.
@@ -293,7 +286,7 @@ func TestDeadline(t *testing.T) {
 		t.Fatalf("status %s before the deadline", f.a.Status())
 	}
 	got := kinds(f.a.Apply(deadline, actors.Alarm{}))
-	if f.a.Status() != actors.StatusTimedOut || f.a.Failure().Tag != actors.TagRunTimedOut || !contains(got, "StopAgent") {
+	if f.a.Status() != actors.StatusTimedOut || f.a.Failure().Tag != actors.TagRunTimedOut || !slices.Contains(got, "StopAgent") {
 		t.Fatalf("status %s effects %v", f.a.Status(), got)
 	}
 }
@@ -447,7 +440,7 @@ func TestStateSurvivesReload(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("recover %v, want %v", got, want)
 	}
-	if got := kinds(b.Apply(later.Add(cfg.AgentDead-time.Millisecond), actors.Alarm{})); contains(got, "StopAgent") {
+	if got := kinds(b.Apply(later.Add(cfg.AgentDead-time.Millisecond), actors.Alarm{})); slices.Contains(got, "StopAgent") {
 		t.Fatalf("no grace after Recover: %v", got)
 	}
 }
