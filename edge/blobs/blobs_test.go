@@ -15,8 +15,8 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
-	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/s3store"
+	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 )
 
@@ -71,21 +71,21 @@ func newClient(t testing.TB, url, id, secret string) *blobs.Client {
 }
 
 func TestContractAgainstStoreAsAdmin(t *testing.T) {
-	blobstest.Run(t, func(t *testing.T) edge.Blobs {
+	porttest.Blobs(t, func(t *testing.T) edge.Blobs {
 		srv, _ := newStore(t)
 		return newClient(t, srv.URL, adminID, adminSecret)
 	})
 }
 
 func TestContractAgainstStoreWithScopedCredential(t *testing.T) {
-	blobstest.Run(t, func(t *testing.T) edge.Blobs {
+	porttest.Blobs(t, func(t *testing.T) edge.Blobs {
 		srv, _ := newStore(t)
 		id, secret, err := blobcred.Mint(root, "exec-1", blobcred.ExecGrants("exec-1", "acme/web", true), time.Hour, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return newClient(t, srv.URL, id, secret)
-	}, blobstest.WithPrefix("artifacts/exec-1/"))
+	}, porttest.WithPrefix("artifacts/exec-1/"))
 }
 
 // onlyReader hides Seek and ReadAt.

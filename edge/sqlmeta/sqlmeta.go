@@ -14,7 +14,19 @@ import (
 )
 
 // Store is the adapter.
-type Store struct{ DB *sql.DB }
+type Store struct {
+	DB *sql.DB
+	// Now is the KV's clock for expiry (nil: time.Now); tests move it to check a TTL
+	// at its bound.
+	Now func() time.Time
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
 
 var (
 	_ edge.Metadata = (*Store)(nil)
@@ -143,7 +155,7 @@ func (s *Store) Steps(ctx context.Context, exec string) ([]edge.StepRow, error) 
 func (s *Store) Get(ctx context.Context, key string) (string, bool, error) {
 	var v string
 	err := s.DB.QueryRowContext(ctx, `SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)`,
-		key, time.Now().UnixMilli()).Scan(&v)
+		key, s.now().UnixMilli()).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -157,7 +169,7 @@ func (s *Store) Get(ctx context.Context, key string) (string, bool, error) {
 func (s *Store) Put(ctx context.Context, key, value string, ttl time.Duration) error {
 	var exp any
 	if ttl > 0 {
-		exp = time.Now().Add(ttl).UnixMilli()
+		exp = s.now().Add(ttl).UnixMilli()
 	}
 	_, err := s.DB.ExecContext(ctx, `INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`, key, value, exp)

@@ -26,8 +26,8 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
-	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/s3api"
+	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 )
 
 const (
@@ -69,7 +69,7 @@ func agentClient(endpoint, keyID, secret string) *s3.Client {
 // included, with path-style signing under the prefix.
 func TestEndpointHoldsTheBlobsContract(t *testing.T) {
 	endpoint := server(t, newMemStore())
-	blobstest.Run(t, func(t *testing.T) edge.Blobs {
+	porttest.Blobs(t, func(t *testing.T) edge.Blobs {
 		c, err := blobs.New(endpoint, bucket, adminKey, adminSecret, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -85,13 +85,13 @@ func TestEndpointHoldsTheContractForAScopedCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobstest.Run(t, func(t *testing.T) edge.Blobs {
+	porttest.Blobs(t, func(t *testing.T) edge.Blobs {
 		c, err := blobs.New(endpoint, bucket, key, secret, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
-	}, blobstest.WithPrefix("logs/exec-1/"), blobstest.WithManyKeys(1105))
+	}, porttest.WithPrefix("logs/exec-1/"), porttest.WithManyKeys(1105))
 }
 
 func TestScopedCredentialStaysInsideItsGrants(t *testing.T) {

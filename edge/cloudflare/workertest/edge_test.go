@@ -21,7 +21,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
-	"github.com/flare-dispatch/flare-dispatch/edge/blobs/blobstest"
+	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
@@ -465,12 +465,12 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		blobstest.Run(t, func(t *testing.T) edge.Blobs {
+		porttest.Blobs(t, func(t *testing.T) edge.Blobs {
 			c, err := blobs.New(s.URL+"/s3", "flare-dispatch-runs", key, secret, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return c
-		}, blobstest.WithPrefix("logs/s3-contract/"))
+		}, porttest.WithPrefix("logs/s3-contract/"))
 	})
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -10,12 +11,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
+	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
+	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
 )
 
 // health is GET /__dev/health's body; the plain-JS baseline route /__dev/js/health
@@ -57,6 +64,9 @@ func (l *firedLog) list() []firedTick {
 //	GET  /__dev/scheduled    the cron ticks seen and what they fired
 //	GET  /__dev/d1?n=N       N queries through database/sql on D1
 //	POST /__dev/r2/{key}     stores the body in R2 and returns it read back
+//	POST /__dev/contract/{port}  runs a port's contract suite (edge/porttest) in this
+//	                         isolate against the real bindings: metadata and kv on
+//	                         D1, actors on the Durable Objects
 func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLog) {
 	id := make([]byte, 6)
 	rand.Read(id)
@@ -80,6 +90,39 @@ func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLo
 		}
 		fmt.Fprintf(w, `{"queries":%d,"sum":%d}`, max(n, 1), sum)
 	})
+	mux.HandleFunc("POST /__dev/contract/{port}", func(w http.ResponseWriter, r *http.Request) {
+		// The suites run here, not from the test process, because the adapter is the
+		// Go code in this wasm over the binding: driving D1 from outside would test
+		// wrangler's D1, not sqlmeta on it. Each run uses fresh ids (a time prefix).
+		rec := porttest.NewRecorder()
+		switch r.PathValue("port") {
+		case "metadata":
+			porttest.Metadata(rec, "worker-", func(*porttest.Recorder) edge.Metadata { return &sqlmeta.Store{DB: db} })
+		case "kv":
+			porttest.KV(rec, "worker-", func(*porttest.Recorder) porttest.KVFixture {
+				c := porttest.NewClock(time.Now())
+				return porttest.KVFixture{KV: &sqlmeta.Store{DB: db, Now: c.Now}, Advance: c.Advance}
+			})
+		case "actors":
+			porttest.Actors(rec, "worker-", func(*porttest.Recorder) edge.Actors { return cloudflare.EdgeActors{} })
+		case "sandboxes":
+			// The sandbox classes are LocalAgentProxy here: the agent is the test's, at
+			// AGENT_URL, which also tells what reached each sandbox (GET /__seen).
+			agent := cloudflare.Getenv("AGENT_URL")
+			if agent == "" {
+				http.Error(w, "the sandboxes contract needs AGENT_URL", http.StatusBadRequest)
+				return
+			}
+			porttest.Sandboxes(rec, "worker-", func(*porttest.Recorder) porttest.SandboxFixture {
+				return porttest.SandboxFixture{Sandboxes: &containers.Sandboxes{Transport: cloudflare.SandboxTransport},
+					Seen: func(sandbox string) []porttest.AgentRequest { return seenBy(r.Context(), agent, sandbox) }}
+			})
+		default:
+			http.Error(w, "no contract suite for "+r.PathValue("port"), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, rec.Results())
+	})
 	mux.HandleFunc("POST /__dev/r2/{key}", func(w http.ResponseWriter, r *http.Request) {
 		if bucket == nil {
 			http.Error(w, "no R2 binding", http.StatusInternalServerError)
@@ -101,6 +144,23 @@ func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLo
 		w.(http.Flusher).Flush()
 		io.Copy(w, body)
 	})
+}
+
+// seenBy asks the test's agent at AGENT_URL what reached sandbox (nil on any error:
+// the contract then reports what is missing).
+func seenBy(ctx context.Context, agent, sandbox string) []porttest.AgentRequest {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(agent, "/")+"/__seen?sandbox="+url.QueryEscape(sandbox), nil)
+	if err != nil {
+		return nil
+	}
+	res, err := (&cloudflare.FetchTransport{}).RoundTrip(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	var out []porttest.AgentRequest
+	json.NewDecoder(res.Body).Decode(&out)
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

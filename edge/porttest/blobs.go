@@ -1,7 +1,7 @@
-// Package blobstest is the contract every edge.Blobs adapter is held to: the S3 client
-// against R2 and against the embedded store, and any other adapter (an R2 binding in the
-// Worker). Call Run from the adapter's own tests.
-package blobstest
+package porttest
+
+// The Blobs contract: the S3 client against R2 and against the embedded store, and any
+// other adapter (an R2 binding in the Worker).
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 )
@@ -36,16 +35,16 @@ func WithPrefix(prefix string) Option { return func(c *config) { c.prefix = pref
 // one 1000-key page).
 func WithManyKeys(n int) Option { return func(c *config) { c.manyKeys = n } }
 
-// Run runs the contract. newBlobs is called once per subtest; each subtest writes under
-// its own sub-prefix, so adapters may share one store between subtests.
-func Run(t *testing.T, newBlobs func(t *testing.T) edge.Blobs, opts ...Option) {
+// Blobs runs the contract. newBlobs is called once per subtest; each subtest writes
+// under its own sub-prefix, so adapters may share one store between subtests.
+func Blobs[R Runner[R]](t R, newBlobs func(t R) edge.Blobs, opts ...Option) {
 	cfg := config{manyKeys: 1105}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	for _, tc := range []struct {
 		name string
-		f    func(t *testing.T, b edge.Blobs, p string)
+		f    func(t T, b edge.Blobs, p string)
 	}{
 		{"RoundTripsBodyContentTypeAndMetadata", roundTrip},
 		{"DefaultsContentType", defaultContentType},
@@ -54,13 +53,13 @@ func Run(t *testing.T, newBlobs func(t *testing.T) edge.Blobs, opts ...Option) {
 		{"AbsentKeyIsErrBlobNotFound", notFound},
 		{"DeleteRemovesAndIsIdempotent", deleteObject},
 		{"ListIsPrefixedSortedAndMatchesHead", list},
-		{"ListReturnsEveryPage", func(t *testing.T, b edge.Blobs, p string) { listMany(t, b, p, cfg.manyKeys) }},
+		{"ListReturnsEveryPage", func(t T, b edge.Blobs, p string) { listMany(t, b, p, cfg.manyKeys) }},
 		{"KeysWithSpecialCharacters", specialKeys},
 		{"LargeObjectsAreByteIdentical", large},
 		{"FailedPutLeavesPreviousObject", failedPut},
 		{"GetStreamsAndCanStopEarly", partialRead},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name, func(t R) {
 			tc.f(t, newBlobs(t), cfg.prefix+"blobstest/"+tc.name+"/")
 		})
 	}
@@ -68,14 +67,14 @@ func Run(t *testing.T, newBlobs func(t *testing.T) edge.Blobs, opts ...Option) {
 
 var ctx = context.Background()
 
-func mustPut(t *testing.T, b edge.Blobs, key string, body []byte, meta edge.BlobMeta) {
+func mustPut(t T, b edge.Blobs, key string, body []byte, meta edge.BlobMeta) {
 	t.Helper()
 	if err := b.Put(ctx, key, bytes.NewReader(body), meta); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
 }
 
-func mustGet(t *testing.T, b edge.Blobs, key string) ([]byte, edge.BlobMeta) {
+func mustGet(t T, b edge.Blobs, key string) ([]byte, edge.BlobMeta) {
 	t.Helper()
 	rc, meta, err := b.Get(ctx, key)
 	if err != nil {
@@ -89,14 +88,14 @@ func mustGet(t *testing.T, b edge.Blobs, key string) ([]byte, edge.BlobMeta) {
 	return body, meta
 }
 
-func checkETag(t *testing.T, what, etag string) {
+func checkETag(t T, what, etag string) {
 	t.Helper()
 	if len(etag) < 3 || etag[0] != '"' || etag[len(etag)-1] != '"' {
 		t.Fatalf("%s ETag %q: want a quoted HTTP entity tag", what, etag)
 	}
 }
 
-func roundTrip(t *testing.T, b edge.Blobs, p string) {
+func roundTrip(t T, b edge.Blobs, p string) {
 	body := []byte(`{"stream":"stdout","line":"ok"}` + "\n")
 	meta := edge.BlobMeta{ContentType: "application/x-ndjson", Metadata: map[string]string{"step": "build", "attempt": "2"}}
 	mustPut(t, b, p+"exec.ndjson", body, meta)
@@ -124,14 +123,14 @@ func roundTrip(t *testing.T, b edge.Blobs, p string) {
 	}
 }
 
-func defaultContentType(t *testing.T, b edge.Blobs, p string) {
+func defaultContentType(t T, b edge.Blobs, p string) {
 	mustPut(t, b, p+"bin", []byte{0, 1, 2}, edge.BlobMeta{})
 	if m, err := b.Head(ctx, p+"bin"); err != nil || m.ContentType != "application/octet-stream" {
 		t.Fatalf("content type %q, %v; want application/octet-stream", m.ContentType, err)
 	}
 }
 
-func emptyObject(t *testing.T, b edge.Blobs, p string) {
+func emptyObject(t T, b edge.Blobs, p string) {
 	mustPut(t, b, p+"empty", nil, edge.BlobMeta{ContentType: "text/plain"})
 	got, m := mustGet(t, b, p+"empty")
 	if len(got) != 0 || m.Size != 0 {
@@ -145,7 +144,7 @@ func emptyObject(t *testing.T, b edge.Blobs, p string) {
 	}
 }
 
-func overwrite(t *testing.T, b edge.Blobs, p string) {
+func overwrite(t T, b edge.Blobs, p string) {
 	mustPut(t, b, p+"k", []byte("first"), edge.BlobMeta{ContentType: "text/plain", Metadata: map[string]string{"old": "1"}})
 	mustPut(t, b, p+"k", []byte("second!"), edge.BlobMeta{ContentType: "text/html", Metadata: map[string]string{"new": "2"}})
 	got, m := mustGet(t, b, p+"k")
@@ -154,7 +153,7 @@ func overwrite(t *testing.T, b edge.Blobs, p string) {
 	}
 }
 
-func notFound(t *testing.T, b edge.Blobs, p string) {
+func notFound(t T, b edge.Blobs, p string) {
 	if _, _, err := b.Get(ctx, p+"absent"); !errors.Is(err, edge.ErrBlobNotFound) {
 		t.Fatalf("get of an absent key: %v, want ErrBlobNotFound", err)
 	}
@@ -167,7 +166,7 @@ func notFound(t *testing.T, b edge.Blobs, p string) {
 	}
 }
 
-func deleteObject(t *testing.T, b edge.Blobs, p string) {
+func deleteObject(t T, b edge.Blobs, p string) {
 	mustPut(t, b, p+"gone", []byte("x"), edge.BlobMeta{})
 	mustPut(t, b, p+"kept", []byte("y"), edge.BlobMeta{})
 	if err := b.Delete(ctx, p+"gone"); err != nil {
@@ -188,7 +187,7 @@ func deleteObject(t *testing.T, b edge.Blobs, p string) {
 	}
 }
 
-func list(t *testing.T, b edge.Blobs, p string) {
+func list(t T, b edge.Blobs, p string) {
 	keys := []string{p + "logs/exec-10.ndjson", p + "logs/exec-2.ndjson", p + "logs/exec.ndjson", p + "logs/sub/deep/x", p + "logsibling"}
 	for i, k := range keys {
 		mustPut(t, b, k, bytes.Repeat([]byte{'z'}, i+1), edge.BlobMeta{})
@@ -220,7 +219,7 @@ func list(t *testing.T, b edge.Blobs, p string) {
 	}
 }
 
-func listMany(t *testing.T, b edge.Blobs, p string, n int) {
+func listMany(t T, b edge.Blobs, p string, n int) {
 	want := make([]string, n)
 	for i := range want {
 		want[i] = fmt.Sprintf("%sk/%05d", p, i)
@@ -270,7 +269,7 @@ func cmpErr(prev, err error) error {
 	return err
 }
 
-func specialKeys(t *testing.T, b edge.Blobs, p string) {
+func specialKeys(t T, b edge.Blobs, p string) {
 	keys := []string{"a b+c(1)~!$&'*,;=@.txt", "ünï/cødé 名前.html", "x.y-z_w", "q?u#e", "semi;colon"}
 	for i, k := range keys {
 		mustPut(t, b, p+k, []byte(fmt.Sprint(i)), edge.BlobMeta{})
@@ -296,7 +295,7 @@ type onlyReader struct{ r io.Reader }
 
 func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
 
-func large(t *testing.T, b edge.Blobs, p string) {
+func large(t T, b edge.Blobs, p string) {
 	body := make([]byte, 12<<20+12345)
 	rand.Read(body)
 	want := sha256.Sum256(body)
@@ -335,7 +334,7 @@ func large(t *testing.T, b edge.Blobs, p string) {
 			return b.Put(ctx, k, pr, edge.BlobMeta{ContentType: "application/gzip"})
 		},
 	} {
-		t.Run(name, func(t *testing.T) {
+		func(t T) {
 			k := p + strings.ReplaceAll(name, " ", "-") + ".tar.gz"
 			if err := put(k); err != nil {
 				t.Fatal(err)
@@ -353,7 +352,7 @@ func large(t *testing.T, b edge.Blobs, p string) {
 			if m.Size != int64(len(body)) || m.ContentType != "application/gzip" {
 				t.Fatalf("meta %+v", m)
 			}
-		})
+		}(named(t, name))
 	}
 }
 
@@ -372,7 +371,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-func failedPut(t *testing.T, b edge.Blobs, p string) {
+func failedPut(t T, b edge.Blobs, p string) {
 	for name, c := range map[string]struct {
 		r    io.Reader
 		size int64
@@ -383,7 +382,7 @@ func failedPut(t *testing.T, b edge.Blobs, p string) {
 		"longer than declared":    {bytes.NewReader(make([]byte, 6000)), 5000},
 		"longer than declared, 2": {onlyReader{bytes.NewReader(make([]byte, 6000))}, 5000},
 	} {
-		t.Run(name, func(t *testing.T) {
+		func(t T) {
 			k := p + strings.ReplaceAll(name, " ", "-")
 			mustPut(t, b, k, []byte("previous"), edge.BlobMeta{})
 			if err := b.Put(ctx, k, c.r, edge.BlobMeta{Size: c.size}); err == nil {
@@ -392,11 +391,11 @@ func failedPut(t *testing.T, b edge.Blobs, p string) {
 			if got, _ := mustGet(t, b, k); string(got) != "previous" {
 				t.Fatalf("after a failed put: %d bytes, want the previous object", len(got))
 			}
-		})
+		}(named(t, name))
 	}
 }
 
-func partialRead(t *testing.T, b edge.Blobs, p string) {
+func partialRead(t T, b edge.Blobs, p string) {
 	body := bytes.Repeat([]byte("0123456789"), 1<<20/10)
 	mustPut(t, b, p+"big", body, edge.BlobMeta{})
 	for range 3 { // closing early must not wedge the adapter's connections

@@ -1,0 +1,265 @@
+package porttest
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/edge"
+)
+
+// The Metadata contract: SQLite locally and D1 in the Worker (both edge/sqlmeta).
+// Ids are unique per subtest (the prefix plus the case's name), so adapters may share
+// one database between subtests and runs; steps need their execution to exist (D1 and
+// local SQLite both enforce the foreign key).
+
+// Metadata runs the contract; newMeta is called once per subtest with the id prefix.
+func Metadata[R Runner[R]](t R, prefix string, newMeta func(t R) edge.Metadata) {
+	run(t, withPrefix(metadataTests, prefix), newMeta)
+}
+
+var metadataTests = []test[edge.Metadata]{
+	{"CreateInsertsOnceAndNeverOverwrites", createOnce},
+	{"ExecutionRoundTripsEveryColumn", executionRoundTrip},
+	{"AbsentExecutionIsErrNotFound", absentExecution},
+	{"UpdateLeavesZeroFieldsAlone", updateKeeps},
+	{"UpdateOfAnAbsentExecutionCreatesNothing", updateAbsent},
+	{"PutStepUpsertsAndKeepsTheFirstStart", putStepUpserts},
+	{"StepsAreTheExecutionsInStartOrder", stepsOrdered},
+	{"PriorExecutionIsTheNewestFinishedOfTheFamily", priorExecution},
+}
+
+// withPrefix hands each case its own id prefix through a closure.
+func withPrefix[P any](tests []test[P], prefix string) []test[P] {
+	out := make([]test[P], len(tests))
+	for i, tc := range tests {
+		id := prefix + tc.name + "-" + time.Now().UTC().Format("150405.000000000")
+		f := tc.f
+		out[i] = test[P]{tc.name, func(t T, p P) { f(prefixedT{t, id}, p) }}
+	}
+	return out
+}
+
+// prefixedT carries the case's id prefix to the case.
+type prefixedT struct {
+	T
+	id string
+}
+
+func idOf(t T) string { return t.(prefixedT).id }
+
+var at = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func execution(id string) edge.Execution {
+	return edge.Execution{ID: id, Run: "hello", Repo: "acme/web", Ref: "refs/heads/main", SHA: "0123abcd",
+		Status: "queued", StartedAt: at, Input: json.RawMessage(`{"n":1}`)}
+}
+
+func mustCreate(t T, m edge.Metadata, e edge.Execution) {
+	t.Helper()
+	if created, err := m.CreateExecution(ctx, e); err != nil || !created {
+		t.Fatalf("create %s: created %v, %v", e.ID, created, err)
+	}
+}
+
+func mustExecution(t T, m edge.Metadata, id string) edge.Execution {
+	t.Helper()
+	e, err := m.Execution(ctx, id)
+	if err != nil {
+		t.Fatalf("execution %s: %v", id, err)
+	}
+	return e
+}
+
+func createOnce(t T, m edge.Metadata) {
+	e := execution(idOf(t))
+	mustCreate(t, m, e)
+	again := e
+	again.Status, again.Run = "running", "other"
+	if created, err := m.CreateExecution(ctx, again); err != nil || created {
+		t.Fatalf("second create: created %v, %v; want false, nil", created, err)
+	}
+	if got := mustExecution(t, m, e.ID); got.Status != "queued" || got.Run != "hello" {
+		t.Fatalf("second create overwrote the row: %+v", got)
+	}
+}
+
+func executionRoundTrip(t T, m edge.Metadata) {
+	id := idOf(t)
+	mustCreate(t, m, execution(id+"-parent"))
+	e := execution(id)
+	e.Parent = id + "-parent"
+	e.StartedAt = at.Add(123 * time.Millisecond)
+	mustCreate(t, m, e)
+	got := mustExecution(t, m, id)
+	if !got.StartedAt.Equal(e.StartedAt) || got.StartedAt.Location() != time.UTC {
+		t.Errorf("started %s, want %s in UTC", got.StartedAt, e.StartedAt)
+	}
+	if got.ID != id || got.Run != e.Run || got.Repo != e.Repo || got.Ref != e.Ref || got.SHA != e.SHA ||
+		got.Status != "queued" || got.Parent != e.Parent || string(got.Input) != `{"n":1}` ||
+		!got.CompletedAt.IsZero() || got.Summary != nil || got.CheckRunID != 0 {
+		t.Errorf("read back %+v\nwant %+v", got, e)
+	}
+	// No parent reads back as "", not as a NULL's text.
+	if p := mustExecution(t, m, id+"-parent").Parent; p != "" {
+		t.Errorf("parent of a root execution %q", p)
+	}
+}
+
+func absentExecution(t T, m edge.Metadata) {
+	if _, err := m.Execution(ctx, idOf(t)); !errors.Is(err, edge.ErrNotFound) {
+		t.Fatalf("absent execution: %v, want ErrNotFound", err)
+	}
+}
+
+func updateKeeps(t T, m edge.Metadata) {
+	id := idOf(t)
+	mustCreate(t, m, execution(id))
+	done := at.Add(90 * time.Second)
+	for i, u := range []edge.Execution{
+		{ID: id, Status: "running"},
+		{ID: id, CheckRunID: 1 << 40}, // larger than 32 bits
+		{ID: id, Status: "success", CompletedAt: done, Summary: json.RawMessage(`{"ok":true}`)},
+		{ID: id}, // nothing to change
+	} {
+		if err := m.UpdateExecution(ctx, u); err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+	}
+	got := mustExecution(t, m, id)
+	if got.Status != "success" || !got.CompletedAt.Equal(done) || string(got.Summary) != `{"ok":true}` ||
+		got.CheckRunID != 1<<40 || got.Run != "hello" || !got.StartedAt.Equal(at) || string(got.Input) != `{"n":1}` {
+		t.Fatalf("after updates %+v", got)
+	}
+}
+
+func updateAbsent(t T, m edge.Metadata) {
+	if err := m.UpdateExecution(ctx, edge.Execution{ID: idOf(t), Status: "running"}); err != nil {
+		t.Fatalf("update of an absent execution: %v", err)
+	}
+	if _, err := m.Execution(ctx, idOf(t)); !errors.Is(err, edge.ErrNotFound) {
+		t.Fatalf("update created a row: %v", err)
+	}
+}
+
+func putStepUpserts(t T, m edge.Metadata) {
+	id := idOf(t)
+	mustCreate(t, m, execution(id))
+	first := edge.StepRow{Exec: id, Name: "build", Status: "running", Attempt: 1, StartedAt: at.Add(time.Second)}
+	zero, tag := 0, "ExecFailed"
+	for _, s := range []edge.StepRow{
+		first,
+		// A later attempt restarts the step: its start does not replace the first.
+		{Exec: id, Name: "build", Status: "running", Attempt: 2, StartedAt: at.Add(time.Minute)},
+		{Exec: id, Name: "build", Status: "failure", Attempt: 2, StartedAt: at.Add(time.Minute),
+			CompletedAt: at.Add(2 * time.Minute), ExitCode: &zero, ErrorTag: tag},
+	} {
+		if err := m.PutStep(ctx, s); err != nil {
+			t.Fatalf("put step: %v", err)
+		}
+	}
+	steps, err := m.Steps(ctx, id)
+	if err != nil || len(steps) != 1 {
+		t.Fatalf("steps %+v, %v; want one row per (execution, step)", steps, err)
+	}
+	want := edge.StepRow{Exec: id, Name: "build", Status: "failure", Attempt: 2, StartedAt: first.StartedAt,
+		CompletedAt: at.Add(2 * time.Minute), ExitCode: &zero, ErrorTag: tag}
+	if got := steps[0]; !sameStep(got, want) {
+		t.Fatalf("step %+v (exit %v)\nwant %+v (exit 0)", got, got.ExitCode, want)
+	}
+	// Unset exit code and tag read back as absent, not as zero values of the column.
+	if err := m.PutStep(ctx, edge.StepRow{Exec: id, Name: "test", Status: "success", Attempt: 1, StartedAt: at.Add(3 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	steps, _ = m.Steps(ctx, id)
+	if len(steps) != 2 || steps[1].ExitCode != nil || steps[1].ErrorTag != "" || !steps[1].CompletedAt.IsZero() {
+		t.Fatalf("second step %+v", steps)
+	}
+}
+
+func sameStep(a, b edge.StepRow) bool {
+	if (a.ExitCode == nil) != (b.ExitCode == nil) || a.ExitCode != nil && *a.ExitCode != *b.ExitCode {
+		return false
+	}
+	a.ExitCode, b.ExitCode = nil, nil
+	return a.StartedAt.Equal(b.StartedAt) && a.CompletedAt.Equal(b.CompletedAt) &&
+		reflect.DeepEqual(edge.StepRow{Exec: a.Exec, Name: a.Name, Status: a.Status, Attempt: a.Attempt, ErrorTag: a.ErrorTag},
+			edge.StepRow{Exec: b.Exec, Name: b.Name, Status: b.Status, Attempt: b.Attempt, ErrorTag: b.ErrorTag})
+}
+
+func stepsOrdered(t T, m edge.Metadata) {
+	id := idOf(t)
+	mustCreate(t, m, execution(id))
+	mustCreate(t, m, execution(id+"-other"))
+	for _, s := range []edge.StepRow{
+		{Exec: id, Name: "c", Status: "running", Attempt: 1, StartedAt: at.Add(2 * time.Second)},
+		{Exec: id, Name: "b", Status: "success", Attempt: 1, StartedAt: at.Add(time.Second)},
+		{Exec: id, Name: "a", Status: "success", Attempt: 1, StartedAt: at.Add(time.Second)},
+		{Exec: id + "-other", Name: "x", Status: "running", Attempt: 1, StartedAt: at},
+	} {
+		if err := m.PutStep(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps, err := m.Steps(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+		if s.Exec != id {
+			t.Errorf("step %s of %q", s.Name, s.Exec)
+		}
+	}
+	if !reflect.DeepEqual(names, []string{"a", "b", "c"}) {
+		t.Fatalf("steps %v, want a b c (start order, then name)", names)
+	}
+	if none, err := m.Steps(ctx, id+"-none"); err != nil || len(none) != 0 {
+		t.Fatalf("steps of an absent execution: %v, %v", none, err)
+	}
+}
+
+// priorExecution holds adapters that also implement edge.PriorExecutions (both do).
+func priorExecution(t T, m edge.Metadata) {
+	pe, ok := m.(edge.PriorExecutions)
+	if !ok {
+		return
+	}
+	// A family longer than D1's 50-byte LIKE pattern limit, with LIKE's wildcards in
+	// it: both must work (an adapter that used LIKE failed on D1 only).
+	fam := idOf(t) + "%_fam-" + strings.Repeat("x", 50)
+	for i, c := range []struct {
+		id     string
+		status string
+		done   time.Duration // 0: not finished
+	}{
+		{fam + ":1", "success", time.Minute},
+		{fam + ":2", "failure", 3 * time.Minute},
+		{fam + ":3", "running", 0},
+		{idOf(t) + "xxfam-" + strings.Repeat("x", 50) + ":9", "success", time.Hour}, // would match if % and _ were wildcards
+		{fam + "x:4", "success", time.Hour},                                         // another family
+	} {
+		e := execution(c.id)
+		mustCreate(t, m, e)
+		if c.done > 0 {
+			if err := m.UpdateExecution(ctx, edge.Execution{ID: c.id, Status: c.status, CompletedAt: at.Add(c.done),
+				Summary: json.RawMessage(`{"i":` + string(rune('0'+i)) + `}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, ok, err := pe.PriorExecution(ctx, fam, fam+":3")
+	if err != nil || !ok || got.ID != fam+":2" || got.Status != "failure" || !got.CompletedAt.Equal(at.Add(3*time.Minute)) || string(got.Summary) != `{"i":1}` {
+		t.Fatalf("prior: %+v %v %v, want %s", got, ok, err, fam+":2")
+	}
+	// Excluding the newest finds the one before.
+	if got, ok, err := pe.PriorExecution(ctx, fam, fam+":2"); err != nil || !ok || got.ID != fam+":1" {
+		t.Fatalf("prior excluding :2: %+v %v %v", got, ok, err)
+	}
+	if _, ok, err := pe.PriorExecution(ctx, idOf(t)+"-nofamily", ""); err != nil || ok {
+		t.Fatalf("prior of an empty family: %v %v", ok, err)
+	}
+}
