@@ -66,6 +66,20 @@ func kill(h *Host) {
 	_ = h.Stop(ctx)
 }
 
+// pids lists the node's processes.
+func pids(t testing.TB, h *Host) map[gen.PID]bool {
+	t.Helper()
+	l, err := h.node.ProcessList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[gen.PID]bool{}
+	for _, p := range l {
+		m[p] = true
+	}
+	return m
+}
+
 // processes counts the node's processes. (node.Info would race with ergo's cron.)
 func processes(h *Host) int64 {
 	l, err := h.node.ProcessList()
@@ -212,7 +226,15 @@ func TestAlarmsFireAndReplaceEachOther(t *testing.T) {
 	call(t, h, toyAddr("c"), tWake{time.Hour}) // replaced by an earlier one
 	call(t, h, toyAddr("c"), tWake{50 * time.Millisecond})
 	eventually(t, "replaced alarm", func() bool { return len(fx.progress("c", "alarm")) == 1 })
-	time.Sleep(150 * time.Millisecond)
+	// A cleared alarm shows only by not firing. The sentinel d is due 250 ms after b
+	// would have been; the router takes the timers' messages in due order, and a Call
+	// to b reaches b's process after anything the router handed it before. So once d
+	// has fired, b's state counts every alarm b will ever get.
+	call(t, h, toyAddr("d"), tWake{300 * time.Millisecond})
+	eventually(t, "sentinel alarm", func() bool { return len(fx.progress("d", "alarm")) == 1 })
+	if b := call(t, h, toyAddr("b"), tGet{}).(tSnap); b.H.Alarms != 0 {
+		t.Fatalf("cleared alarm fired %d times", b.H.Alarms)
+	}
 	if n := len(fx.progress("b", "alarm")); n != 0 {
 		t.Fatalf("cleared alarm fired %d times", n)
 	}
@@ -274,7 +296,19 @@ func TestPassivatedActorsComeBackWithTheirState(t *testing.T) {
 	for i := range 10 {
 		call(t, h2, toyAddr(fmt.Sprint(i)), tPush{"one"})
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Passivation shows only by not happening. The router acts on a committed record
+	// before the Call's reply is sent (Host.dispatch), so a second round of Calls
+	// reaches each actor after the router decided about the first: had it passivated
+	// any, the second round would spawn a new process, with a PID never seen before.
+	before := pids(t, h2)
+	for i := range 10 {
+		call(t, h2, toyAddr(fmt.Sprint(i)), tPush{"two"})
+	}
+	for pid := range pids(t, h2) {
+		if !before[pid] {
+			t.Fatalf("KeepIdle: process %s spawned again: an idle actor was passivated", pid)
+		}
+	}
 	if n := processes(h2) - base; n != 10 {
 		t.Fatalf("KeepIdle: %d processes, want 10", n)
 	}
@@ -311,7 +345,8 @@ func TestStopWithWorkInFlightReturns(t *testing.T) {
 			calls <- err
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Stop while the ping-pong is committing: wait until it has made some progress.
+	eventually(t, "work in flight", func() bool { return h.store.committed.Load() > 1000 })
 	start := time.Now()
 	if err := h.Stop(context.Background()); err != nil { // the work never ends by itself
 		t.Fatal(err)
