@@ -342,8 +342,11 @@ func TestCancelReportsCancelled(t *testing.T) {
 		e.mu.Lock()
 		began := len(e.begun) >= 2
 		e.mu.Unlock()
-		if began || time.Now().After(deadline) {
+		if began {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command's step never began")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -407,11 +410,11 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// waitIdle waits until the agent runs no attempt.
+// waitIdle waits until the agent runs no attempt. An attempt is registered before
+// the agent answers its start, so one started before the call is seen.
 func waitIdle(t *testing.T, url string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	time.Sleep(100 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url + agentapi.PathHealth)
 		if err == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
@@ -56,12 +57,22 @@ func TestWaitForEventSuspendsThenReturnsThePayload(t *testing.T) {
 	}
 }
 
+// The deadline is read from the clock: synctest's fake clock passes it exactly,
+// with no real waiting and no margin to tune.
 func TestWaitForEventTimesOutWithApprovalTimedOut(t *testing.T) {
+	synctest.Test(t, testWaitForEventTimesOut)
+}
+
+func testWaitForEventTimesOut(t *testing.T) {
 	j := newJournal()
 	if _, err, _ := waitAttempt(t, j, 10*time.Millisecond); !dsl.IsSuspended(err) {
 		t.Fatalf("first attempt: %v", err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(10*time.Millisecond - 1)
+	if _, err, _ := waitAttempt(t, j, 10*time.Millisecond); !dsl.IsSuspended(err) {
+		t.Fatalf("before the deadline: %v", err)
+	}
+	time.Sleep(1)
 	_, err, s := waitAttempt(t, j, 10*time.Millisecond)
 	var to *dsl.ApprovalTimedOut
 	if !errors.As(err, &to) || to.EventName != "approve" || to.TimeoutMs != 10 || len(s.got) != 0 {

@@ -590,11 +590,13 @@ func TestOverwriteIsAtomicForReaders(t *testing.T) {
 	if err := put(t, admin, "logs/exec-1/exec.ndjson", versions[0]); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
+	// The writer overwrites until the readers are done; they start after its first
+	// overwrite, so every read races writes.
+	var writer, readers sync.WaitGroup
+	stop, overwritten := make(chan struct{}), make(chan struct{})
+	writer.Add(1)
 	go func() {
-		defer wg.Done()
+		defer writer.Done()
 		for i := 1; ; i++ {
 			select {
 			case <-stop:
@@ -603,14 +605,19 @@ func TestOverwriteIsAtomicForReaders(t *testing.T) {
 			}
 			if err := admin.Put(ctx, "logs/exec-1/exec.ndjson", strings.NewReader(versions[i%2]), edge.BlobMeta{}); err != nil {
 				t.Error(err)
+				close(overwritten)
 				return
+			}
+			if i == 1 {
+				close(overwritten)
 			}
 		}
 	}()
+	<-overwritten
 	for range 4 {
-		wg.Add(1)
+		readers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer readers.Done()
 			for range 25 {
 				got, err := get(t, admin, "logs/exec-1/exec.ndjson")
 				if err != nil || got != versions[0] && got != versions[1] {
@@ -620,9 +627,9 @@ func TestOverwriteIsAtomicForReaders(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	readers.Wait()
 	close(stop)
-	wg.Wait()
+	writer.Wait()
 }
 
 func TestClosedStoreRefuses(t *testing.T) {
