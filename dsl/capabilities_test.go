@@ -25,7 +25,7 @@ func (c *clock) PriorExecution(context.Context, string) (dsl.PriorExecution, boo
 	return dsl.PriorExecution{}, false, nil
 }
 
-// attempt is a fresh Ctx (a new attempt) over shared capabilities.
+// newAttempt is a fresh Ctx (a new attempt) over shared capabilities.
 func newAttempt(j *dsltest.Journal, io dsl.IO, caps func(c *dsl.Ctx)) *dsl.Ctx {
 	c := &dsl.Ctx{Context: context.Background(), Exec: "e", Attempt: 1, Journal: j, IO: io}
 	if caps != nil {

@@ -200,14 +200,14 @@ func (a *Actor) pump(now time.Time, out []actors.Effect) []actors.Effect {
 	return out
 }
 
-// sweep reclaims silent holders, drops silent waiters, times out old requests, grants
-// what became free and reports every position that changed since the last report.
 // wasReleased reports that the execution released this ticket (or a later one).
 func (a *Actor) wasReleased(exec string, ticket int) bool {
 	g := a.released[exec]
 	return g != nil && ticket <= g.Ticket
 }
 
+// sweep reclaims silent holders, drops silent waiters, times out old requests, grants
+// what became free and reports every position that changed since the last report.
 func (a *Actor) sweep(now time.Time) []actors.Effect {
 	var out []actors.Effect
 	for exec, g := range a.released {

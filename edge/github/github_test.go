@@ -1,7 +1,8 @@
+package github_test
+
 // The one suite of the GitHub App client, against internal/fakegithub (the stateful
 // fake): it holds what the go-github client's and the Worker client's suites checked
 // before the two became this package.
-package github_test
 
 import (
 	"context"
