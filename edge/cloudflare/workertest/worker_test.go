@@ -5,17 +5,23 @@ package workertest
 import (
 	"bytes"
 	"crypto/rand"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/internal/ci"
+
+	_ "modernc.org/sqlite" // the driver "sqlite", to read Durable Object storage
 )
 
 // These tests run the real Worker (Go runtime, JavaScript entry, Durable Objects,
@@ -149,6 +155,7 @@ type health struct {
 type runtimeStats struct {
 	Generation int  `json:"generation"`
 	Alive      bool `json:"alive"`
+	Pending    int  `json:"pending"` // Go calls in flight (requests, actor deliveries)
 	JSRefs     int  `json:"jsRefs"`
 	Go         struct {
 		Goroutines  int `json:"goroutines"`
@@ -316,7 +323,16 @@ func TestWorker(t *testing.T) {
 		if code, b := get(t, w, "/__dev/timer/arm?ms=800"); code != 200 {
 			t.Fatalf("arm: %d %s", code, b)
 		}
-		time.Sleep(100 * time.Millisecond)
+		// The arming request must be over inside the runtime too, not only for the
+		// client: wait until the runtime has no Go call in flight.
+		eventually(t, 5*time.Second, func() error {
+			var st runtimeStats
+			getJSON(t, w, "/__dev/js/runtime", &st)
+			if st.Pending != 0 {
+				return fmt.Errorf("%d Go calls still in flight", st.Pending)
+			}
+			return nil
+		})
 		start := time.Now()
 		c := &http.Client{Timeout: 5 * time.Second}
 		res, err := c.Get(w.URL + "/__dev/timer/wait")
@@ -431,11 +447,61 @@ func TestWorkerStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v", st)
 	}
 	// Recover re-sent the run's heartbeats: the lease still names r1, so r2 waits.
+	// Waiting shows only as the lease actor's state, read from its Durable Object's
+	// SQLite file: once the lease has r2 queued behind r1 (it grants only on a release
+	// or an expiry, minutes away), r2 can only be admitted and waiting.
 	call(t, w, actors.RunAddr("r2"), actors.RunStart{Exec: "r2", Run: "checks", Pool: "p", Sandbox: "s", MaxDuration: time.Hour})
-	time.Sleep(time.Second)
+	eventually(t, 10*time.Second, func() error {
+		l, err := storedLease(dir, "s")
+		if err != nil {
+			return err
+		}
+		if l.Holder == nil || l.Holder.Exec != "r1" || len(l.Waiters) != 1 || l.Waiters[0].Exec != "r2" {
+			return fmt.Errorf("lease s: %+v, want r1 holding and r2 waiting", l)
+		}
+		return nil
+	})
 	if st := status(t, w, "r2"); st.Status != actors.StatusAdmitted {
 		t.Fatalf("r2 = %+v, want admitted and waiting for the lease r1 holds", st)
 	}
+}
+
+// leaseState is the part of a lease actor's stored header (actors/lease) the tests read.
+type leaseState struct {
+	Holder *struct {
+		Exec string `json:"exec"`
+	} `json:"holder"`
+	Waiters []struct {
+		Exec string `json:"exec"`
+	} `json:"waiters"`
+}
+
+// storedLease reads lease/<sandbox>'s header from the Durable Objects' SQLite files
+// under a wrangler persistence directory (edge/cloudflare/durable_js.go's schema),
+// read-only, while wrangler dev runs.
+func storedLease(dir, sandbox string) (leaseState, error) {
+	var l leaseState
+	files, err := filepath.Glob(filepath.Join(dir, "v3", "do", "*LeaseActor", "*.sqlite"))
+	if err != nil || len(files) == 0 {
+		return l, fmt.Errorf("no lease actor storage under %s (%v)", dir, err)
+	}
+	for _, f := range files {
+		db, err := sql.Open("sqlite", "file:"+f+"?mode=ro&_pragma=busy_timeout(2000)")
+		if err != nil {
+			return l, err
+		}
+		var header []byte
+		err = db.QueryRow("SELECT header FROM flare_actor WHERE addr = ?", actors.LeaseAddr(sandbox).String()).Scan(&header)
+		db.Close()
+		if errors.Is(err, sql.ErrNoRows) || err != nil && strings.Contains(err.Error(), "no such table") {
+			continue
+		}
+		if err != nil {
+			return l, fmt.Errorf("%s: %w", f, err)
+		}
+		return l, json.Unmarshal(header, &l)
+	}
+	return l, fmt.Errorf("lease/%s not stored yet", sandbox)
 }
 
 func contains(list []string, s string) bool {
