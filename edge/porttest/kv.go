@@ -27,6 +27,7 @@ var kvTests = []test[KVFixture]{
 	{"EmptyAndLargeValuesAndOddKeys", kvValues},
 	{"TTLExpiresAtItsBound", kvTTL},
 	{"OverwriteResetsTheTTL", kvTTLReset},
+	{"TTLShorterThanAMinuteExpiresAtItsBound", kvShortTTL},
 }
 
 func mustPutKV(t T, kv edge.KV, k, v string, ttl time.Duration) {
@@ -82,6 +83,17 @@ func kvTTL(t T, f KVFixture) {
 	// An expired key can be written again.
 	mustPutKV(t, f.KV, k, "again", time.Minute)
 	wantKV(t, f.KV, k, "again", true)
+}
+
+// kvShortTTL: Workers KV refuses an expiry under 60 s; the adapter must still honour
+// a shorter one (a webhook dedup window, a one-shot state) and not fail the write.
+func kvShortTTL(t T, f KVFixture) {
+	k := idOf(t)
+	mustPutKV(t, f.KV, k, "v", 5*time.Second)
+	f.Advance(5*time.Second - time.Millisecond)
+	wantKV(t, f.KV, k, "v", true)
+	f.Advance(time.Millisecond)
+	wantKV(t, f.KV, k, "", false)
 }
 
 func kvTTLReset(t T, f KVFixture) {

@@ -17,16 +17,22 @@ import (
 
 // TestPortContractsInTheWorker runs the port contracts inside the Worker
 // (POST /__dev/contract/{port}): sqlmeta compiled to wasm over the D1 binding of
-// wrangler dev, the edge's Actors port over the Durable Object stubs, and the
+// wrangler dev, the KV adapter (edge/cloudflare/kv) over both Workers KV namespaces,
+// the edge's Actors port over the Durable Object stubs, and the
 // Containers adapter through the sandbox classes' stubs, which are LocalAgentProxy
 // under wrangler dev and forward to newSupervisor's fake agents. The Worker reports each
 // subtest; every one must have run (the names are the suite's) and passed.
 func TestPortContractsInTheWorker(t *testing.T) {
 	sup := newSupervisor(t)
 	w := start(t, Options{PersistDir: t.TempDir(), Migrate: true, AgentURL: sup.URL})
-	for _, port := range []string{"metadata", "kv", "actors", "sandboxes"} {
-		t.Run(port, func(t *testing.T) {
-			res, err := client.Post(w.URL+"/__dev/contract/"+port, "application/json", nil)
+	for _, c := range []struct{ name, port, query string }{
+		{"metadata", "metadata", ""}, {"kv", "kv", ""},
+		{"kv/CONFIG_KV", "kv", "?binding=CONFIG_KV"}, {"kv/IDEMPOTENCY_KV", "kv", "?binding=IDEMPOTENCY_KV"},
+		{"actors", "actors", ""}, {"sandboxes", "sandboxes", ""},
+	} {
+		port := c.port
+		t.Run(c.name, func(t *testing.T) {
+			res, err := client.Post(w.URL+"/__dev/contract/"+port+c.query, "application/json", nil)
 			if err != nil {
 				t.Fatal(err)
 			}

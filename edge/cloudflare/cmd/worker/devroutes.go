@@ -20,6 +20,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/kv"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
 	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
@@ -66,7 +67,8 @@ func (l *firedLog) list() []firedTick {
 //	POST /__dev/r2/{key}     stores the body in R2 and returns it read back
 //	POST /__dev/contract/{port}  runs a port's contract suite (edge/porttest) in this
 //	                         isolate against the real bindings: metadata and kv on
-//	                         D1, actors on the Durable Objects
+//	                         D1 (kv?binding=NAME: on that Workers KV namespace,
+//	                         edge/cloudflare/kv), actors on the Durable Objects
 func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLog) {
 	id := make([]byte, 6)
 	rand.Read(id)
@@ -99,9 +101,23 @@ func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLo
 		case "metadata":
 			porttest.Metadata(rec, "worker-", func(*porttest.Recorder) edge.Metadata { return &sqlmeta.Store{DB: db} })
 		case "kv":
-			porttest.KV(rec, "worker-", func(*porttest.Recorder) porttest.KVFixture {
+			binding := r.URL.Query().Get("binding")
+			if binding == "" { // sqlmeta on D1
+				porttest.KV(rec, "worker-", func(*porttest.Recorder) porttest.KVFixture {
+					c := porttest.NewClock(time.Now())
+					return porttest.KVFixture{KV: &sqlmeta.Store{DB: db, Now: c.Now}, Advance: c.Advance}
+				})
+				break
+			}
+			if _, err := kv.New(binding); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			porttest.KV(rec, "worker-"+binding+"-", func(*porttest.Recorder) porttest.KVFixture {
+				ns, _ := kv.New(binding)
 				c := porttest.NewClock(time.Now())
-				return porttest.KVFixture{KV: &sqlmeta.Store{DB: db, Now: c.Now}, Advance: c.Advance}
+				ns.Now = c.Now
+				return porttest.KVFixture{KV: ns, Advance: c.Advance}
 			})
 		case "actors":
 			porttest.Actors(rec, "worker-", func(*porttest.Recorder) edge.Actors { return cloudflare.EdgeActors{} })
