@@ -150,11 +150,11 @@ func TestRecipesDispatchStepsAreAccepted(t *testing.T) {
 			t.Run(name+"/"+event, func(t *testing.T) {
 				r := runner(t, event, sha, merge)
 				ctx := map[string]string{
-					"vars.FLARE_DISPATCH_URL":      st.URL,
+					"vars.FLARE_DISPATCH_URL":       st.URL,
 					"secrets.FLARE_DISPATCH_SECRET": st.Secrets.HMACSecret,
-					"github.repository":            r.Repository,
-					"github.sha":                   r.SHA,
-					"github.ref":                   r.Ref,
+					"github.repository":             r.Repository,
+					"github.sha":                    r.SHA,
+					"github.ref":                    r.Ref,
 				}
 				var payload any
 				_ = json.Unmarshal([]byte(r.Payload), &payload)
