@@ -44,6 +44,11 @@ if [ "$mode" = "--check" ]; then
 fi
 
 mkdir -p build
+# One build at a time: test packages (workertest, flare deploy's) build in parallel.
+if command -v flock >/dev/null 2>&1; then
+	exec 9>build/.lock
+	flock 9
+fi
 cp "$wasm_exec" build/wasm_exec.js
 GOOS=js GOARCH=wasm go build -trimpath -o build/app.wasm ./edge/cloudflare/cmd/worker
 stamp >build/toolchain.txt
