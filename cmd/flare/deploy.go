@@ -66,7 +66,9 @@ type stepError struct {
 
 func (e *stepError) Error() string { return fmt.Sprintf("step %s: %v", e.step, e.err) }
 
-func fail(step string, err error, fix string) error { return &stepError{step: step, err: err, fix: fix} }
+func fail(step string, err error, fix string) error {
+	return &stepError{step: step, err: err, fix: fix}
+}
 
 type deployer struct {
 	wrangler  string // the wrangler executable
