@@ -40,7 +40,7 @@ func main() {
 }
 
 func dispatchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	commands = []command{cmdUp, cmdRun, cmdDispatch, cmdLogs, cmdDeploy, cmdAgent, cmdSupervisor}
+	commands = []command{cmdUp, cmdRun, cmdDispatch, cmdLogs, cmdLs, cmdDeploy, cmdAgent, cmdSupervisor}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		return exitOK
