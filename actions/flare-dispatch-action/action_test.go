@@ -178,7 +178,7 @@ func TestActionAwaitPassesOnSuccessWithOutputsAndSummary(t *testing.T) {
 	if res.Outputs["conclusion"] != "success" || res.Outputs["status"] != "success" || res.Outputs["check-run-url"] == "" {
 		t.Fatalf("outputs %v", res.Outputs)
 	}
-	mustContain(t, "stdout", res.Stdout, "done: success", "succeeded.")
+	mustContain(t, "stdout", res.Stdout, "done: success", "concluded success.")
 	mustContain(t, "job summary", res.Summary, "### ✓ flare-dispatch/offload-test (unit tests): success",
 		"✓ offload-test — execution succeeded.", res.Outputs["execution-id"], res.Outputs["logs-url"], `"exitCode": 0`)
 }

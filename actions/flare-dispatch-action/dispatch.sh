@@ -319,8 +319,9 @@ if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
 	} >>"$GITHUB_STEP_SUMMARY"
 fi
 
-if [ "$conclusion" != success ]; then
+# neutral is a run that decided to skip (RunSkipped): GitHub shows it as passing too.
+if [ "$conclusion" != success ] && [ "$conclusion" != neutral ]; then
 	title="$(jq -r '.check.title // empty' "$view")"
 	fail "$label concluded $conclusion${title:+ ($title)}: see $check_url" "flare-dispatch: $conclusion"
 fi
-echo "$label succeeded."
+echo "$label concluded $conclusion."
