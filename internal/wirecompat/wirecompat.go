@@ -292,3 +292,33 @@ func TestListExecutions(t *testing.T, tg Target) {
 		t.Fatalf("bad limit: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestRunSkipped: a run that skips itself (RunSkipped) ends with a neutral check-run,
+// not a red one. The target must serve the test runs (internal/testruns).
+func TestRunSkipped(t *testing.T, tg Target) {
+	body, _ := json.Marshal(map[string]any{"run": "test-skip", "github": map[string]any{"repo": "acme/skip", "sha": sha40},
+		"inputs": map[string]any{"reason": "nothing changed"}})
+	r := tg.Dispatch(t, "test-skip", body)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("dispatch: %d %s", r.Status, r.Raw)
+	}
+	id := r.str("executionId")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		v := tg.do(t, http.MethodGet, "/v1/executions/"+url.PathEscape(id)+"?t="+edge.LogToken(edge.Config{HMACSecret: tg.HMACSecret}, id), nil, nil)
+		var view struct {
+			Check *edge.CheckReport `json:"check"`
+		}
+		_ = json.Unmarshal(v.Raw, &view)
+		if c := view.Check; c != nil && c.Status == "completed" {
+			if c.Conclusion != "neutral" || c.Title != "Skipped" || !strings.Contains(c.Summary, "⊘ test-skip — skipped: nothing changed") {
+				t.Fatalf("check-run of a skipped run: %+v", c)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not done: %s", id, v.Raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
