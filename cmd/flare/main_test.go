@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -163,5 +164,17 @@ func TestDispatchWaitAndLogsFollowExitWithTheRunsResult(t *testing.T) {
 	resp.Body.Close()
 	if code, out, errs := flare(t, "logs", "-f", "wait-slow", "--data", data); code != exitCancelled {
 		t.Fatalf("logs -f of a cancelled run: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// flare ls: newest first, filtered, paged (GET /v1/executions with the admin token).
+	code, out, errs = flare(t, "ls", "--data", data, "--limit", "2", "--all")
+	if code != exitOK || strings.Index(out, "wait-slow") > strings.Index(out, "wait-success") || !strings.Contains(out, "wait-failure") ||
+		!strings.HasPrefix(out, "EXECUTION") {
+		t.Fatalf("ls: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = flare(t, "ls", "--data", data, "--status", "failure", "--json")
+	var listed []listedExecution
+	if err := json.Unmarshal([]byte(out), &listed); code != exitOK || err != nil || len(listed) != 1 || listed[0].ID != "wait-failure" {
+		t.Fatalf("ls --status failure --json: exit %d %v\n%s\n%s", code, err, out, errs)
 	}
 }

@@ -31,9 +31,23 @@ type Target struct {
 	// installation with a signed webhook (the learned-installation case).
 	WebhookSecret string
 	Installation  int64
-	// InstalledRepo is a repository the fake GitHub App is installed on.
+	// InstalledRepo is a repository the fake GitHub App is installed on; AddCommit
+	// makes a commit known to the fake there (check-runs need a real head_sha).
 	InstalledRepo string
+	AddCommit     func(repo, sha string)
+	// Repo and RepoSHA are a git repository the target's agents can check out (a
+	// local path) and a commit in it; IdempotencyGet reads IDEMPOTENCY_KV. For
+	// TestConfigKV, which also needs ConfigKey set to ConfigValue in CONFIG_KV.
+	Repo, RepoSHA  string
+	IdempotencyGet func(t *testing.T, key string) (string, bool)
 }
+
+// The CONFIG_KV key TestConfigKV expects, put the way an operator of the original
+// does: `wrangler kv key put --binding CONFIG_KV wirecompat/WIRE_SECRET from-CONFIG_KV`.
+const (
+	ConfigKey   = "wirecompat/WIRE_SECRET"
+	ConfigValue = "from-CONFIG_KV"
+)
 
 var client = &http.Client{Timeout: 30 * time.Second}
 
@@ -212,7 +226,11 @@ func TestLearnedInstallation(t *testing.T, tg Target) {
 		t.Fatalf("webhook: %d %s", r.Status, r.Raw)
 	}
 	before := tg.CheckRuns(tg.InstalledRepo)
-	r = tg.Dispatch(t, "offload-test", envelope("offload-test", tg.InstalledRepo, fmt.Sprintf("%040x", time.Now().UnixNano()), map[string]any{"installation_id": 0}, nil))
+	sha := fmt.Sprintf("%040x", time.Now().UnixNano())
+	if tg.AddCommit != nil {
+		tg.AddCommit(tg.InstalledRepo, sha)
+	}
+	r = tg.Dispatch(t, "offload-test", envelope("offload-test", tg.InstalledRepo, sha, map[string]any{"installation_id": 0}, nil))
 	if r.Status != http.StatusAccepted {
 		t.Fatalf("dispatch: %d %s", r.Status, r.Raw)
 	}
@@ -232,7 +250,7 @@ func TestListExecutions(t *testing.T, tg Target) {
 	repo := fmt.Sprintf("acme/list-%d", time.Now().UnixNano())
 	var ids []string
 	for i := range 3 {
-		sha := fmt.Sprintf("%040x", i+1)
+		sha := strings.Repeat(fmt.Sprint(i+1), 40)
 		r := tg.Dispatch(t, "offload-test", envelope("offload-test", repo, sha, nil, nil))
 		if r.Status != http.StatusAccepted {
 			t.Fatalf("dispatch: %d %s", r.Status, r.Raw)
@@ -280,7 +298,7 @@ func TestListExecutions(t *testing.T, tg Target) {
 	if len(first) != 2 || next == nil {
 		t.Fatalf("page 1: %v next %v", first, next)
 	}
-	q.Set("before", fmt.Sprint(next))
+	q.Set("before", fmt.Sprintf("%.0f", next)) // JSON numbers decode as float64
 	second, next2 := list(q.Encode())
 	if len(second) != 1 || second[0]["id"] != ids[0] || next2 != nil {
 		t.Fatalf("page 2: %v next %v", second, next2)
@@ -320,5 +338,52 @@ func TestRunSkipped(t *testing.T, tg Target) {
 			t.Fatalf("%s not done: %s", id, v.Raw)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestConfigKV: run secrets come from CONFIG_KV (`secrets` + `secretPrefix`, contract
+// §5.3), and dedup lands in IDEMPOTENCY_KV: webhook deliveries (gh-delivery:<id>) and
+// dispatch ids (§2.3 step 8).
+func TestConfigKV(t *testing.T, tg Target) {
+	body, _ := json.Marshal(map[string]any{"run": "offload-test", "github": map[string]any{"repo": "local/app", "sha": tg.RepoSHA},
+		"inputs": map[string]any{"repo": tg.Repo, "sha": tg.RepoSHA, "secrets": []string{"WIRE_SECRET"}, "secretPrefix": "wirecompat/",
+			"command": `test "$WIRE_SECRET" = ` + ConfigValue}})
+	r := tg.Dispatch(t, "offload-test", body)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("dispatch: %d %s", r.Status, r.Raw)
+	}
+	id := r.str("executionId")
+	if v, ok := tg.IdempotencyGet(t, id); !ok || v != id {
+		t.Fatalf("dispatch id %s not in IDEMPOTENCY_KV (%q %v)", id, v, ok)
+	}
+	if again := tg.Dispatch(t, "offload-test", body); again.Status != http.StatusAccepted || again.str("executionId") != id || again.Body["deduped"] != true {
+		t.Fatalf("replay: %d %s", again.Status, again.Raw)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		v := tg.do(t, http.MethodGet, "/v1/executions/"+url.PathEscape(id)+"?t="+edge.LogToken(edge.Config{HMACSecret: tg.HMACSecret}, id), nil, nil)
+		var view struct {
+			Check *edge.CheckReport `json:"check"`
+		}
+		_ = json.Unmarshal(v.Raw, &view)
+		if c := view.Check; c != nil && c.Status == "completed" {
+			if c.Conclusion != "success" {
+				t.Fatalf("the secret from CONFIG_KV did not reach the command: %+v", c)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not done: %s", id, v.Raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	delivery := fmt.Sprintf("wire-%d", time.Now().UnixNano())
+	hook := []byte(`{"zen":"Keep it logically awesome."}`)
+	if r := tg.do(t, http.MethodPost, "/v1/webhooks/github", hook, map[string]string{"X-Hub-Signature-256": edge.SignatureHeader(tg.WebhookSecret, hook),
+		"X-GitHub-Event": "ping", "X-GitHub-Delivery": delivery}); r.Status != http.StatusAccepted {
+		t.Fatalf("webhook: %d %s", r.Status, r.Raw)
+	}
+	if _, ok := tg.IdempotencyGet(t, "gh-delivery:"+delivery); !ok {
+		t.Fatalf("delivery %s not recorded in IDEMPOTENCY_KV", delivery)
 	}
 }

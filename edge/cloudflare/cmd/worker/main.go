@@ -38,6 +38,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/kvns"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/s3api"
 	"github.com/flare-dispatch/flare-dispatch/edge/effectqueue"
@@ -70,6 +71,9 @@ func main() {
 	if err != nil {
 		log.Error("no blob store: logs and artifacts will fail", "err", err)
 	}
+	// CONFIG_KV and IDEMPOTENCY_KV are the original's KV namespaces (specs/config.md);
+	// without a binding the edge keeps those keys in D1 like its own state.
+	cfgKV, idemKV := kvBinding("CONFIG_KV", log), kvBinding("IDEMPOTENCY_KV", log)
 	reg := registry(getenv("FLARE_TEST_RUNS") == "true")
 	deps := edge.Deps{
 		Config: cfg, Runs: reg, Actors: cloudflare.EdgeActors{}, Meta: meta, KV: meta,
@@ -79,6 +83,12 @@ func main() {
 	}
 	if bucket != nil {
 		deps.Blobs = bucket
+	}
+	if cfgKV != nil {
+		deps.ConfigKV = cfgKV
+	}
+	if idemKV != nil {
+		deps.IdempotencyKV = idemKV
 	}
 	if err := githubApp(&deps, getenv); err != nil {
 		log.Error("GitHub App disabled", "err", err)
@@ -109,7 +119,7 @@ func main() {
 	fired := &firedLog{}
 	if dev {
 		mux.Handle("/__dev/", cloudflare.DevHandler(effectLog))
-		devRoutes(mux, db, bucket, fired)
+		devRoutes(mux, db, bucket, fired, map[string]edge.KV{"CONFIG_KV": deps.ConfigKV, "IDEMPOTENCY_KV": deps.IdempotencyKV})
 	}
 	cloudflare.Serve(cloudflare.Worker{
 		Handler: mux,
@@ -122,6 +132,16 @@ func main() {
 			return nil
 		},
 	})
+}
+
+// kvBinding is the KV namespace bound as name, or nil (logged) when it is not bound.
+func kvBinding(name string, log *slog.Logger) *kvns.Namespace {
+	ns, err := kvns.New(name)
+	if err != nil {
+		log.Warn("KV namespace not bound: its keys stay in D1", "binding", name, "err", err)
+		return nil
+	}
+	return ns
 }
 
 // registry is the runs this Worker serves; with test runs for local tests only.
