@@ -79,7 +79,7 @@ func (s *Server) agentConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	out := agentapi.ConfigValues{Values: map[string]string{}}
 	for _, k := range q.Keys {
-		v, found, err := s.KV.Get(r.Context(), k)
+		v, found, err := s.configKV().Get(r.Context(), k)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			writeError(w, http.StatusInternalServerError, "kv_error", err.Error())
 			return

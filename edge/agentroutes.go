@@ -138,7 +138,7 @@ func (s *Server) agentSecrets(w http.ResponseWriter, r *http.Request) {
 	}
 	out := agentapi.Secrets{Values: map[string]string{}}
 	for _, k := range q.Keys {
-		v, found, err := s.KV.Get(r.Context(), q.Prefix+k)
+		v, found, err := s.configKV().Get(r.Context(), q.Prefix+k)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			writeError(w, http.StatusInternalServerError, "kv_error", err.Error())
 			return

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
@@ -38,6 +39,12 @@ func RenderCheck(run string, p actors.Progress, logLink string) CheckReport {
 		r.Status, r.Conclusion, r.Title = "completed", "success", "Succeeded"
 		r.Summary = fmt.Sprintf("✓ %s — execution succeeded.", run) + links
 	default:
+		if f := p.Failure; f != nil && f.Tag == dsl.TagRunSkipped {
+			// The run decided there was nothing to do: neutral, not red (contract §4.12 [fork]).
+			r.Status, r.Conclusion, r.Title = "completed", "neutral", "Skipped"
+			r.Summary = fmt.Sprintf("⊘ %s — %s.", run, strings.TrimSuffix(f.Message, ".")) + links
+			return r
+		}
 		r.Status, r.Conclusion, r.Title = "completed", "failure", "Failed"
 		switch p.Status {
 		case actors.StatusCancelled:

@@ -65,7 +65,10 @@ func (m *dslMeta) Execution(_ context.Context, id string) (edge.Execution, error
 	return e, nil
 }
 
-func (m *dslMeta) PutStep(context.Context, edge.StepRow) error           { return nil }
+func (m *dslMeta) PutStep(context.Context, edge.StepRow) error { return nil }
+func (m *dslMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.Execution, error) {
+	return nil, nil
+}
 func (m *dslMeta) Steps(context.Context, string) ([]edge.StepRow, error) { return nil, nil }
 
 // dslActors plays the run actors: every agent message of attempt 1 is accepted (or

@@ -52,6 +52,17 @@ type Params struct {
 	OrderKey time.Time `json:"orderKey,omitzero"`
 }
 
+// ValidRepoName reports whether s names a GitHub repository: an owner (letters,
+// digits, dashes; 39 at most) and a name of letters, digits, dots, dashes and
+// underscores (100 at most) that is not . or .. (those are paths, not repositories).
+func ValidRepoName(s string) bool {
+	_, name, _ := strings.Cut(s, "/")
+	return repoPattern.MatchString(s) && name != "." && name != ".."
+}
+
+// dispatchDedupTTL is how long IDEMPOTENCY_KV remembers a dispatch id (contract §2.3).
+const dispatchDedupTTL = 24 * time.Hour
+
 var (
 	repoPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$`)
 	emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
@@ -99,15 +110,24 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	}
 	exec := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
 	if exec == "" {
-		exec = SemanticID(d.Run, d.GitHub.Repo, d.GitHub.SHA)
-	}
-	if !ValidExecutionID(exec) {
+		exec = DefaultExecutionID(d.Run, d.GitHub.Repo, d.GitHub.SHA) // always valid
+	} else if !ValidExecutionID(exec) {
 		writeError(w, http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must match ^[A-Za-z0-9:_-]{3,128}$", "field", "Idempotency-Key")
 		return
 	}
+	// Contract §2.3 step 8: a dispatch id seen within 24 h answers at once, without
+	// asking the run actor (a replayed Action step costs one KV read). The id is
+	// recorded after the start succeeds, so a failed start can be retried.
+	if s.IdempotencyKV != nil {
+		if _, seen, err := s.IdempotencyKV.Get(r.Context(), exec); err == nil && seen {
+			logs := s.LogLink(s.origin(r), exec)
+			writeJSON(w, http.StatusAccepted, map[string]any{"executionId": exec, "logsUrl": logs, "detailsUrl": logs, "deduped": true})
+			return
+		}
+	}
 	p := Params{Exec: exec, Run: d.Run, Repo: d.GitHub.Repo, Ref: d.GitHub.Ref, SHA: d.GitHub.SHA, PRNumber: d.GitHub.PRNumber,
 		Inputs: inputs, Origin: s.origin(r)}
-	if d.GitHub.InstallationID != nil {
+	if d.GitHub.InstallationID != nil { // 0 is "unknown": Start uses the learned one
 		p.InstallationID = *d.GitHub.InstallationID
 	}
 	st, err := s.Start(r.Context(), run, p)
@@ -116,7 +136,15 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "start_failed", "could not start the execution: "+err.Error())
 		return
 	}
-	resp := map[string]any{"executionId": exec, "logsUrl": s.LogLink(p.Origin, exec), "status": st.Status}
+	if s.IdempotencyKV != nil {
+		if err := s.IdempotencyKV.Put(r.Context(), exec, exec, dispatchDedupTTL); err != nil {
+			s.Log.Warn("dispatch: recording the id in IDEMPOTENCY_KV failed", "execution", exec, "err", err)
+		}
+	}
+	// detailsUrl is the page the check-run links to: the log viewer (the original's
+	// Workflows dashboard page has no counterpart here; specs/github.md).
+	logs := s.LogLink(p.Origin, exec)
+	resp := map[string]any{"executionId": exec, "logsUrl": logs, "detailsUrl": logs, "status": st.Status}
 	if !st.Created {
 		resp["deduped"] = true
 	}
@@ -171,14 +199,14 @@ func validateEnvelope(d DispatchBody, path string) (field, msg string) {
 		return "run", fmt.Sprintf("%q differs from the run in the path %q", d.Run, path)
 	case d.GitHub.Repo == "":
 		return "github.repo", "is required"
-	case !repoPattern.MatchString(d.GitHub.Repo):
-		return "github.repo", fmt.Sprintf("%q is not owner/name", d.GitHub.Repo)
+	case !ValidRepoName(d.GitHub.Repo):
+		return "github.repo", fmt.Sprintf("%q is not a GitHub repository owner/name", d.GitHub.Repo)
 	case d.GitHub.SHA == "":
 		return "github.sha", "is required"
-	case len(d.GitHub.SHA) > 64 || strings.ContainsAny(d.GitHub.SHA, " \t\r\n"):
-		return "github.sha", "is not a commit sha or ref"
-	case d.GitHub.InstallationID != nil && *d.GitHub.InstallationID <= 0:
-		return "github.installation_id", "must be a positive GitHub App installation id; omit it to skip check-runs"
+	case !ValidRefName(d.GitHub.SHA):
+		return "github.sha", "is not a commit id (40 or 64 hex digits) nor a ref name git accepts (no control characters, spaces, .., ~^:?*[\\, @{, .lock)"
+	case d.GitHub.InstallationID != nil && *d.GitHub.InstallationID < 0:
+		return "github.installation_id", "must be a GitHub App installation id; 0 or absent means the one learned from webhooks, if any"
 	case len(d.Inputs) == 0 || string(d.Inputs) == "null":
 		return "inputs", "is required"
 	}

@@ -17,15 +17,21 @@ import (
 
 // Deps are the ports and the run registry.
 type Deps struct {
-	Config    Config
-	Runs      dsl.Registry
-	Actors    Actors
-	Meta      Metadata
-	Blobs     Blobs
-	KV        KV
-	Sandboxes Sandboxes
-	Checks    Checks
-	Tokens    RepoTokens
+	Config Config
+	Runs   dsl.Registry
+	Actors Actors
+	Meta   Metadata
+	Blobs  Blobs
+	KV     KV
+	// ConfigKV is CONFIG_KV: run configuration and run secrets, where operators of the
+	// original put them (`wrangler kv key put --binding CONFIG_KV`); IdempotencyKV is
+	// IDEMPOTENCY_KV: webhook delivery and dispatch dedup (24 h). nil means KV (the
+	// edge's own state). specs/config.md lists the keys.
+	ConfigKV      KV
+	IdempotencyKV KV
+	Sandboxes     Sandboxes
+	Checks        Checks
+	Tokens        RepoTokens
 	// GitHub brokers GitHub for runs: reads, draft pull requests, writeback commits
 	// (ports_github.go); nil without App credentials.
 	GitHub GitHubAPI
@@ -57,6 +63,7 @@ func New(d Deps) *Server {
 	s := &Server{Deps: d, mux: http.NewServeMux()}
 	s.route("/health", http.MethodGet, s.health)
 	s.route("/v1/dispatch/{run}", http.MethodPost, s.dispatch)
+	s.route("/v1/executions", http.MethodGet, s.listExecutions)
 	s.route("/v1/executions/{id}", http.MethodGet, s.execution)
 	s.route("/v1/executions/{id}/logs", http.MethodGet, s.logsAll)
 	s.route("/v1/executions/{id}/logs/{file}", http.MethodGet, s.logFile)
@@ -168,4 +175,18 @@ func bearer(r *http.Request) string {
 		return ""
 	}
 	return strings.TrimSpace(v)
+}
+
+func (s *Server) configKV() KV {
+	if s.ConfigKV != nil {
+		return s.ConfigKV
+	}
+	return s.KV
+}
+
+func (s *Server) idempotencyKV() KV {
+	if s.IdempotencyKV != nil {
+		return s.IdempotencyKV
+	}
+	return s.KV
 }

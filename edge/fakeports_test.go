@@ -83,7 +83,10 @@ func (m *memMeta) Execution(_ context.Context, id string) (edge.Execution, error
 	return e, nil
 }
 
-func (m *memMeta) PutStep(context.Context, edge.StepRow) error           { return nil }
+func (m *memMeta) PutStep(context.Context, edge.StepRow) error { return nil }
+func (m *memMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.Execution, error) {
+	return nil, nil
+}
 func (m *memMeta) Steps(context.Context, string) ([]edge.StepRow, error) { return nil, nil }
 
 func (m *memMeta) params(id string) edge.Params {

@@ -56,6 +56,8 @@ type Metadata interface {
 	// (zero values leave a column as it is).
 	UpdateExecution(ctx context.Context, e Execution) error
 	Execution(ctx context.Context, id string) (Execution, error)
+	// ListExecutions returns the executions f selects, newest first (GET /v1/executions).
+	ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execution, error)
 	PutStep(ctx context.Context, s StepRow) error
 	Steps(ctx context.Context, exec string) ([]StepRow, error)
 }

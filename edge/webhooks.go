@@ -89,7 +89,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	seenKey := "gh-delivery:" + delivery
-	if _, seen, err := s.KV.Get(ctx, seenKey); err != nil {
+	if _, seen, err := s.idempotencyKV().Get(ctx, seenKey); err != nil {
 		s.Log.Warn("webhook: delivery dedup lookup failed; evaluating anyway", "delivery", delivery, "err", err)
 	} else if seen {
 		writeJSON(w, http.StatusAccepted, map[string]any{"deduped": true, "deliveryId": delivery, "event": event})
@@ -106,7 +106,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	// Recorded after the fan-out, and only when nothing failed to start, so a
 	// redelivery retries what a transient failure lost (started ones dedupe by id).
 	if !failed {
-		if err := s.KV.Put(ctx, seenKey, "1", deliveryTTL); err != nil {
+		if err := s.idempotencyKV().Put(ctx, seenKey, "1", deliveryTTL); err != nil {
 			s.Log.Warn("webhook: recording the delivery failed", "delivery", delivery, "err", err)
 		}
 	}

@@ -32,6 +32,7 @@ type MatrixFanoutInputs struct {
 	TimeoutSec      int               `json:"timeoutSec,omitempty"` // per shard; default 600
 	Install         bool              `json:"install,omitempty"`
 	ReportOnly      bool              `json:"reportOnly,omitempty"`
+	Image           string            `json:"image,omitempty"` // documentary, as offload-test's
 }
 
 // ShardResult is one shard.
@@ -76,7 +77,7 @@ func (in *MatrixFanoutInputs) Default() {
 
 // Validate checks the inputs' values.
 func (in *MatrixFanoutInputs) Validate() error {
-	base := OffloadTestInputs{Repo: in.Repo, SHA: in.SHA, Command: in.Command, Env: in.Env, Secrets: in.Secrets, TimeoutSec: in.TimeoutSec}
+	base := OffloadTestInputs{Repo: in.Repo, SHA: in.SHA, Command: in.Command, Env: in.Env, Secrets: in.Secrets, TimeoutSec: in.TimeoutSec, Image: in.Image}
 	if err := base.Validate(); err != nil {
 		return err
 	}
@@ -104,7 +105,7 @@ var MatrixFanout = dsl.Define(dsl.Spec{
 		env["SHARD_INDEX"], env["SHARD_TOTAL"] = strconv.Itoa(i), strconv.Itoa(in.Shards)
 		children = append(children, dsl.ChildSpec{Key: fmt.Sprintf("shard-%d", i), Run: OffloadTest.Spec().Name, Inputs: OffloadTestInputs{
 			Repo: in.Repo, SHA: in.SHA, Command: in.Command, Env: env, Secrets: in.Secrets, SecretPrefix: in.SecretPrefix,
-			TimeoutSec: in.TimeoutSec, Install: in.Install,
+			TimeoutSec: in.TimeoutSec, Install: in.Install, Image: in.Image,
 		}})
 	}
 	results, err := dsl.RunFanOut(c, dsl.FanOut{Name: "shards", Children: children, FailFast: in.FailureBehavior == "fail-fast"})

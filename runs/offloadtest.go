@@ -24,6 +24,9 @@ type OffloadTestInputs struct {
 	TimeoutSec   int               `json:"timeoutSec,omitempty"` // default 600, max 3600
 	ReportOnly   bool              `json:"reportOnly,omitempty"` // green whatever the exit code
 	Install      bool              `json:"install,omitempty"`    // install dependencies first (by lockfile, cached)
+	// Image is accepted as the original accepts it: documentary. The sandbox image is
+	// the run's pool's, bound at deploy (contract §4); see specs/runs.md.
+	Image string `json:"image,omitempty"`
 }
 
 // OffloadTestOutput is offload-test's output.
@@ -67,6 +70,9 @@ func (in *OffloadTestInputs) Validate() error {
 		return &dsl.FieldError{Field: "command", Message: "must not be empty"}
 	}
 	if fe := dsl.CheckEnv("env", in.Env); fe != nil {
+		return fe
+	}
+	if fe := validateImage("image", in.Image); fe != nil {
 		return fe
 	}
 	for i, k := range in.Secrets {

@@ -32,6 +32,7 @@ func TestOffloadTestInputErrorsNameTheField(t *testing.T) {
 		{"bad sha", `{"repo":"acme/web","sha":"main","command":"make"}`, "sha", "commit SHA"},
 		{"bad repo", `{"repo":"https://evil/x y","sha":"` + sha + `","command":"make"}`, "repo", "owner/name"},
 		{"inputs not an object", `[1]`, "", "expected an object"},
+		{"image with a space", `{"repo":"acme/web","sha":"` + sha + `","command":"make","image":"node 20"}`, "image", "container image reference"},
 	}
 	run := runs.Registry()["offload-test"]
 	for _, tc := range cases {
@@ -45,6 +46,27 @@ func TestOffloadTestInputErrorsNameTheField(t *testing.T) {
 				t.Fatalf("got %q: %q; want %q containing %q", fe.Field, fe.Message, tc.field, tc.msg)
 			}
 		})
+	}
+}
+
+// TestContractInputsAreAccepted: every input contract §4 lists for a registered run
+// decodes (the original's workflows send them), and unknown fields stay errors.
+func TestContractInputsAreAccepted(t *testing.T) {
+	for _, tc := range []struct{ run, in string }{
+		{"offload-test", `{"repo":"acme/web","sha":"` + sha + `","command":"make","image":"ghcr.io/acme/ci:1","env":{"A":"1"},"secrets":["TOKEN"],"secretPrefix":"web/","timeoutSec":900,"install":true}`},
+		{"matrix-fanout", `{"repo":"acme/web","sha":"` + sha + `","command":"make","shards":4,"image":"node:20"}`},
+		{"deploy-smoke", `{"repo":"acme/web","sha":"` + sha + `","baseURL":"https://x.example","paths":["/"]}`},
+		{"refresh-fixtures", `{"repo":"acme/web","sha":"` + sha + `","command":"make fixtures"}`},
+	} {
+		run := runs.Registry()[tc.run]
+		if _, err := run.DecodeInputs(json.RawMessage(tc.in)); err != nil {
+			t.Errorf("%s: %v", tc.run, err)
+		}
+		extra := strings.TrimSuffix(tc.in, "}") + `,"noSuchInput":1}`
+		var fe *dsl.FieldError
+		if _, err := run.DecodeInputs(json.RawMessage(extra)); !errors.As(err, &fe) || fe.Field != "noSuchInput" {
+			t.Errorf("%s accepted an unknown field: %v", tc.run, err)
+		}
 	}
 }
 

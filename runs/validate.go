@@ -24,3 +24,15 @@ func validateRepo(field, repo string) *dsl.FieldError {
 }
 
 func fieldIndex(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
+
+// validateImage accepts an image reference (name[:tag][@digest]) or a pool name; it
+// selects nothing (the pool's image runs), but a value that is no reference is an error.
+func validateImage(field, image string) *dsl.FieldError {
+	if image == "" {
+		return nil
+	}
+	if len(image) > 255 || strings.ContainsFunc(image, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return &dsl.FieldError{Field: field, Message: "must be a container image reference (no spaces, at most 255 characters)"}
+	}
+	return nil
+}

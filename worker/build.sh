@@ -44,9 +44,22 @@ if [ "$mode" = "--check" ]; then
 fi
 
 mkdir -p build
-cp "$wasm_exec" build/wasm_exec.js
-GOOS=js GOARCH=wasm go build -trimpath -o build/app.wasm ./edge/cloudflare/cmd/worker
-stamp >build/toolchain.txt
+# One build at a time: test packages (workertest, flare deploy's) build in parallel.
+if command -v flock >/dev/null 2>&1; then
+	exec 9>build/.lock
+	flock 9
+fi
+# Files are replaced only when their bytes change: a running `wrangler dev` reloads the
+# Worker (dropping requests in flight) whenever build/ is written.
+replace() { # tmp dest
+	if cmp -s "$1" "$2"; then rm -f "$1"; else mv -f "$1" "$2"; fi
+}
+cp "$wasm_exec" build/wasm_exec.js.tmp
+replace build/wasm_exec.js.tmp build/wasm_exec.js
+GOOS=js GOARCH=wasm go build -trimpath -o build/app.wasm.tmp ./edge/cloudflare/cmd/worker
+replace build/app.wasm.tmp build/app.wasm
+stamp >build/toolchain.txt.tmp
+replace build/toolchain.txt.tmp build/toolchain.txt
 check
 raw=$(wc -c <build/app.wasm)
 gz=$(gzip -9 -c build/app.wasm | wc -c)

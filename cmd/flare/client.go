@@ -196,6 +196,29 @@ func (c *stackClient) follow(ctx context.Context, id string, out io.Writer) (exe
 	}
 }
 
+// conclusion is the run's result: the completed check-run's conclusion, else (the
+// check-run not written yet) the terminal status; "" while the run goes on.
+func (v executionView) conclusion() string {
+	if v.Check != nil && v.Check.Status == "completed" && v.Check.Conclusion != "" {
+		return v.Check.Conclusion
+	}
+	if actors.Status(v.Execution.Status).Terminal() {
+		return v.Execution.Status
+	}
+	return ""
+}
+
+// exitFor maps a conclusion to the exit code of a command that waited for the run.
+func exitFor(conclusion string) int {
+	switch conclusion {
+	case "success", "neutral":
+		return exitOK
+	case "cancelled", "timed_out":
+		return exitCancelled
+	}
+	return exitFailed
+}
+
 // localTarget resolves a local repository for local mode: its absolute path, HEAD's
 // sha, and an owner/name for the envelope.
 func localTarget(repo, sha string) (path, resolvedSHA, ownerName string, err error) {

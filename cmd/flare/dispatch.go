@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,13 +23,20 @@ var cmdDispatch = command{
 Examples:
   flare dispatch offload-test --repo . --command 'go test ./...'
   flare dispatch offload-test --inputs '{"repo":".","command":"true"}' --idempotency-key my-key-1
+  flare dispatch offload-test --repo . --command 'make test' --wait --timeout 20m
+
+With --wait it follows the execution and exits with its result: 0 success, 1 failure,
+2 cancelled or timed out (also when --timeout passes first; the run goes on).
   HMAC_SECRET=... flare dispatch offload-test --url https://dispatch.example.com --repo acme/app --sha 1a2b3c --command 'make test'`,
 }
 
 var cmdLogs = command{
 	name:    "logs",
 	summary: "print an execution's logs (-f to follow until it ends)",
-	usage: `Examples:
+	usage: `With -f it follows until the execution ends and exits with its result: 0 success,
+1 failure, 2 cancelled or timed out.
+
+Examples:
   flare logs offload-test:cli-20261128T101500-1a2b3c
   flare logs -f EXECUTION_ID`,
 }
@@ -63,6 +71,8 @@ func runDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := newFlags(cmdDispatch, stderr)
 	f := addDispatchFlags(fs)
 	url := fs.String("url", envOr("FLARE_URL", ""), "dispatcher URL (default: the running flare up)")
+	wait := fs.Bool("wait", false, "follow the execution and exit with its result (0 success, 1 failure, 2 cancelled/timed out)")
+	timeout := fs.Duration("timeout", 2*time.Hour, "with --wait: stop waiting after this long (exit 2)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs.Usage()
 		return exitUsage
@@ -90,17 +100,35 @@ func runDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "flare dispatch:", describeDispatchError(res, status, c.secret))
 		return exitUsage
 	}
-	if f.jsonOut {
-		_ = json.NewEncoder(stdout).Encode(res)
-		return exitOK
+	if !*wait {
+		if f.jsonOut {
+			_ = json.NewEncoder(stdout).Encode(res)
+			return exitOK
+		}
+		fmt.Fprintln(stdout, res.ExecutionID)
 	}
-	fmt.Fprintln(stdout, res.ExecutionID)
 	note := ""
 	if res.Deduped {
 		note = " (already dispatched: same execution)"
 	}
-	fmt.Fprintf(stderr, "logs: %s%s\n", res.LogsURL, note)
-	return exitOK
+	fmt.Fprintf(stderr, "%s\nlogs: %s%s\n", res.ExecutionID, res.LogsURL, note)
+	if !*wait {
+		return exitOK
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	v, err := c.follow(wctx, res.ExecutionID, stderr)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		fmt.Fprintf(stderr, "flare dispatch: stopped waiting after %s (--timeout); execution %s is still %s: flare logs -f %s\n",
+			*timeout, res.ExecutionID, v.Execution.Status, res.ExecutionID)
+		return exitCancelled
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "flare dispatch: following", res.ExecutionID+":", err)
+		return exitTrouble
+	}
+	return printResult(stdout, v, res.LogsURL, time.Since(start), f.jsonOut, "")
 }
 
 func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -116,8 +144,11 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if id == "" && fs.NArg() > 0 {
+	if id == "" && fs.NArg() > 0 { // flags, the id, then maybe more flags
 		id = fs.Arg(0)
+		if code, ok := parse(fs, fs.Args()[1:]); !ok {
+			return code
+		}
 	}
 	if id == "" {
 		fs.Usage()
@@ -151,11 +182,13 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if text, err := c.logsText(ctx, id); err == nil && len(text) > printed {
 				fmt.Fprint(stdout, text[printed:])
 			}
-			return exitOK
+			conclusion := v.conclusion()
+			fmt.Fprintf(stderr, "execution %s: %s\n", id, conclusion)
+			return exitFor(conclusion)
 		}
 		select {
 		case <-ctx.Done():
-			return exitOK
+			return exitCancelled
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

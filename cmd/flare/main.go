@@ -15,11 +15,15 @@ import (
 )
 
 // Exit codes: 0 success, 1 the run failed, 2 usage or configuration, 3 the stack failed.
+// Commands that wait for a run (run, dispatch --wait, logs -f) exit like
+// `gh run watch --exit-status`: 0 success (or neutral: skipped), 1 failure, 2 cancelled
+// or timed out (the run's own timeout, or the command's --timeout).
 const (
-	exitOK      = 0
-	exitFailed  = 1
-	exitUsage   = 2
-	exitTrouble = 3
+	exitOK        = 0
+	exitFailed    = 1
+	exitUsage     = 2
+	exitCancelled = 2
+	exitTrouble   = 3
 )
 
 type command struct {
@@ -36,7 +40,7 @@ func main() {
 }
 
 func dispatchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	commands = []command{cmdUp, cmdRun, cmdDispatch, cmdLogs, cmdAgent, cmdSupervisor}
+	commands = []command{cmdUp, cmdRun, cmdDispatch, cmdLogs, cmdLs, cmdDeploy, cmdAgent, cmdSupervisor}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		return exitOK

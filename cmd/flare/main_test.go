@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flare-dispatch/flare-dispatch/edge/local"
 )
 
 var flareBin string
@@ -85,5 +91,90 @@ func TestRunRejectsBadInputWithTheFieldAndUsageCode(t *testing.T) {
 	}
 	if code, _, errs := flare(t, "run", "--help"); code != exitUsage && code != exitOK || !strings.Contains(errs, "Examples") {
 		t.Fatalf("--help: exit %d\n%s", code, errs)
+	}
+}
+
+// up starts `flare up` on a free port and returns its data directory and URL.
+func up(t *testing.T) (data, url string) {
+	t.Helper()
+	data = t.TempDir()
+	cmd := exec.Command(flareBin, "up", "--addr", "127.0.0.1:0", "--data", data)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "flare-dispatch is up at "); ok {
+			go io.Copy(io.Discard, stdout)
+			return data, u
+		}
+	}
+	t.Fatal("flare up ended before it was up")
+	return "", ""
+}
+
+func TestDispatchWaitAndLogsFollowExitWithTheRunsResult(t *testing.T) {
+	data, url := up(t)
+	repo := gitRepo(t)
+	for _, tc := range []struct {
+		name, command string
+		want          int
+	}{
+		{"success", "cat a.txt", exitOK},
+		{"failure", "echo nope >&2; exit 3", exitFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := flare(t, "dispatch", "offload-test", "--repo", repo, "--command", tc.command, "--data", data,
+				"--idempotency-key", "wait-"+tc.name, "--wait")
+			if code != tc.want || !strings.Contains(out, "── check-run flare-dispatch/offload-test") {
+				t.Fatalf("dispatch --wait: exit %d, want %d\n%s\n%s", code, tc.want, out, errs)
+			}
+			code, out, errs = flare(t, "logs", "-f", "wait-"+tc.name, "--data", data)
+			if code != tc.want || !strings.Contains(out, "$ "+tc.command) {
+				t.Fatalf("logs -f: exit %d, want %d\n%s\n%s", code, tc.want, out, errs)
+			}
+		})
+	}
+
+	// Cancelled, and a --timeout that passes first: 2.
+	code, out, errs := flare(t, "dispatch", "offload-test", "--repo", repo, "--command", "sleep 60", "--data", data,
+		"--idempotency-key", "wait-slow", "--wait", "--timeout", "1s")
+	if code != exitCancelled || !strings.Contains(errs, "stopped waiting after 1s (--timeout)") {
+		t.Fatalf("--timeout: exit %d\n%s\n%s", code, out, errs)
+	}
+	sec, err := local.LoadSecrets(data, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/executions/wait-slow/cancel", nil)
+	req.Header.Set("Authorization", "Bearer "+sec.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("cancel: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if code, out, errs := flare(t, "logs", "-f", "wait-slow", "--data", data); code != exitCancelled {
+		t.Fatalf("logs -f of a cancelled run: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// flare ls: newest first, filtered, paged (GET /v1/executions with the admin token).
+	code, out, errs = flare(t, "ls", "--data", data, "--limit", "2", "--all")
+	if code != exitOK || strings.Index(out, "wait-slow") > strings.Index(out, "wait-success") || !strings.Contains(out, "wait-failure") ||
+		!strings.HasPrefix(out, "EXECUTION") {
+		t.Fatalf("ls: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = flare(t, "ls", "--data", data, "--status", "failure", "--json")
+	var listed []listedExecution
+	if err := json.Unmarshal([]byte(out), &listed); code != exitOK || err != nil || len(listed) != 1 || listed[0].ID != "wait-failure" {
+		t.Fatalf("ls --status failure --json: exit %d %v\n%s\n%s", code, err, out, errs)
 	}
 }

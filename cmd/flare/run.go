@@ -19,7 +19,8 @@ var cmdRun = command{
 	summary: "run a run end to end on the embedded stack and print its check-run summary",
 	usage: `Boots the embedded stack on loopback (or uses a running 'flare up' under --data),
 dispatches through the real HTTP + HMAC path, follows the steps, prints the check-run
-summary and where the logs are, and exits 1 when the run failed.
+summary and where the logs are. Exits 0 when the run succeeded, 1 when it failed, 2
+when it was cancelled or timed out.
 
 Examples:
   flare run offload-test --repo . --command 'go test ./actors/...'
@@ -156,10 +157,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // printResult prints the check-run summary and the log link; the exit code says
 // whether the run succeeded.
 func printResult(out io.Writer, v executionView, logsURL string, took time.Duration, asJSON bool, embedded string) int {
-	code := exitOK
-	if v.Check == nil || v.Check.Conclusion != "success" {
-		code = exitFailed
-	}
+	code := exitFor(v.conclusion())
 	if asJSON {
 		_ = json.NewEncoder(out).Encode(map[string]any{"executionId": v.Execution.ID, "status": v.Execution.Status,
 			"check": v.Check, "output": v.Summary, "logsUrl": logsURL, "steps": v.Steps})

@@ -136,7 +136,7 @@ func TestSleepOutlivesARestartOfTheStack(t *testing.T) {
 func TestCapabilitiesOnTheLocalSandbox(t *testing.T) {
 	st := dslStack(t, nil, "", "")
 	defer st.Close(context.Background())
-	if err := st.Meta.Put(context.Background(), "test-caps.greeting", "hello from CONFIG_KV", 0); err != nil {
+	if err := st.Config.Put(context.Background(), "test-caps.greeting", "hello from CONFIG_KV", 0); err != nil {
 		t.Fatal(err)
 	}
 	repo, sha := repoWith(t, map[string]string{"README.md": "# caps\n", "site/index.html": "<h1>site</h1>", "site/css/a.css": "a{}"})

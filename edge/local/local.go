@@ -56,6 +56,8 @@ type Stack struct {
 	Procs        *sandboxes.Procs
 	DataDir      string
 	Meta         *sqlmeta.Store
+	Config       sqlmeta.Namespace // CONFIG_KV: run configuration and secrets
+	Idempotency  sqlmeta.Namespace // IDEMPOTENCY_KV: delivery and dispatch dedup
 	effects      *effectqueue.Queue
 	srv, s3      *http.Server
 	store        *s3store.Store
@@ -181,6 +183,8 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	st.Meta = &sqlmeta.Store{DB: st.db}
+	st.Config = sqlmeta.Namespace{Store: st.Meta, Name: "CONFIG_KV"}
+	st.Idempotency = sqlmeta.Namespace{Store: st.Meta, Name: "IDEMPOTENCY_KV"}
 
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
@@ -198,7 +202,7 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: filepath.Join(o.DataDir, "sandboxes"), Log: o.Log}
-	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Log: o.Log}
+	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, ConfigKV: st.Config, IdempotencyKV: st.Idempotency, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
 	}

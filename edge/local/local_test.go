@@ -282,7 +282,7 @@ func TestDispatchRejectsBadInputWithTheField(t *testing.T) {
 		{"signed unknown run", "nope", raw, sign(raw), 404, "run_not_found", ""},
 		{"not json", "offload-test", []byte("{"), sign([]byte("{")), 400, "invalid_body", ""},
 		{"run differs from path", "offload-test", mustJSON(map[string]any{"run": "other", "github": good["github"], "inputs": good["inputs"]}), nil, 400, "invalid_body", "run"},
-		{"installation 0", "offload-test", mustJSON(map[string]any{"run": "offload-test", "github": map[string]any{"repo": "a/b", "sha": "abc", "installation_id": 0}, "inputs": good["inputs"]}), nil, 400, "invalid_body", "github.installation_id"},
+		{"installation negative", "offload-test", mustJSON(map[string]any{"run": "offload-test", "github": map[string]any{"repo": "a/b", "sha": "abc", "installation_id": -1}, "inputs": good["inputs"]}), nil, 400, "invalid_body", "github.installation_id"},
 		{"repo not owner/name", "offload-test", mustJSON(map[string]any{"run": "offload-test", "github": map[string]any{"repo": "nope", "sha": "abc1234"}, "inputs": good["inputs"]}), nil, 400, "invalid_body", "github.repo"},
 		{"missing command", "offload-test", mustJSON(map[string]any{"run": "offload-test", "github": good["github"], "inputs": map[string]any{"repo": "/r", "sha": "abc1234"}}), nil, 400, "invalid_inputs", "inputs.command"},
 		{"wrong type", "offload-test", mustJSON(map[string]any{"run": "offload-test", "github": good["github"], "inputs": map[string]any{"repo": "/r", "sha": "abc1234", "command": "x", "timeoutSec": "soon"}}), nil, 400, "invalid_inputs", "inputs.timeoutSec"},

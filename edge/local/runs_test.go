@@ -295,7 +295,7 @@ func TestRefreshFixturesWritebackRejectionKeepsTheCheckGreen(t *testing.T) {
 func TestSecretsNeverLeaveTheSandboxInTheClear(t *testing.T) {
 	const secret = "s3cr3t-Value-9f8e7d"
 	st := startStack(t, env{"ADMISSION_CAP": "2"})
-	if err := st.Meta.Put(t.Context(), "ci/TOKEN", secret, 0); err != nil {
+	if err := st.Config.Put(t.Context(), "ci/TOKEN", secret, 0); err != nil {
 		t.Fatal(err)
 	}
 	script := "#!/bin/sh\necho \"token is $TOKEN\"\necho \"$TOKEN\" >&2\nmkdir -p fixtures && echo \"$TOKEN\" > fixtures/leak.json\nif [ \"$SHARD_INDEX\" = 2 ]; then echo \"failing with $TOKEN\" >&2; exit 1; fi\n"

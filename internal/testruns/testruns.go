@@ -14,7 +14,7 @@ import (
 )
 
 // All returns the test runs.
-func All() []dsl.Run { return []dsl.Run{Scheduled, Findings, Approval} }
+func All() []dsl.Run { return []dsl.Run{Scheduled, Findings, Approval, Skip} }
 
 // Cron is Scheduled's schedule.
 const Cron = "17 3 * * *"
@@ -67,4 +67,15 @@ var Approval = dsl.Define(dsl.Spec{Name: "test-approval", Version: "1.0.0", MaxD
 			return nil, err
 		}
 		return map[string]json.RawMessage{"approved": payload}, nil
+	})
+
+// SkipInputs are test-skip's.
+type SkipInputs struct {
+	Reason string `json:"reason"`
+}
+
+// Skip decides there is nothing to do: its check-run is neutral (RunSkipped).
+var Skip = dsl.Define(dsl.Spec{Name: "test-skip", Version: "1.0.0", MaxDuration: 5 * time.Minute},
+	func(c *dsl.Ctx, in SkipInputs) (map[string]any, error) {
+		return nil, &dsl.RunSkipped{Reason: in.Reason}
 	})

@@ -52,6 +52,12 @@ type stack struct {
 // supervisor and the Worker with its D1 migrated.
 func startEdge(t *testing.T, vars map[string]string) *stack {
 	t.Helper()
+	return startEdgeWith(t, vars, nil)
+}
+
+// startEdgeWith is startEdge with KV keys put first (Options.KV).
+func startEdgeWith(t *testing.T, vars map[string]string, kv map[string]map[string]string) *stack {
+	t.Helper()
 	ci.SkipShort(t, "starts wrangler dev and agents")
 	root := Require(t)
 	flare, err := BuildFlare(root, t.TempDir(), "flaretest")
@@ -72,7 +78,7 @@ func startEdge(t *testing.T, vars map[string]string) *stack {
 	for k, v := range vars {
 		all[k] = v
 	}
-	w, err := Start(t.Context(), root, Options{PersistDir: t.TempDir(), AgentURL: sup.URL, Vars: all, Migrate: true})
+	w, err := Start(t.Context(), root, Options{PersistDir: t.TempDir(), AgentURL: sup.URL, Vars: all, Migrate: true, KV: kv})
 	if err != nil {
 		sup.Stop()
 		t.Fatal(err)

@@ -128,6 +128,9 @@ type Options struct {
 	Migrate bool
 	// Ready is how long to wait for the Worker to answer (default 60 s).
 	Ready time.Duration
+	// KV are keys to put first, by binding, the way an operator does:
+	// `wrangler kv key put --binding B KEY VALUE --local`.
+	KV map[string]map[string]string
 }
 
 // Worker is a running `wrangler dev`.
@@ -159,6 +162,17 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	if opt.Migrate {
 		if err := Migrate(ctx, root, opt.PersistDir); err != nil {
 			return nil, err
+		}
+	}
+	for binding, keys := range opt.KV {
+		for k, v := range keys {
+			cmd := exec.CommandContext(ctx, bin, "kv", "key", "put", "--binding", binding, k, v, "--local",
+				"--persist-to", opt.PersistDir, "--config", filepath.Join(root, "wrangler.jsonc"))
+			cmd.Dir = filepath.Join(root, "worker")
+			cmd.Env = offlineEnv()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("wrangler kv key put --binding %s %s: %w\n%s", binding, k, err, out)
+			}
 		}
 	}
 	port, err := freePort()

@@ -69,7 +69,21 @@ func (l *firedLog) list() []firedTick {
 //	                         isolate against the real bindings: metadata and kv on
 //	                         D1 (kv?binding=NAME: on that Workers KV namespace,
 //	                         edge/cloudflare/kv), actors on the Durable Objects
-func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLog) {
+//	GET  /__dev/kv/{binding}/{key}  a key of CONFIG_KV or IDEMPOTENCY_KV, read through the edge's port
+func devRoutes(mux *http.ServeMux, db *sql.DB, bucket *r2.Bucket, fired *firedLog, kvs map[string]edge.KV) {
+	mux.HandleFunc("GET /__dev/kv/{binding}/{key}", func(w http.ResponseWriter, r *http.Request) {
+		kv := kvs[r.PathValue("binding")]
+		if kv == nil {
+			http.Error(w, "no such KV binding", http.StatusNotFound)
+			return
+		}
+		v, found, err := kv.Get(r.Context(), r.PathValue("key"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, map[string]any{"found": found, "value": v})
+	})
 	id := make([]byte, 6)
 	rand.Read(id)
 	instance, started := hex.EncodeToString(id), time.Now()

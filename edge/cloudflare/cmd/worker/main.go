@@ -5,9 +5,8 @@
 // the edge (package edge) over the Cloudflare adapters, the agents' S3 endpoint at
 // /s3/, Cron Triggers, and the actors' Durable Objects.
 //
-// Adapters: actors = Durable Object stubs (cloudflare.EdgeActors), metadata = sqlmeta
-// over D1 (RUNS_METADATA), KV = a kv.Router over CONFIG_KV, IDEMPOTENCY_KV and D1
-// (edgeKV), blobs = the R2 binding (RUNS_STORAGE, edge/cloudflare/r2),
+// Adapters: actors = Durable Object stubs (cloudflare.EdgeActors), metadata and KV =
+// sqlmeta over D1 (RUNS_METADATA), blobs = the R2 binding (RUNS_STORAGE, edge/cloudflare/r2),
 // sandboxes = the Container classes (edge/cloudflare/containers), check-runs,
 // clone tokens and the GitHub broker = edge/github over the fetch transport when
 // GITHUB_APP_ID is set.
@@ -72,15 +71,24 @@ func main() {
 	if err != nil {
 		log.Error("no blob store: logs and artifacts will fail", "err", err)
 	}
+	// CONFIG_KV and IDEMPOTENCY_KV are the original's KV namespaces (specs/config.md);
+	// without a binding the edge keeps those keys in D1 like its own state.
+	cfgKV, idemKV := kvBinding("CONFIG_KV", log), kvBinding("IDEMPOTENCY_KV", log)
 	reg := registry(getenv("FLARE_TEST_RUNS") == "true")
 	deps := edge.Deps{
-		Config: cfg, Runs: reg, Actors: cloudflare.EdgeActors{}, Meta: meta, KV: edgeKV(meta, log),
+		Config: cfg, Runs: reg, Actors: cloudflare.EdgeActors{}, Meta: meta, KV: meta,
 		Sandboxes:  &containers.Sandboxes{Transport: cloudflare.SandboxTransport, PoolOf: containers.PoolFromMetadata(meta, reg)},
 		HTTPClient: &cloudflare.FetchTransport{},
 		Log:        log,
 	}
 	if bucket != nil {
 		deps.Blobs = bucket
+	}
+	if cfgKV != nil {
+		deps.ConfigKV = cfgKV
+	}
+	if idemKV != nil {
+		deps.IdempotencyKV = idemKV
 	}
 	if err := githubApp(&deps, getenv); err != nil {
 		log.Error("GitHub App disabled", "err", err)
@@ -111,7 +119,7 @@ func main() {
 	fired := &firedLog{}
 	if dev {
 		mux.Handle("/__dev/", cloudflare.DevHandler(effectLog))
-		devRoutes(mux, db, bucket, fired)
+		devRoutes(mux, db, bucket, fired, map[string]edge.KV{"CONFIG_KV": deps.ConfigKV, "IDEMPOTENCY_KV": deps.IdempotencyKV})
 	}
 	cloudflare.Serve(cloudflare.Worker{
 		Handler: mux,
@@ -126,37 +134,14 @@ func main() {
 	})
 }
 
-// stateKeys are the prefixes of the keys the edge writes and reads back (check-run
-// ids, child groups, writeback outcomes, installation ids and tokens, manifest
-// states): they stay in D1, which reads its own writes; Workers KV may answer a read
-// with a value up to 60 s old. worker/src/index.js reads installation: keys from D1.
-var stateKeys = []string{"check-run/", "check-run-id:", "check-annotated:", "children/", "writeback/",
-	"installation:", "install-token:", "manifest-state:"}
-
-// edgeKV routes the edge's keys (specs/cloudflare.md, "KV bindings"): webhook delivery
-// dedup to IDEMPOTENCY_KV, the edge's state to D1, and every other key (run
-// configuration "<namespace>.<key>", secrets "<prefix><key>") to CONFIG_KV, read-only.
-// An unbound namespace falls back to D1, as before the bindings were used.
-func edgeKV(meta *sqlmeta.Store, log *slog.Logger) *kv.Router {
-	d1 := kv.Route{Name: "RUNS_METADATA", KV: meta}
-	bound := func(binding string) kv.Route {
-		ns, err := kv.New(binding)
-		if err != nil {
-			log.Warn("KV namespace unbound: its keys are kept in D1", "binding", binding, "err", err)
-			return d1
-		}
-		return kv.Route{Name: binding, KV: ns}
+// kvBinding is the KV namespace bound as name, or nil (logged) when it is not bound.
+func kvBinding(name string, log *slog.Logger) *kv.Namespace {
+	ns, err := kv.New(name)
+	if err != nil {
+		log.Warn("KV namespace not bound: its keys stay in D1", "binding", name, "err", err)
+		return nil
 	}
-	dedup := bound("IDEMPOTENCY_KV")
-	dedup.Prefix = "gh-delivery:"
-	r := &kv.Router{Routes: []kv.Route{dedup}, Default: bound("CONFIG_KV")}
-	if r.Default.Name == "CONFIG_KV" {
-		r.Default.ReadOnly = true
-	}
-	for _, p := range stateKeys {
-		r.Routes = append(r.Routes, kv.Route{Prefix: p, Name: d1.Name, KV: meta})
-	}
-	return r
+	return ns
 }
 
 // registry is the runs this Worker serves; with test runs for local tests only.
