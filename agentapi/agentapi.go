@@ -104,7 +104,9 @@ type Exit struct {
 }
 
 // SecretsRequest asks for the CONFIG_KV values at Prefix+key for each key (contract
-// §5.3). The edge does not filter by run or repository: the prefix is the only scope.
+// §5.3). The edge serves only keys the execution declared (its dispatch's
+// inputs.secrets under inputs.secretPrefix, or its run's Spec.Needs.Secrets); any other
+// key is 403 secret_not_declared.
 type SecretsRequest struct {
 	Attempt  int      `json:"attempt"`
 	Keys     []string `json:"keys"`
