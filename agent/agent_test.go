@@ -35,7 +35,7 @@ type fakeEdge struct {
 	begun      []string
 	secrets    map[string]string
 	heartbeats int
-	stopAfter  int // answer heartbeats with 409 after this many (0: never)
+	stopAfter  int           // answer heartbeats with 409 after this many (0: never)
 	hangFirst  chan struct{} // when set, the first heartbeat hangs until it is closed
 	beats      chan int      // when set, gets the count after each answered heartbeat
 	exits      chan agentapi.Exit
