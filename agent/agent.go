@@ -40,11 +40,22 @@ type Config struct {
 	Logger     *slog.Logger // default slog.Default()
 	HTTPClient *http.Client // for the edge's agent API and the blob store; nil: http.DefaultClient
 
-	// AuthToken, when set, must come as "Authorization: Bearer <token>" on /start and
-	// /cancel. Empty: no check (the sandbox's network is reachable only by the edge).
+	// AuthToken must come as "Authorization: Bearer <token>" on /start and /cancel
+	// (edge.AgentServerToken for the sandbox), so a run's command, which can reach this
+	// server, cannot cancel or supersede its own attempt. Empty (a Container, which
+	// gets no per-sandbox environment): the first /start's token is pinned; it comes
+	// from the edge before any of the run's code runs. A request without a token is
+	// always 401.
 	AuthToken string
 	// HeartbeatEvery is the heartbeat period (default 2 s).
 	HeartbeatEvery time.Duration
+	// HeartbeatTimeout bounds one heartbeat, retries included (default 5 s, well
+	// inside the run actor's dead-agent bound), so a hung connection to the edge
+	// costs one beat, not all the next ones.
+	HeartbeatTimeout time.Duration
+	// CallTimeout bounds each try of every other call to the edge's agent API
+	// (default agentapi.DefaultTryTimeout).
+	CallTimeout time.Duration
 	// KillGrace is how long a command gets between SIGTERM and SIGKILL (default 5 s).
 	KillGrace time.Duration
 	// GitHubURL is where owner/name repositories are cloned from (default https://github.com).
@@ -95,6 +106,7 @@ type server struct {
 	stop context.CancelCauseFunc
 
 	mu       sync.Mutex
+	token    string // AuthToken, or the pinned one
 	closing  bool
 	attempts map[string]*attempt // by execution
 	running  sync.WaitGroup
@@ -123,11 +135,14 @@ func newServer(cfg Config) (*server, error) {
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = 2 * time.Second
 	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = 5 * time.Second
+	}
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 5 * time.Second
 	}
 	base, stop := context.WithCancelCause(context.Background())
-	return &server{cfg: cfg, log: cfg.Logger, base: base, stop: stop, attempts: map[string]*attempt{}}, nil
+	return &server{cfg: cfg, log: cfg.Logger, base: base, stop: stop, token: cfg.AuthToken, attempts: map[string]*attempt{}}, nil
 }
 
 func (s *server) shutdown() {
@@ -165,7 +180,14 @@ func (s *server) authorized(w http.ResponseWriter, r *http.Request) bool {
 		writeJSON(w, http.StatusMethodNotAllowed, agentapi.ErrorBody{Error: "method_not_allowed", Message: r.Method + " " + r.URL.Path})
 		return false
 	}
-	if s.cfg.AuthToken != "" && !constantTimeEqual(r.Header.Get("Authorization"), "Bearer "+s.cfg.AuthToken) {
+	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	if s.token == "" && got != "" && r.URL.Path == agentapi.PathStart {
+		s.token = got // a Container's first /start: pinned for the agent's life
+	}
+	want := s.token
+	s.mu.Unlock()
+	if got == "" || want == "" || !constantTimeEqual(got, want) {
 		writeJSON(w, http.StatusUnauthorized, agentapi.ErrorBody{Error: "unauthorized", Message: "missing or wrong bearer token"})
 		return false
 	}
@@ -286,7 +308,8 @@ func (s *server) runAttempt(ctx context.Context, a *attempt) {
 	log := s.log.With("exec", st.Exec, "attempt", st.Attempt, "run", st.Run)
 	run := s.cfg.Registry[st.Run]
 	spec := run.Spec()
-	client := &agentapi.Client{Base: strings.TrimRight(st.EdgeURL, "/"), Exec: st.Exec, Attempt: st.Attempt, Token: st.Token, HTTP: s.cfg.HTTPClient}
+	client := &agentapi.Client{Base: strings.TrimRight(st.EdgeURL, "/"), Exec: st.Exec, Attempt: st.Attempt, Token: st.Token,
+		HTTP: s.cfg.HTTPClient, TryTimeout: s.cfg.CallTimeout}
 	red := &redact.Redactor{}
 
 	hbCtx, hbStop := context.WithCancel(ctx)
@@ -422,7 +445,9 @@ func (s *server) logSink(ctx context.Context, st agentapi.Start, prefix string, 
 // that the attempt is over (ErrStopped), it cancels the attempt.
 func (s *server) heartbeat(ctx context.Context, client *agentapi.Client, cancel context.CancelCauseFunc, log *slog.Logger) {
 	beat := func() bool {
-		err := client.Heartbeat(ctx)
+		bctx, cancelBeat := context.WithTimeout(ctx, s.cfg.HeartbeatTimeout)
+		err := client.Heartbeat(bctx)
+		cancelBeat()
 		switch {
 		case errors.Is(err, agentapi.ErrStopped):
 			log.Info("the edge stopped this attempt")

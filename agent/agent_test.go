@@ -35,7 +35,9 @@ type fakeEdge struct {
 	begun      []string
 	secrets    map[string]string
 	heartbeats int
-	stopAfter  int // answer heartbeats with 409 after this many (0: never)
+	stopAfter  int           // answer heartbeats with 409 after this many (0: never)
+	hangFirst  chan struct{} // when set, the first heartbeat hangs until it is closed
+	beats      chan int      // when set, gets the count after each answered heartbeat
 	exits      chan agentapi.Exit
 }
 
@@ -45,8 +47,20 @@ func newEdge(t *testing.T) *fakeEdge {
 	mux.HandleFunc("POST /v1/agent/{exec}/heartbeat", func(w http.ResponseWriter, r *http.Request) {
 		e.mu.Lock()
 		e.heartbeats++
-		stop := e.stopAfter > 0 && e.heartbeats > e.stopAfter
+		n, stop, hang, beats := e.heartbeats, e.stopAfter > 0 && e.heartbeats > e.stopAfter, e.hangFirst, e.beats
 		e.mu.Unlock()
+		if hang != nil && n == 1 {
+			<-hang // a connection that never answers
+			return
+		}
+		if beats != nil {
+			defer func() {
+				select {
+				case beats <- n:
+				default:
+				}
+			}()
+		}
 		if stop {
 			e.reply(w, http.StatusConflict, agentapi.ErrorBody{Error: "superseded"})
 			return
@@ -135,7 +149,8 @@ func startAgent(t *testing.T, mod func(*agent.Config)) string {
 		t.Fatal(err)
 	}
 	cfg := agent.Config{Workspace: t.TempDir(), Registry: runs.Registry(), HeartbeatEvery: 50 * time.Millisecond, KillGrace: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(testLog{t}, nil))}
+		AuthToken: serverToken,
+		Logger:    slog.New(slog.NewTextHandler(testLog{t}, nil))}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -151,10 +166,15 @@ func startAgent(t *testing.T, mod func(*agent.Config)) string {
 	return "http://" + ln.Addr().String()
 }
 
+// serverToken is the agents' server token in these tests; post sends it unless hdr
+// sets Authorization.
+const serverToken = "server-token"
+
 func post(t *testing.T, url string, body any, hdr ...string) (int, string) {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+serverToken)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -430,4 +450,67 @@ func waitIdle(t *testing.T, url string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("attempt still running")
+}
+
+// The agent's server takes no request without the edge's token (issue 9, item 8: a
+// run's command could cancel or supersede its own attempt). A Container's agent has no
+// token configured: it pins the first /start's. Before the check, an agent without a
+// configured token accepted the tokenless /cancel below.
+func TestAgentServerNeedsTheSandboxToken(t *testing.T) {
+	e := newEdge(t)
+	url := startAgent(t, func(c *agent.Config) { c.AuthToken = "" })
+	none := []string{"Authorization", ""}
+	if code, _ := post(t, url+agentapi.PathCancel, agentapi.Cancel{Exec: "ex-pin"}, none...); code != http.StatusUnauthorized {
+		t.Fatalf("cancel without a token: %d", code)
+	}
+	if code, _ := post(t, url+agentapi.PathStart, start(e, "ex-pin", 1, map[string]any{}, agentapi.Blobs{}), none...); code != http.StatusUnauthorized {
+		t.Fatalf("start without a token: %d", code)
+	}
+	// The first /start with a token pins it (the default post sends serverToken).
+	if code, body := post(t, url+agentapi.PathStart, start(e, "ex-pin", 1, map[string]any{}, agentapi.Blobs{})); code != http.StatusAccepted {
+		t.Fatalf("first start: %d %s", code, body)
+	}
+	e.exit(t)
+	for _, h := range [][]string{none, {"Authorization", "Bearer another"}} {
+		if code, _ := post(t, url+agentapi.PathCancel, agentapi.Cancel{Exec: "ex-pin"}, h...); code != http.StatusUnauthorized {
+			t.Fatalf("cancel with %q: %d", h[1], code)
+		}
+		if code, _ := post(t, url+agentapi.PathStart, start(e, "ex-pin", 2, map[string]any{}, agentapi.Blobs{}), h...); code != http.StatusUnauthorized {
+			t.Fatalf("start with %q after the pin: %d", h[1], code)
+		}
+	}
+	if code, _ := post(t, url+agentapi.PathCancel, agentapi.Cancel{Exec: "ex-pin"}); code != http.StatusOK {
+		t.Fatalf("cancel with the pinned token: %d", code)
+	}
+}
+
+// One hung connection to the edge must not stop the heartbeats (issue 9, item 8): the
+// first heartbeat never gets an answer, and later ones still arrive. Without the
+// heartbeat's own timeout the loop waits on the first forever and no later beat comes.
+func TestAHungHeartbeatDoesNotStopTheNextOnes(t *testing.T) {
+	e := newEdge(t)
+	hang := make(chan struct{})
+	e.mu.Lock()
+	e.hangFirst, e.beats = hang, make(chan int, 16)
+	e.mu.Unlock()
+	// Closed before the edge's server shuts down (cleanups run last-in first-out).
+	t.Cleanup(func() { close(hang) })
+	url := startAgent(t, func(c *agent.Config) { c.HeartbeatTimeout = 200 * time.Millisecond })
+	repo, sha := gitRepo(t)
+	if code, body := post(t, url+agentapi.PathStart, start(e, "ex-hang", 1, map[string]any{"repo": repo, "sha": sha, "command": "sleep 30"}, agentapi.Blobs{})); code != http.StatusAccepted {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case n := <-e.beats:
+			if n >= 3 {
+				post(t, url+agentapi.PathCancel, agentapi.Cancel{Exec: "ex-hang"})
+				e.exit(t)
+				return
+			}
+		case <-deadline:
+			t.Fatal("no heartbeat after the hung one")
+		}
+	}
 }

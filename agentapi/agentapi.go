@@ -27,8 +27,17 @@ const (
 	PathHealth = "/health"
 )
 
+// EnvServerToken names the environment variable a local sandbox gives its agent's
+// server token in (`flare agent` reads it). A Container gets none: its agent pins the
+// token of the first /start, which the edge sends before any of the run's code runs.
+const EnvServerToken = "FLARE_AGENT_TOKEN"
+
 // Start is what the edge sends an agent to begin one attempt of an execution.
 type Start struct {
+	// ServerToken is the agent server's token for the sandbox (edge.AgentServerToken):
+	// the Sandboxes port sends it as "Authorization: Bearer", never in the body.
+	ServerToken string `json:"-"`
+
 	Exec    string          `json:"exec"`
 	Attempt int             `json:"attempt"`
 	Run     string          `json:"run"`
@@ -63,8 +72,9 @@ type Blobs struct {
 
 // Cancel stops an attempt.
 type Cancel struct {
-	Exec    string `json:"exec"`
-	Attempt int    `json:"attempt"`
+	ServerToken string `json:"-"` // as Start.ServerToken
+	Exec        string `json:"exec"`
+	Attempt     int    `json:"attempt"`
 }
 
 // Failure is a typed error on the wire and in the step journal: a tag of dsl's closed
@@ -104,7 +114,9 @@ type Exit struct {
 }
 
 // SecretsRequest asks for the CONFIG_KV values at Prefix+key for each key (contract
-// §5.3). The edge does not filter by run or repository: the prefix is the only scope.
+// §5.3). The edge serves only keys the execution declared (its dispatch's
+// inputs.secrets under inputs.secretPrefix, or its run's Spec.Needs.Secrets); any other
+// key is 403 secret_not_declared.
 type SecretsRequest struct {
 	Attempt  int      `json:"attempt"`
 	Keys     []string `json:"keys"`
@@ -129,7 +141,14 @@ type Client struct {
 	Attempt int
 	Token   string
 	HTTP    *http.Client
+	// TryTimeout bounds each try of a call (default DefaultTryTimeout), so one hung
+	// connection costs a retry, not the call; the caller's context bounds the whole.
+	TryTimeout time.Duration
 }
+
+// DefaultTryTimeout is Client.TryTimeout's default: far above any answer of the edge
+// (a GitHub call brokered by it included), far below a run.
+const DefaultTryTimeout = 60 * time.Second
 
 func (c *Client) path(parts ...string) string {
 	p := c.Base + "/v1/agent/" + url.PathEscape(c.Exec)
@@ -195,7 +214,8 @@ func (c *Client) post(ctx context.Context, u string, body, out any) error {
 	if err != nil {
 		return err
 	}
-	// Transient failures (the edge restarting) are retried briefly; 4xx are final.
+	// Transient failures (the edge restarting, a hung connection) are retried briefly;
+	// 4xx are final.
 	var last error
 	for try := 0; try < 5; try++ {
 		if try > 0 {
@@ -205,40 +225,56 @@ func (c *Client) post(ctx context.Context, u string, body, out any) error {
 			case <-time.After(time.Duration(try*try) * 100 * time.Millisecond):
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
-		if err != nil {
+		done, err := c.try(ctx, u, b, out)
+		if done {
 			return err
 		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-		hc := c.HTTP
-		if hc == nil {
-			hc = http.DefaultClient
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			last = err
-			continue
-		}
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusConflict:
-			return ErrStopped
-		case resp.StatusCode >= 500:
-			last = fmt.Errorf("POST %s: %s: %s", u, resp.Status, bytes.TrimSpace(data))
-			continue
-		case resp.StatusCode >= 300:
-			se := &StatusError{URL: u, Status: resp.StatusCode, StatusText: resp.Status, Raw: data}
-			_ = json.Unmarshal(data, &se.Body)
-			return se
-		}
-		if out != nil {
-			if err := json.Unmarshal(data, out); err != nil {
-				return fmt.Errorf("POST %s: decode: %w", u, err)
-			}
-		}
-		return nil
+		last = err
 	}
 	return last
+}
+
+// try makes one request within TryTimeout; done is false for a transient failure
+// worth another try.
+func (c *Client) try(ctx context.Context, u string, b []byte, out any) (done bool, err error) {
+	limit := c.TryTimeout
+	if limit <= 0 {
+		limit = DefaultTryTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	if err != nil {
+		return true, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusConflict:
+		return true, ErrStopped
+	case resp.StatusCode >= 500:
+		return false, fmt.Errorf("POST %s: %s: %s", u, resp.Status, bytes.TrimSpace(data))
+	case resp.StatusCode >= 300:
+		se := &StatusError{URL: u, Status: resp.StatusCode, StatusText: resp.Status, Raw: data}
+		_ = json.Unmarshal(data, &se.Body)
+		return true, se
+	case err != nil:
+		return false, fmt.Errorf("POST %s: reading the answer: %w", u, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return true, fmt.Errorf("POST %s: decode: %w", u, err)
+		}
+	}
+	return true, nil
 }

@@ -47,6 +47,10 @@ type Needs struct {
 	Config []string
 	// PullRequests lets the run open draft pull requests on its repository.
 	PullRequests bool
+	// Secrets are whole CONFIG_KV keys (prefix included) the run may load with
+	// LoadSecrets whatever its inputs say. Beside them, an execution may load only the
+	// keys its dispatch declared: inputs.secrets, each under inputs.secretPrefix.
+	Secrets []string
 }
 
 // ConfigNamespaces are Needs.Config, or the run's name when none are declared.

@@ -94,7 +94,7 @@ func (s *Server) agentConfig(w http.ResponseWriter, r *http.Request) {
 // configKeyAllowed: inside a namespace, and not a secret (secrets go through
 // loadSecrets, which redacts them).
 func configKeyAllowed(spaces []string, key string) bool {
-	if strings.Contains(key, ".secret/") || strings.ContainsAny(key, "\x00\r\n") {
+	if strings.Contains(key, ".secret/") || strings.ContainsAny(key, "\x00\r\n") || reservedKey(key) {
 		return false
 	}
 	for _, ns := range spaces {

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -128,28 +127,6 @@ func (s *Server) agentExit(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.callRun(w, r, id, actors.AgentExit{Exec: id, Attempt: c.Attempt, Output: e.Output, Failure: fromWire(e.Failure)}); ok {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	}
-}
-
-// agentSecrets serves loadSecrets: CONFIG_KV keys <prefix><key> (contract §5.3).
-func (s *Server) agentSecrets(w http.ResponseWriter, r *http.Request) {
-	var q agentapi.SecretsRequest
-	if _, _, ok := s.agentLive(w, r, &q); !ok {
-		return
-	}
-	out := agentapi.Secrets{Values: map[string]string{}}
-	for _, k := range q.Keys {
-		v, found, err := s.configKV().Get(r.Context(), q.Prefix+k)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			writeError(w, http.StatusInternalServerError, "kv_error", err.Error())
-			return
-		}
-		if found {
-			out.Values[k] = v
-		} else {
-			out.Missing = append(out.Missing, k)
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // toWire and fromWire are type conversions, not copies field by field: actors.Failure

@@ -19,7 +19,17 @@ const (
 	infoLogLink = "flare-dispatch/log-link/v1"
 	infoAgent   = "flare-dispatch/agent/v1"
 	infoBlob    = "flare-dispatch/blob-root/v1"
+	infoServer  = "flare-dispatch/agent-server/v1"
 )
+
+// AgentServerToken is the token an agent's own server (/start, /cancel) requires from
+// the edge: base64url(HMAC(HKDF(HMAC_SECRET, info agent-server), sandbox)). Per
+// sandbox, so a token read in one sandbox opens no other.
+func AgentServerToken(cfg Config, sandbox string) string {
+	m := hmac.New(sha256.New, derive(cfg.HMACSecret, "", infoServer))
+	m.Write([]byte(sandbox))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
 
 // VerifySignature checks a `sha256=<hex>` header against the raw body in constant
 // time. Malformed headers are rejected before any MAC is computed (contract §2.2).

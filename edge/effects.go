@@ -21,7 +21,7 @@ func (s *Server) Perform(ctx context.Context, from actors.Addr, e actors.Effect)
 	case actors.StartAgent:
 		err = s.startAgent(ctx, e)
 	case actors.StopAgent:
-		err = s.Sandboxes.Stop(ctx, e.Sandbox, agentapi.Cancel{Exec: e.Exec, Attempt: e.Attempt})
+		err = s.Sandboxes.Stop(ctx, e.Sandbox, agentapi.Cancel{Exec: e.Exec, Attempt: e.Attempt, ServerToken: AgentServerToken(s.Config, e.Sandbox)})
 	case actors.Progress:
 		err = s.project(ctx, e)
 	case actors.StepProgress:
@@ -71,6 +71,7 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 		Blobs: agentapi.Blobs{Endpoint: s.Config.BlobEndpoint, Bucket: s.Config.BlobBucket, AccessKeyID: keyID, Secret: secret,
 			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/", CacheWrite: CacheWritable(p)},
 	}
+	start.ServerToken = AgentServerToken(s.Config, e.Sandbox)
 	return s.Sandboxes.Start(ctx, e.Sandbox, e.Pool, start)
 }
 

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -273,4 +274,19 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	}
 	st, _ := reply.(actors.RunStatus)
 	writeJSON(w, http.StatusAccepted, map[string]any{"executionId": id, "status": st.Status})
+}
+
+// EndedLookup is the S3 endpoints' check that an execution is over (s3verify.Ended):
+// its metadata row has a terminal status, or there is no row at all.
+func EndedLookup(meta Metadata) func(ctx context.Context, exec string) (bool, error) {
+	return func(ctx context.Context, exec string) (bool, error) {
+		ex, err := meta.Execution(ctx, exec)
+		if errors.Is(err, ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return actors.Status(ex.Status).Terminal(), nil
+	}
 }

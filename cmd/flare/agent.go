@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 
 	"github.com/flare-dispatch/flare-dispatch/agent"
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
 )
 
@@ -34,7 +36,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "%shttp://%s\n", sandboxes.ReadyPrefix, ln.Addr())
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := agent.Serve(ctx, ln, agent.Config{Workspace: *workspace, Registry: registry(), Logger: log}); err != nil && ctx.Err() == nil {
+	if err := agent.Serve(ctx, ln, agent.Config{Workspace: *workspace, Registry: registry(), Logger: log,
+		AuthToken: os.Getenv(agentapi.EnvServerToken)}); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "flare agent:", err)
 		return exitTrouble
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/agentapi"
@@ -114,6 +115,7 @@ func (s supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// Cancels the attempt, or kills the sandbox's agent if it does not answer;
 		// a sandbox without an agent has nothing to cancel.
+		c.ServerToken = bearerOf(r)
 		_ = s.procs.Stop(r.Context(), sandbox, c)
 		reply(http.StatusOK, map[string]any{"cancelled": true})
 		return
@@ -123,10 +125,17 @@ func (s supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, agentapi.ErrorBody{Error: "invalid_body", Message: err.Error()})
 		return
 	}
+	st.ServerToken = bearerOf(r) // the edge's token for this sandbox's agent, passed on
 	if err := s.procs.Start(r.Context(), sandbox, "", st); err != nil {
 		s.log.Warn("agent start failed", "sandbox", sandbox, "exec", st.Exec, "err", err)
 		reply(http.StatusBadGateway, agentapi.ErrorBody{Error: "agent_start_failed", Message: err.Error()})
 		return
 	}
 	reply(http.StatusAccepted, map[string]any{"exec": st.Exec, "attempt": st.Attempt, "sandbox": sandbox})
+}
+
+// bearerOf is the request's bearer token ("" without one).
+func bearerOf(r *http.Request) string {
+	t, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return t
 }

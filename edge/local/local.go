@@ -207,6 +207,7 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
 	}
 	st.Edge = edge.New(deps)
+	st.store.SetEnded(edge.EndedLookup(st.Meta)) // an ended execution's blob credentials write nothing
 	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})
 
 	acfg := o.Actors

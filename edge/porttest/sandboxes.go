@@ -69,8 +69,12 @@ var sandboxesTests = []test[SandboxFixture]{
 	{"AnAgentsRefusalIsAnError", sbRefused},
 }
 
+// contractServerToken is the agent server token the edge would pass (the adapters
+// hand it on; an agent refuses a request without one).
+const contractServerToken = "contract-server-token"
+
 func startOf(exec string, attempt int) agentapi.Start {
-	return agentapi.Start{Exec: exec, Attempt: attempt, Run: "contract", EdgeURL: "http://127.0.0.1:1/",
+	return agentapi.Start{ServerToken: contractServerToken, Exec: exec, Attempt: attempt, Run: "contract", EdgeURL: "http://127.0.0.1:1/",
 		Blobs: agentapi.Blobs{Endpoint: "http://127.0.0.1:1/s3"}}
 }
 
@@ -109,14 +113,14 @@ func sbStop(t T, f SandboxFixture) {
 	if err := f.Sandboxes.Start(ctx, sb, "lean", startOf("e1", 1)); err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	if err := f.Sandboxes.Stop(ctx, sb, agentapi.Cancel{Exec: "e1", Attempt: 1}); err != nil {
+	if err := f.Sandboxes.Stop(ctx, sb, agentapi.Cancel{ServerToken: contractServerToken, Exec: "e1", Attempt: 1}); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	wantSeen(t, f, sb, AgentRequest{agentapi.PathStart, "e1", 1}, AgentRequest{agentapi.PathCancel, "e1", 1})
 }
 
 func sbStopIdle(t T, f SandboxFixture) {
-	if err := f.Sandboxes.Stop(ctx, idOf(t), agentapi.Cancel{Exec: "e1", Attempt: 1}); err != nil {
+	if err := f.Sandboxes.Stop(ctx, idOf(t), agentapi.Cancel{ServerToken: contractServerToken, Exec: "e1", Attempt: 1}); err != nil {
 		t.Fatalf("stop of a sandbox with no agent: %v", err)
 	}
 }

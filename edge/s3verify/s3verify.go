@@ -9,6 +9,7 @@
 package s3verify
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -27,9 +28,17 @@ type Verifier struct {
 	Auth   *blobcred.Authenticator
 	Bucket string
 	Now    func() time.Time // nil: time.Now
+	// Ended reports whether an execution is over. A scoped credential of an ended
+	// execution writes nothing more (its log is served as immutable then), though it
+	// has not expired yet. nil: no check (tests of the signature alone).
+	Ended Ended
 
 	reqID atomic.Uint64
 }
+
+// Ended looks up whether execution exec has reached a terminal status. An execution
+// it does not know counts as ended: credentials are minted only for existing ones.
+type Ended func(ctx context.Context, exec string) (bool, error)
 
 // Verify checks that signed carries a valid signature and that routed, the same request
 // as the server routes it (its path without any mount prefix; signed itself when there
@@ -47,7 +56,29 @@ func (v *Verifier) Verify(signed, routed *http.Request) (blobcred.Principal, err
 		return p, err
 	}
 	routed.Body = signed.Body
-	return p, blobcred.Authorize(p, routed, v.Bucket)
+	if err := blobcred.Authorize(p, routed, v.Bucket); err != nil {
+		return p, err
+	}
+	return p, v.checkLive(p, routed)
+}
+
+// checkLive refuses a scoped credential's writes once its execution has ended. Reads
+// stay allowed until the credential expires: they change nothing. A failed lookup
+// refuses too (503, the client retries), so an outage cannot reopen a finished log.
+func (v *Verifier) checkLive(p blobcred.Principal, r *http.Request) error {
+	if p.Admin || v.Ended == nil || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil
+	}
+	ended, err := v.Ended(r.Context(), p.Claims.Exec)
+	if err != nil {
+		return &blobcred.Error{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable",
+			Message: "cannot tell whether the credential's execution has ended; try again"}
+	}
+	if ended {
+		return &blobcred.Error{Status: http.StatusForbidden, Code: "AccessDenied",
+			Message: "execution " + p.Claims.Exec + " has ended: its credentials write nothing more"}
+	}
+	return nil
 }
 
 // authenticate verifies r's signature. Cloudflare rewrites Accept-Encoding before a

@@ -64,7 +64,7 @@ func (s *Sandboxes) Start(ctx context.Context, sandbox, pool string, st agentapi
 	if st.Blobs.Endpoint, err = absolute(st.EdgeURL, st.Blobs.Endpoint); err != nil {
 		return fmt.Errorf("start agent in %s: %w", sandbox, err)
 	}
-	return s.post(ctx, binding, sandbox, agentapi.PathStart, st)
+	return s.post(ctx, binding, sandbox, agentapi.PathStart, st.ServerToken, st)
 }
 
 // Stop implements edge.Sandboxes: it asks the sandbox's agent to cancel the attempt.
@@ -82,7 +82,7 @@ func (s *Sandboxes) Stop(ctx context.Context, sandbox string, c agentapi.Cancel)
 	if err != nil {
 		return fmt.Errorf("stop agent in %s: %w", sandbox, err)
 	}
-	return s.post(ctx, binding, sandbox, agentapi.PathCancel, c)
+	return s.post(ctx, binding, sandbox, agentapi.PathCancel, c.ServerToken, c)
 }
 
 // absolute resolves a blob endpoint relative to the edge's URL.
@@ -97,7 +97,7 @@ func absolute(edgeURL, endpoint string) (string, error) {
 	return strings.TrimRight(base.Scheme+"://"+base.Host+strings.TrimRight(base.Path, "/")+endpoint, "/"), nil
 }
 
-func (s *Sandboxes) post(ctx context.Context, binding, sandbox, path string, body any) error {
+func (s *Sandboxes) post(ctx context.Context, binding, sandbox, path, token string, body any) error {
 	rt, err := s.Transport(binding, sandbox)
 	if err != nil {
 		return err
@@ -113,6 +113,9 @@ func (s *Sandboxes) post(ctx context.Context, binding, sandbox, path string, bod
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(SandboxHeader, sandbox)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	res, err := rt.RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("POST %s to sandbox %s: %w", path, sandbox, err)

@@ -19,8 +19,8 @@ import (
 )
 
 type seen struct {
-	binding, sandbox, header, path string
-	body                           map[string]any
+	binding, sandbox, header, path, auth string
+	body                                 map[string]any
 }
 
 // fakeStubs answers as the sandbox's Durable Object stub would: every request goes
@@ -33,7 +33,7 @@ func fakeStubs(t *testing.T, status int) (func(binding, sandbox string) (http.Ro
 		json.NewDecoder(r.Body).Decode(&body)
 		mu.Lock()
 		log = append(log, seen{binding: r.Header.Get("X-Test-Binding"), sandbox: r.Header.Get("X-Test-Object"),
-			header: r.Header.Get(containers.SandboxHeader), path: r.URL.Path, body: body})
+			header: r.Header.Get(containers.SandboxHeader), path: r.URL.Path, auth: r.Header.Get("Authorization"), body: body})
 		mu.Unlock()
 		w.WriteHeader(status)
 		io.WriteString(w, `{"error":"nope"}`)
@@ -129,5 +129,32 @@ func TestAgentRefusalIsAnError(t *testing.T) {
 	err := s.Start(context.Background(), "sb", dsl.PoolLean, agentapi.Start{Exec: "e", EdgeURL: "http://x"})
 	if err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The agent's server token travels as the Authorization header, never in the body
+// (a Container's agent pins it from the first /start).
+func TestServerTokenIsSentAsTheAuthorizationHeader(t *testing.T) {
+	transport, log := fakeStubs(t, http.StatusAccepted)
+	sb := &containers.Sandboxes{Transport: transport}
+	ctx := context.Background()
+	if err := sb.Start(ctx, "sb-1", dsl.PoolLean, agentapi.Start{ServerToken: "tok", Exec: "e1", Attempt: 1, EdgeURL: "https://edge.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Stop(ctx, "sb-1", agentapi.Cancel{ServerToken: "tok", Exec: "e1", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range log() {
+		if s.auth != "Bearer tok" {
+			t.Errorf("%s: Authorization %q", s.path, s.auth)
+		}
+		for k, v := range s.body {
+			if v == "tok" {
+				t.Errorf("%s: the token is in the body as %s", s.path, k)
+			}
+		}
+	}
+	if len(log()) != 2 {
+		t.Fatalf("requests: %+v", log())
 	}
 }

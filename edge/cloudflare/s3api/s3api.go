@@ -69,6 +69,8 @@ type Handler struct {
 	Store  edge.Blobs // may implement Multipart
 	Now    func() time.Time
 	Log    *slog.Logger
+	// Ended refuses the writes of an ended execution's credentials (s3verify.Verifier.Ended).
+	Ended s3verify.Ended
 
 	verify     *s3verify.Verifier
 	verifyOnce sync.Once
@@ -76,7 +78,7 @@ type Handler struct {
 
 // verifier is the shared request check, built on first use from the fields.
 func (h *Handler) verifier() *s3verify.Verifier {
-	h.verifyOnce.Do(func() { h.verify = &s3verify.Verifier{Auth: h.Auth, Bucket: h.Bucket, Now: h.Now} })
+	h.verifyOnce.Do(func() { h.verify = &s3verify.Verifier{Auth: h.Auth, Bucket: h.Bucket, Now: h.Now, Ended: h.Ended} })
 	return h.verify
 }
 

@@ -9,6 +9,7 @@
 package s3store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ type Store struct {
 	backend *backend
 	s3      http.Handler
 	closed  atomic.Bool
+	ended   atomic.Pointer[s3verify.Ended]
 }
 
 // Option configures New.
@@ -79,6 +81,12 @@ func New(dir string, root []byte, adminKeyID, adminSecret string, opts ...Option
 	s.verify = &s3verify.Verifier{
 		Auth:   &blobcred.Authenticator{Root: root, AdminKeyID: adminKeyID, AdminSecret: adminSecret},
 		Bucket: s.bucket, Now: s.now,
+		Ended: func(ctx context.Context, exec string) (bool, error) {
+			if f := s.ended.Load(); f != nil {
+				return (*f)(ctx, exec)
+			}
+			return false, nil
+		},
 	}
 	fake := gofakes3.New(be,
 		gofakes3.WithTimeSource(clock(s.now)),
@@ -88,6 +96,11 @@ func New(dir string, root []byte, adminKeyID, adminSecret string, opts ...Option
 	s.s3 = fake.Server()
 	return s, nil
 }
+
+// SetEnded makes the store refuse the writes of an ended execution's scoped
+// credentials (s3verify.Verifier.Ended). It may be set after the store serves: the
+// metadata it looks in is opened later.
+func (s *Store) SetEnded(f s3verify.Ended) { s.ended.Store(&f) }
 
 // Bucket is the name of the one bucket the store serves.
 func (s *Store) Bucket() string { return s.bucket }

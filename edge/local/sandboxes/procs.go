@@ -86,11 +86,11 @@ func (p *Procs) Start(ctx context.Context, sandbox, pool string, s agentapi.Star
 	g := p.sandboxLock(sandbox)
 	g.Lock()
 	defer g.Unlock()
-	pr, err := p.ensure(sandbox)
+	pr, err := p.ensure(sandbox, s.ServerToken)
 	if err != nil {
 		return err
 	}
-	return p.post(ctx, pr.url+agentapi.PathStart, s)
+	return p.post(ctx, pr.url+agentapi.PathStart, s.ServerToken, s)
 }
 
 // Stop implements edge.Sandboxes: it asks the agent to cancel the attempt and, if the
@@ -104,7 +104,7 @@ func (p *Procs) Stop(ctx context.Context, sandbox string, c agentapi.Cancel) err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := p.post(cctx, pr.url+agentapi.PathCancel, c); err != nil {
+	if err := p.post(cctx, pr.url+agentapi.PathCancel, c.ServerToken, c); err != nil {
 		p.kill(sandbox, pr)
 	}
 	return nil
@@ -152,7 +152,7 @@ func (p *Procs) kill(sandbox string, pr *proc) {
 	p.mu.Unlock()
 }
 
-func (p *Procs) ensure(sandbox string) (*proc, error) {
+func (p *Procs) ensure(sandbox, token string) (*proc, error) {
 	p.mu.Lock()
 	pr := p.procs[sandbox]
 	p.mu.Unlock()
@@ -171,6 +171,9 @@ func (p *Procs) ensure(sandbox string) (*proc, error) {
 	cmd := exec.Command(p.Command[0], args...)
 	cmd.Dir = ws
 	cmd.Env = agentEnv(os.LookupEnv, ws, sandbox)
+	if token != "" { // the agent's server token (edge.AgentServerToken)
+		cmd.Env = append(cmd.Env, agentapi.EnvServerToken+"="+token)
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -220,7 +223,7 @@ func (p *Procs) ensure(sandbox string) (*proc, error) {
 	return pr, nil
 }
 
-func (p *Procs) post(ctx context.Context, url string, body any) error {
+func (p *Procs) post(ctx context.Context, url, token string, body any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -230,6 +233,9 @@ func (p *Procs) post(ctx context.Context, url string, body any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	hc := p.HTTP
 	if hc == nil {
 		hc = http.DefaultClient

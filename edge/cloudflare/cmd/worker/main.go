@@ -114,7 +114,7 @@ func main() {
 		if cfg.HMACSecret != "" { // no secret, no credentials: every request is refused
 			auth.Root = edge.BlobRoot(cfg)
 		}
-		mux.Handle(s3Prefix+"/", &s3api.Handler{Prefix: s3Prefix, Bucket: cfg.BlobBucket, Auth: auth, Store: bucket, Log: log})
+		mux.Handle(s3Prefix+"/", &s3api.Handler{Prefix: s3Prefix, Bucket: cfg.BlobBucket, Auth: auth, Store: bucket, Log: log, Ended: edge.EndedLookup(meta)})
 	}
 	fired := &firedLog{}
 	if dev {
