@@ -60,7 +60,7 @@ type Stack struct {
 	srv, s3      *http.Server
 	store        *s3store.Store
 	db           *sql.DB
-	lockPath     string
+	own          *owner // the flock on the data directory, held until Close
 	stopSchedule context.CancelFunc
 	scheduled    chan struct{} // closed when the cron loop has returned
 	closeOnce    sync.Once
@@ -141,18 +141,29 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	sec, err := LoadSecrets(o.DataDir, o.Getenv)
+	own, err := acquire(o.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	cfg := edge.ConfigFromEnv(o.Getenv)
-	cfg.HMACSecret, cfg.AdminToken, cfg.Local, cfg.BlobBucket = sec.HMACSecret, sec.AdminToken, true, "flare"
-
-	st := &Stack{DataDir: o.DataDir, Secrets: sec, lockPath: LockPath(o.DataDir)}
+	st := &Stack{DataDir: o.DataDir, own: own}
 	fail := func(err error) (*Stack, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	if err := own.write(Lock{PID: os.Getpid()}); err != nil {
+		return fail(err)
+	}
+	if err := tighten(o.DataDir); err != nil {
+		return fail(err)
+	}
+	sec, err := LoadSecrets(o.DataDir, o.Getenv)
+	if err != nil {
+		return fail(err)
+	}
+	st.Secrets = sec
+	cfg := edge.ConfigFromEnv(o.Getenv)
+	cfg.HMACSecret, cfg.AdminToken, cfg.Local, cfg.BlobBucket = sec.HMACSecret, sec.AdminToken, true, "flare"
+
 
 	// Blobs: the embedded S3 store on its own loopback port.
 	st.store, err = s3store.New(filepath.Join(o.DataDir, "blobs"), edge.BlobRoot(cfg), sec.BlobKeyID, sec.BlobSecret)
@@ -226,8 +237,11 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		defer close(st.scheduled)
 		schedule(schedCtx, st.Edge, time.Now)
 	}()
-	lock, _ := json.Marshal(Lock{URL: st.URL, BlobURL: st.BlobURL, PID: os.Getpid()})
-	if err := os.WriteFile(st.lockPath, lock, 0o600); err != nil {
+	// The databases exist now (with their WAL files): they hold log tokens.
+	if err := tighten(o.DataDir); err != nil {
+		return fail(err)
+	}
+	if err := own.write(Lock{URL: st.URL, BlobURL: st.BlobURL, PID: os.Getpid()}); err != nil {
 		return fail(err)
 	}
 	return st, nil
@@ -279,10 +293,8 @@ func (st *Stack) close(ctx context.Context) error {
 	if st.db != nil {
 		fail("metadata database", st.db.Close())
 	}
-	if st.lockPath != "" {
-		if err := os.Remove(st.lockPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			fail("lock file", err)
-		}
+	if st.own != nil {
+		fail("lock file", st.own.release())
 	}
 	return errors.Join(errs...)
 }
@@ -300,12 +312,24 @@ func openSQLite(path string) (*sql.DB, error) {
 	return db, db.Ping()
 }
 
-// FindStack reads the lock file of a running `flare up`.
+// FindStack reads the lock file of a running `flare up`; a stack still starting
+// (no URL yet) is not found.
 func FindStack(dir string) (Lock, error) {
+	l, err := readLock(dir)
+	if err != nil {
+		return l, fmt.Errorf("no running stack under %s (start one with `flare up`): %w", dir, err)
+	}
+	if l.URL == "" {
+		return l, fmt.Errorf("the stack under %s (pid %d) is still starting", dir, l.PID)
+	}
+	return l, nil
+}
+
+func readLock(dir string) (Lock, error) {
 	var l Lock
 	b, err := os.ReadFile(LockPath(dir))
 	if err != nil {
-		return l, fmt.Errorf("no running stack under %s (start one with `flare up`): %w", dir, err)
+		return l, err
 	}
 	return l, json.Unmarshal(b, &l)
 }
