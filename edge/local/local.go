@@ -164,7 +164,6 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	cfg := edge.ConfigFromEnv(o.Getenv)
 	cfg.HMACSecret, cfg.AdminToken, cfg.Local, cfg.BlobBucket = sec.HMACSecret, sec.AdminToken, true, "flare"
 
-
 	// Blobs: the embedded S3 store on its own loopback port.
 	st.store, err = s3store.New(filepath.Join(o.DataDir, "blobs"), edge.BlobRoot(cfg), sec.BlobKeyID, sec.BlobSecret)
 	if err != nil {
