@@ -6,6 +6,8 @@ package local
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -44,6 +46,23 @@ type Options struct {
 	Runs         dsl.Registry
 	Log          *slog.Logger
 	Actors       kinds.Config // zero: kinds.DefaultConfig() with ADMISSION_CAP applied
+	// Isolate runs each agent and its commands under bubblewrap (specs/trust.md);
+	// `flare up` and `flare run` set it unless --no-isolation.
+	Isolate bool
+	// Workspaces is where sandboxes' workspaces live; default WorkspacesDir(DataDir),
+	// outside the data directory so that nothing relative to a workspace reaches it.
+	Workspaces string
+}
+
+// WorkspacesDir is the default workspaces directory of a data directory: under the
+// system's temporary directory, named by a hash of the data directory's absolute path.
+func WorkspacesDir(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), "flare-sandboxes-"+hex.EncodeToString(sum[:6]))
 }
 
 // Stack is a running local stack.
@@ -207,7 +226,11 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		ln.Close()
 		return fail(err)
 	}
-	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: filepath.Join(o.DataDir, "sandboxes"), Log: o.Log}
+	if o.Workspaces == "" {
+		o.Workspaces = WorkspacesDir(o.DataDir)
+	}
+	absData, _ := filepath.Abs(o.DataDir)
+	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData}
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh

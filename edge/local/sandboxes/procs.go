@@ -34,8 +34,11 @@ const ReadyPrefix = "flare-agent listening on "
 // Procs starts agents as child processes.
 type Procs struct {
 	Command []string // the agent command, e.g. [/path/to/flare, agent]
-	Root    string   // workspaces live in Root/<sandbox>
+	Root    string   // workspaces live in Root/<sandbox>; keep it outside the data directory
 	Log     *slog.Logger
+	// Isolate runs each agent under bubblewrap (see bwrapArgs); DataDir is never bound into it.
+	Isolate bool
+	DataDir string
 	HTTP    *http.Client
 
 	mu    sync.Mutex
@@ -86,7 +89,7 @@ func (p *Procs) Start(ctx context.Context, sandbox, pool string, s agentapi.Star
 	g := p.sandboxLock(sandbox)
 	g.Lock()
 	defer g.Unlock()
-	pr, err := p.ensure(sandbox)
+	pr, err := p.ensure(sandbox, s)
 	if err != nil {
 		return err
 	}
@@ -152,7 +155,7 @@ func (p *Procs) kill(sandbox string, pr *proc) {
 	p.mu.Unlock()
 }
 
-func (p *Procs) ensure(sandbox string) (*proc, error) {
+func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	p.mu.Lock()
 	pr := p.procs[sandbox]
 	p.mu.Unlock()
@@ -167,10 +170,20 @@ func (p *Procs) ensure(sandbox string) (*proc, error) {
 	if err := os.MkdirAll(ws, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox %s: workspace: %w", sandbox, err)
 	}
-	args := append(append([]string{}, p.Command[1:]...), "--listen", "127.0.0.1:0", "--workspace", ws)
-	cmd := exec.Command(p.Command[0], args...)
+	argv := append(append([]string{}, p.Command...), "--listen", "127.0.0.1:0", "--workspace", ws)
+	env := agentEnv(os.LookupEnv, ws, sandbox)
+	if p.Isolate {
+		ro := toolchains(p.Command[0], p.DataDir, os.LookupEnv)
+		if repo := localRepo(s); repo != "" {
+			ro = append(ro, repo)
+		}
+		argv = bwrapArgs(argv, ws, ro)
+		// The host's caches are read-only or invisible inside: the sandbox's own go here.
+		env = append(env, "TMPDIR=/tmp", "GOCACHE="+filepath.Join(ws, ".cache", "go-build"))
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = ws
-	cmd.Env = agentEnv(os.LookupEnv, ws, sandbox)
+	cmd.Env = env
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
