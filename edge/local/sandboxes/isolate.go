@@ -45,8 +45,12 @@ const nobody = 65534
 // a private /proc, /dev and /tmp, and only the workspace writable. Nothing of the
 // data directory is bound, and the PID namespace hides the stack's processes and
 // their environment.
-func bwrapArgs(agent []string, ws string, readOnly []string) []string {
+func bwrapArgs(agent []string, ws string, readOnly []string, infoFD int) []string {
 	a := []string{Bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session",
+		"--info-fd", fmt.Sprint(infoFD),
+		// The agent is the PID namespace's init: when it dies, however, the kernel kills
+		// every process in the namespace (bwrap's own init would wait for them instead).
+		"--as-pid-1",
 		"--ro-bind", "/usr", "/usr"}
 	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64"} {
 		if target, err := os.Readlink(d); err == nil {

@@ -49,7 +49,7 @@ type Procs struct {
 type proc struct {
 	cmd  *exec.Cmd
 	url  string
-	done chan struct{}
+	done chan struct{} // closed once the agent and every process of its sandbox are gone
 }
 
 var _ edge.Sandboxes = (*Procs)(nil)
@@ -177,7 +177,7 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		if repo := localRepo(s); repo != "" {
 			ro = append(ro, repo)
 		}
-		argv = bwrapArgs(argv, ws, ro)
+		argv = bwrapArgs(argv, ws, ro, 3)
 		// The host's caches are read-only or invisible inside: the sandbox's own go here.
 		env = append(env, "TMPDIR=/tmp", "GOCACHE="+filepath.Join(ws, ".cache", "go-build"))
 	}
@@ -190,10 +190,37 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	var info *os.File // bwrap's --info-fd: the host pid of the sandbox's PID-namespace init
+	if p.Isolate {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		cmd.ExtraFiles = []*os.File{w}
+		info = r
+	}
 	if err := cmd.Start(); err != nil {
+		if info != nil {
+			info.Close()
+			cmd.ExtraFiles[0].Close()
+		}
 		return nil, fmt.Errorf("sandbox %s: start agent: %w", sandbox, err)
 	}
 	pr = &proc{cmd: cmd, done: make(chan struct{})}
+	nsInit := make(chan int, 1)
+	if info != nil {
+		cmd.ExtraFiles[0].Close() // the child has it; EOF once bwrap closes its copy
+		go func() {
+			var st struct {
+				ChildPID int `json:"child-pid"`
+			}
+			_ = json.NewDecoder(info).Decode(&st)
+			info.Close()
+			nsInit <- st.ChildPID
+		}()
+	} else {
+		nsInit <- 0
+	}
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -211,6 +238,11 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	}()
 	go func() {
 		_ = cmd.Wait()
+		// bwrap's monitor has exited; its sandbox dies with it (--die-with-parent kills
+		// the namespace's init, and the kernel every process in the namespace), but not
+		// synchronously. A restarted attempt must not meet the old one's commands, so
+		// done waits for the init to be gone: the kernel removes it only after the rest.
+		waitGone(<-nsInit)
 		close(pr.done)
 	}()
 	select {
@@ -231,6 +263,24 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		p.Log.Debug("agent started", "sandbox", sandbox, "pid", cmd.Process.Pid, "url", pr.url)
 	}
 	return pr, nil
+}
+
+// waitGone returns once pid has exited (gone or a zombie), or after 10s.
+func waitGone(pid int) {
+	if pid <= 0 {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && (b[i+2] == 'Z' || b[i+2] == 'X') {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (p *Procs) post(ctx context.Context, url string, body any) error {
