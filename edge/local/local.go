@@ -52,6 +52,9 @@ type Options struct {
 	// Workspaces is where sandboxes' workspaces live; default WorkspacesDir(DataDir),
 	// outside the data directory so that nothing relative to a workspace reaches it.
 	Workspaces string
+	// AgentIdle is how long an agent may sit without an attempt before it is stopped
+	// and its workspace removed; zero: FLARE_AGENT_IDLE (a Go duration), else 5m.
+	AgentIdle time.Duration
 }
 
 // WorkspacesDir is the default workspaces directory of a data directory: under the
@@ -229,8 +232,17 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	if o.Workspaces == "" {
 		o.Workspaces = WorkspacesDir(o.DataDir)
 	}
+	if o.AgentIdle == 0 {
+		o.AgentIdle = 5 * time.Minute
+		if v := o.Getenv("FLARE_AGENT_IDLE"); v != "" {
+			if o.AgentIdle, err = time.ParseDuration(v); err != nil || o.AgentIdle <= 0 {
+				ln.Close()
+				return fail(fmt.Errorf("FLARE_AGENT_IDLE %q is not a positive duration (e.g. 5m)", v))
+			}
+		}
+	}
 	absData, _ := filepath.Abs(o.DataDir)
-	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData}
+	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData, IdleAfter: o.AgentIdle}
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh

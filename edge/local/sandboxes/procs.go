@@ -39,6 +39,12 @@ type Procs struct {
 	// Isolate runs each agent under bubblewrap (see bwrapArgs); DataDir is never bound into it.
 	Isolate bool
 	DataDir string
+	// IdleAfter stops an agent that has had no attempt for this long and removes its
+	// workspace (zero: never), so agents and workspaces do not grow with commits.
+	IdleAfter time.Duration
+
+	reaper sync.Once
+	stop   chan struct{}
 	HTTP    *http.Client
 
 	mu    sync.Mutex
@@ -49,6 +55,8 @@ type Procs struct {
 type proc struct {
 	cmd  *exec.Cmd
 	url  string
+	ws   string
+	last time.Time // the last Start handed to it (under Procs.mu)
 	done chan struct{} // closed once the agent and every process of its sandbox are gone
 }
 
@@ -93,6 +101,10 @@ func (p *Procs) Start(ctx context.Context, sandbox, pool string, s agentapi.Star
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	pr.last = time.Now()
+	p.mu.Unlock()
+	p.reaper.Do(p.startReaper)
 	return p.post(ctx, pr.url+agentapi.PathStart, s)
 }
 
@@ -115,9 +127,14 @@ func (p *Procs) Stop(ctx context.Context, sandbox string, c agentapi.Cancel) err
 
 // Close kills every agent.
 func (p *Procs) Close() {
+	p.reaper.Do(func() {}) // no reaper starts after Close
 	p.mu.Lock()
 	all := p.procs
 	p.procs = nil
+	if p.stop != nil {
+		close(p.stop)
+		p.stop = nil
+	}
 	p.mu.Unlock()
 	for sb, pr := range all {
 		p.kill(sb, pr)
@@ -206,7 +223,7 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		}
 		return nil, fmt.Errorf("sandbox %s: start agent: %w", sandbox, err)
 	}
-	pr = &proc{cmd: cmd, done: make(chan struct{})}
+	pr = &proc{cmd: cmd, ws: ws, done: make(chan struct{})}
 	nsInit := make(chan int, 1)
 	if info != nil {
 		cmd.ExtraFiles[0].Close() // the child has it; EOF once bwrap closes its copy
@@ -263,6 +280,86 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		p.Log.Debug("agent started", "sandbox", sandbox, "pid", cmd.Process.Pid, "url", pr.url)
 	}
 	return pr, nil
+}
+
+func (p *Procs) startReaper() {
+	if p.IdleAfter <= 0 {
+		return
+	}
+	p.mu.Lock()
+	p.stop = make(chan struct{})
+	stop := p.stop
+	p.mu.Unlock()
+	go func() {
+		t := time.NewTicker(max(p.IdleAfter/4, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				p.reapIdle()
+			}
+		}
+	}()
+}
+
+// reapIdle stops the agents idle past IdleAfter (no Start since, and the agent
+// reports no attempt) and removes their workspaces. It holds the sandbox's start gate,
+// so no Start lands on an agent being reaped.
+func (p *Procs) reapIdle() {
+	p.mu.Lock()
+	var idle []string
+	for sb, pr := range p.procs {
+		if time.Since(pr.last) > p.IdleAfter {
+			idle = append(idle, sb)
+		}
+	}
+	p.mu.Unlock()
+	for _, sb := range idle {
+		g := p.sandboxLock(sb)
+		g.Lock()
+		p.mu.Lock()
+		pr := p.procs[sb]
+		p.mu.Unlock()
+		if pr != nil && time.Since(pr.last) > p.IdleAfter && p.attempts(pr) == 0 {
+			p.kill(sb, pr)
+			if err := os.RemoveAll(pr.ws); err != nil && p.Log != nil {
+				p.Log.Warn("remove idle workspace", "sandbox", sb, "err", err)
+			}
+			if p.Log != nil {
+				p.Log.Debug("idle agent reaped", "sandbox", sb)
+			}
+		}
+		g.Unlock()
+	}
+}
+
+// attempts asks an agent how many attempts it runs; -1 when it does not answer
+// (then it is left alone: a hung agent is the edge's to handle).
+func (p *Procs) attempts(pr *proc) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pr.url+agentapi.PathHealth, nil)
+	if err != nil {
+		return -1
+	}
+	hc := p.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Attempts []json.RawMessage `json:"attempts"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&h) != nil {
+		return -1
+	}
+	return len(h.Attempts)
 }
 
 // waitGone returns once pid has exited (gone or a zombie), or after 10s.
