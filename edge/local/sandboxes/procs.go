@@ -43,9 +43,10 @@ type Procs struct {
 	// workspace (zero: never), so agents and workspaces do not grow with commits.
 	IdleAfter time.Duration
 
+	HTTP *http.Client
+
 	reaper sync.Once
 	stop   chan struct{}
-	HTTP    *http.Client
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -56,7 +57,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	url  string
 	ws   string
-	last time.Time // the last Start handed to it (under Procs.mu)
+	last time.Time     // the last Start handed to it (under Procs.mu)
 	done chan struct{} // closed once the agent and every process of its sandbox are gone
 }
 
