@@ -9,6 +9,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
 )
 
 var cmdUp = command{
@@ -18,6 +19,7 @@ var cmdUp = command{
   flare up                         # listens on 127.0.0.1:8787, state in ./.flare
   flare up --addr 127.0.0.1:0 --data /tmp/flare
   ADMISSION_CAP=4 flare up
+  flare up --no-isolation          # without bubblewrap: commands can read the stack's secrets
 
 Configuration uses the Worker's names from the environment: HMAC_SECRET, ADMIN_TOKEN,
 ADMISSION_CAP, PUBLIC_ORIGIN, GITHUB_APP_ID, ... Secrets that are not set are generated
@@ -31,10 +33,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", envOr("FLARE_ADDR", "127.0.0.1:8787"), "listen address HOST:PORT")
 	data := fs.String("data", envOr("FLARE_DATA", ".flare"), "state directory")
 	verbose := fs.Bool("v", false, "log debug detail")
+	noIso := fs.Bool("no-isolation", false, "run agents and their commands as this user without bubblewrap: they can then read the stack's secrets, files and processes")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	st, err := openStack(ctx, *addr, *data, *verbose, stderr)
+	st, err := openStack(ctx, *addr, *data, *verbose, !*noIso, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "flare up:", err)
 		return exitTrouble
@@ -49,8 +52,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// openStack boots the embedded stack with this binary as the agent command.
-func openStack(ctx context.Context, addr, data string, verbose bool, stderr io.Writer) (*local.Stack, error) {
+// openStack boots the embedded stack with this binary as the agent command; with
+// isolate, each agent runs under bubblewrap, which must work here.
+func openStack(ctx context.Context, addr, data string, verbose, isolate bool, stderr io.Writer) (*local.Stack, error) {
+	if isolate {
+		if err := sandboxes.CheckIsolation(); err != nil {
+			return nil, err
+		}
+	} else {
+		fmt.Fprintln(stderr, "WARNING: --no-isolation: run commands execute as this user, outside any sandbox, and can read "+
+			"the stack's secrets ("+local.SecretsPath(data)+"), its databases, and other processes' environment")
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -61,5 +73,5 @@ func openStack(ctx context.Context, addr, data string, verbose bool, stderr io.W
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return local.Open(ctx, local.Options{DataDir: data, Addr: addr, AgentCommand: []string{self, "agent"},
-		Runs: registry(), Log: log})
+		Runs: registry(), Log: log, Isolate: isolate})
 }

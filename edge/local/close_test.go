@@ -39,7 +39,7 @@ func TestCloseLeavesNoAgentRunningWithStartsQueued(t *testing.T) {
 		t.Fatalf("%d agents still running after Close", n)
 	}
 	for i := range starts {
-		if _, err := os.Stat(filepath.Join(st.DataDir, "sandboxes", fmt.Sprintf("close-%d", i))); err != nil {
+		if _, err := os.Stat(filepath.Join(local.WorkspacesDir(st.DataDir), fmt.Sprintf("close-%d", i))); err != nil {
 			t.Errorf("queued start %d was not performed by Close: %v", i, err)
 		}
 	}

@@ -23,8 +23,15 @@ type upProcess struct {
 
 func flareUp(t *testing.T, data string) *upProcess {
 	t.Helper()
-	os.Remove(local.LockPath(data))
-	cmd := exec.Command(flareBin, "up", "--addr", "127.0.0.1:0", "--data", data)
+	// The journal probe writes beside the stack (its counter file), which a sandbox cannot.
+	return flareUpWith(t, data, nil, "--no-isolation")
+}
+
+// flareUpWith starts `flare up` with extra environment and flags.
+func flareUpWith(t *testing.T, data string, env []string, flags ...string) *upProcess {
+	t.Helper()
+	cmd := exec.Command(flareBin, append([]string{"up", "--addr", "127.0.0.1:0", "--data", data}, flags...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -41,7 +48,7 @@ func flareUp(t *testing.T, data string) *upProcess {
 	return nil
 }
 
-// agentPIDs lists live `flare agent` processes whose workspace is under data.
+// agentPIDs lists live `flare agent` processes whose workspace is data's.
 func agentPIDs(data string) []string {
 	var out []string
 	entries, _ := os.ReadDir("/proc")
@@ -51,7 +58,7 @@ func agentPIDs(data string) []string {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, " agent ") && strings.Contains(cmd, data) {
+		if strings.Contains(cmd, " agent ") && strings.Contains(cmd, local.WorkspacesDir(data)) {
 			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
 				continue // a zombie is dead
 			}
@@ -108,7 +115,7 @@ func TestKillNineOfFlareUpMidRun(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := os.RemoveAll(filepath.Join(data, "sandboxes")); err != nil {
+	if err := os.RemoveAll(local.WorkspacesDir(data)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {

@@ -6,8 +6,10 @@ package local
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +46,26 @@ type Options struct {
 	Runs         dsl.Registry
 	Log          *slog.Logger
 	Actors       kinds.Config // zero: kinds.DefaultConfig() with ADMISSION_CAP applied
+	// Isolate runs each agent and its commands under bubblewrap (specs/trust.md);
+	// `flare up` and `flare run` set it unless --no-isolation.
+	Isolate bool
+	// Workspaces is where sandboxes' workspaces live; default WorkspacesDir(DataDir),
+	// outside the data directory so that nothing relative to a workspace reaches it.
+	Workspaces string
+	// AgentIdle is how long an agent may sit without an attempt before it is stopped
+	// and its workspace removed; zero: FLARE_AGENT_IDLE (a Go duration), else 5m.
+	AgentIdle time.Duration
+}
+
+// WorkspacesDir is the default workspaces directory of a data directory: under the
+// system's temporary directory, named by a hash of the data directory's absolute path.
+func WorkspacesDir(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), "flare-sandboxes-"+hex.EncodeToString(sum[:6]))
 }
 
 // Stack is a running local stack.
@@ -62,7 +84,7 @@ type Stack struct {
 	srv, s3      *http.Server
 	store        *s3store.Store
 	db           *sql.DB
-	lockPath     string
+	own          *owner // the flock on the data directory, held until Close
 	stopSchedule context.CancelFunc
 	scheduled    chan struct{} // closed when the cron loop has returned
 	closeOnce    sync.Once
@@ -143,18 +165,28 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	sec, err := LoadSecrets(o.DataDir, o.Getenv)
+	own, err := acquire(o.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	cfg := edge.ConfigFromEnv(o.Getenv)
-	cfg.HMACSecret, cfg.AdminToken, cfg.Local, cfg.BlobBucket = sec.HMACSecret, sec.AdminToken, true, "flare"
-
-	st := &Stack{DataDir: o.DataDir, Secrets: sec, lockPath: LockPath(o.DataDir)}
+	st := &Stack{DataDir: o.DataDir, own: own}
 	fail := func(err error) (*Stack, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	if err := own.write(Lock{PID: os.Getpid()}); err != nil {
+		return fail(err)
+	}
+	if err := tighten(o.DataDir); err != nil {
+		return fail(err)
+	}
+	sec, err := LoadSecrets(o.DataDir, o.Getenv)
+	if err != nil {
+		return fail(err)
+	}
+	st.Secrets = sec
+	cfg := edge.ConfigFromEnv(o.Getenv)
+	cfg.HMACSecret, cfg.AdminToken, cfg.Local, cfg.BlobBucket = sec.HMACSecret, sec.AdminToken, true, "flare"
 
 	// Blobs: the embedded S3 store on its own loopback port.
 	st.store, err = s3store.New(filepath.Join(o.DataDir, "blobs"), edge.BlobRoot(cfg), sec.BlobKeyID, sec.BlobSecret)
@@ -201,7 +233,20 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		ln.Close()
 		return fail(err)
 	}
-	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: filepath.Join(o.DataDir, "sandboxes"), Log: o.Log}
+	if o.Workspaces == "" {
+		o.Workspaces = WorkspacesDir(o.DataDir)
+	}
+	if o.AgentIdle == 0 {
+		o.AgentIdle = 5 * time.Minute
+		if v := o.Getenv("FLARE_AGENT_IDLE"); v != "" {
+			if o.AgentIdle, err = time.ParseDuration(v); err != nil || o.AgentIdle <= 0 {
+				ln.Close()
+				return fail(fmt.Errorf("FLARE_AGENT_IDLE %q is not a positive duration (e.g. 5m)", v))
+			}
+		}
+	}
+	absData, _ := filepath.Abs(o.DataDir)
+	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData, IdleAfter: o.AgentIdle}
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, ConfigKV: st.Config, IdempotencyKV: st.Idempotency, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
@@ -231,8 +276,11 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		defer close(st.scheduled)
 		schedule(schedCtx, st.Edge, time.Now)
 	}()
-	lock, _ := json.Marshal(Lock{URL: st.URL, BlobURL: st.BlobURL, PID: os.Getpid()})
-	if err := os.WriteFile(st.lockPath, lock, 0o600); err != nil {
+	// The databases exist now (with their WAL files): they hold log tokens.
+	if err := tighten(o.DataDir); err != nil {
+		return fail(err)
+	}
+	if err := own.write(Lock{URL: st.URL, BlobURL: st.BlobURL, PID: os.Getpid()}); err != nil {
 		return fail(err)
 	}
 	return st, nil
@@ -284,10 +332,8 @@ func (st *Stack) close(ctx context.Context) error {
 	if st.db != nil {
 		fail("metadata database", st.db.Close())
 	}
-	if st.lockPath != "" {
-		if err := os.Remove(st.lockPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			fail("lock file", err)
-		}
+	if st.own != nil {
+		fail("lock file", st.own.release())
 	}
 	return errors.Join(errs...)
 }
@@ -305,12 +351,24 @@ func openSQLite(path string) (*sql.DB, error) {
 	return db, db.Ping()
 }
 
-// FindStack reads the lock file of a running `flare up`.
+// FindStack reads the lock file of a running `flare up`; a stack still starting
+// (no URL yet) is not found.
 func FindStack(dir string) (Lock, error) {
+	l, err := readLock(dir)
+	if err != nil {
+		return l, fmt.Errorf("no running stack under %s (start one with `flare up`): %w", dir, err)
+	}
+	if l.URL == "" {
+		return l, fmt.Errorf("the stack under %s (pid %d) is still starting", dir, l.PID)
+	}
+	return l, nil
+}
+
+func readLock(dir string) (Lock, error) {
 	var l Lock
 	b, err := os.ReadFile(LockPath(dir))
 	if err != nil {
-		return l, fmt.Errorf("no running stack under %s (start one with `flare up`): %w", dir, err)
+		return l, err
 	}
 	return l, json.Unmarshal(b, &l)
 }

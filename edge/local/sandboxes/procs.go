@@ -34,9 +34,19 @@ const ReadyPrefix = "flare-agent listening on "
 // Procs starts agents as child processes.
 type Procs struct {
 	Command []string // the agent command, e.g. [/path/to/flare, agent]
-	Root    string   // workspaces live in Root/<sandbox>
+	Root    string   // workspaces live in Root/<sandbox>; keep it outside the data directory
 	Log     *slog.Logger
-	HTTP    *http.Client
+	// Isolate runs each agent under bubblewrap (see bwrapArgs); DataDir is never bound into it.
+	Isolate bool
+	DataDir string
+	// IdleAfter stops an agent that has had no attempt for this long and removes its
+	// workspace (zero: never), so agents and workspaces do not grow with commits.
+	IdleAfter time.Duration
+
+	HTTP *http.Client
+
+	reaper sync.Once
+	stop   chan struct{}
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -46,7 +56,9 @@ type Procs struct {
 type proc struct {
 	cmd  *exec.Cmd
 	url  string
-	done chan struct{}
+	ws   string
+	last time.Time     // the last Start handed to it (under Procs.mu)
+	done chan struct{} // closed once the agent and every process of its sandbox are gone
 }
 
 var _ edge.Sandboxes = (*Procs)(nil)
@@ -86,10 +98,14 @@ func (p *Procs) Start(ctx context.Context, sandbox, pool string, s agentapi.Star
 	g := p.sandboxLock(sandbox)
 	g.Lock()
 	defer g.Unlock()
-	pr, err := p.ensure(sandbox, s.ServerToken)
+	pr, err := p.ensure(sandbox, s)
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	pr.last = time.Now()
+	p.mu.Unlock()
+	p.reaper.Do(p.startReaper)
 	return p.post(ctx, pr.url+agentapi.PathStart, s.ServerToken, s)
 }
 
@@ -112,9 +128,14 @@ func (p *Procs) Stop(ctx context.Context, sandbox string, c agentapi.Cancel) err
 
 // Close kills every agent.
 func (p *Procs) Close() {
+	p.reaper.Do(func() {}) // no reaper starts after Close
 	p.mu.Lock()
 	all := p.procs
 	p.procs = nil
+	if p.stop != nil {
+		close(p.stop)
+		p.stop = nil
+	}
 	p.mu.Unlock()
 	for sb, pr := range all {
 		p.kill(sb, pr)
@@ -152,7 +173,7 @@ func (p *Procs) kill(sandbox string, pr *proc) {
 	p.mu.Unlock()
 }
 
-func (p *Procs) ensure(sandbox, token string) (*proc, error) {
+func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	p.mu.Lock()
 	pr := p.procs[sandbox]
 	p.mu.Unlock()
@@ -167,12 +188,22 @@ func (p *Procs) ensure(sandbox, token string) (*proc, error) {
 	if err := os.MkdirAll(ws, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox %s: workspace: %w", sandbox, err)
 	}
-	args := append(append([]string{}, p.Command[1:]...), "--listen", "127.0.0.1:0", "--workspace", ws)
-	cmd := exec.Command(p.Command[0], args...)
+	argv := append(append([]string{}, p.Command...), "--listen", "127.0.0.1:0", "--workspace", ws)
+	env := agentEnv(os.LookupEnv, ws, sandbox)
+	if p.Isolate {
+		ro := toolchains(p.Command[0], p.DataDir, os.LookupEnv)
+		if repo := localRepo(s); repo != "" {
+			ro = append(ro, repo)
+		}
+		argv = bwrapArgs(argv, ws, ro, 3)
+		// The host's caches are read-only or invisible inside: the sandbox's own go here.
+		env = append(env, "TMPDIR=/tmp", "GOCACHE="+filepath.Join(ws, ".cache", "go-build"))
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = ws
-	cmd.Env = agentEnv(os.LookupEnv, ws, sandbox)
-	if token != "" { // the agent's server token (edge.AgentServerToken)
-		cmd.Env = append(cmd.Env, agentapi.EnvServerToken+"="+token)
+	cmd.Env = env
+	if s.ServerToken != "" { // the agent's server token (edge.AgentServerToken)
+		cmd.Env = append(cmd.Env, agentapi.EnvServerToken+"="+s.ServerToken)
 	}
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Stderr = os.Stderr
@@ -180,10 +211,37 @@ func (p *Procs) ensure(sandbox, token string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	var info *os.File // bwrap's --info-fd: the host pid of the sandbox's PID-namespace init
+	if p.Isolate {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		cmd.ExtraFiles = []*os.File{w}
+		info = r
+	}
 	if err := cmd.Start(); err != nil {
+		if info != nil {
+			info.Close()
+			cmd.ExtraFiles[0].Close()
+		}
 		return nil, fmt.Errorf("sandbox %s: start agent: %w", sandbox, err)
 	}
-	pr = &proc{cmd: cmd, done: make(chan struct{})}
+	pr = &proc{cmd: cmd, ws: ws, done: make(chan struct{})}
+	nsInit := make(chan int, 1)
+	if info != nil {
+		cmd.ExtraFiles[0].Close() // the child has it; EOF once bwrap closes its copy
+		go func() {
+			var st struct {
+				ChildPID int `json:"child-pid"`
+			}
+			_ = json.NewDecoder(info).Decode(&st)
+			info.Close()
+			nsInit <- st.ChildPID
+		}()
+	} else {
+		nsInit <- 0
+	}
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -201,6 +259,11 @@ func (p *Procs) ensure(sandbox, token string) (*proc, error) {
 	}()
 	go func() {
 		_ = cmd.Wait()
+		// bwrap's monitor has exited; its sandbox dies with it (--die-with-parent kills
+		// the namespace's init, and the kernel every process in the namespace), but not
+		// synchronously. A restarted attempt must not meet the old one's commands, so
+		// done waits for the init to be gone: the kernel removes it only after the rest.
+		waitGone(<-nsInit)
 		close(pr.done)
 	}()
 	select {
@@ -221,6 +284,104 @@ func (p *Procs) ensure(sandbox, token string) (*proc, error) {
 		p.Log.Debug("agent started", "sandbox", sandbox, "pid", cmd.Process.Pid, "url", pr.url)
 	}
 	return pr, nil
+}
+
+func (p *Procs) startReaper() {
+	if p.IdleAfter <= 0 {
+		return
+	}
+	p.mu.Lock()
+	p.stop = make(chan struct{})
+	stop := p.stop
+	p.mu.Unlock()
+	go func() {
+		t := time.NewTicker(max(p.IdleAfter/4, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				p.reapIdle()
+			}
+		}
+	}()
+}
+
+// reapIdle stops the agents idle past IdleAfter (no Start since, and the agent
+// reports no attempt) and removes their workspaces. It holds the sandbox's start gate,
+// so no Start lands on an agent being reaped.
+func (p *Procs) reapIdle() {
+	p.mu.Lock()
+	var idle []string
+	for sb, pr := range p.procs {
+		if time.Since(pr.last) > p.IdleAfter {
+			idle = append(idle, sb)
+		}
+	}
+	p.mu.Unlock()
+	for _, sb := range idle {
+		g := p.sandboxLock(sb)
+		g.Lock()
+		p.mu.Lock()
+		pr := p.procs[sb]
+		p.mu.Unlock()
+		if pr != nil && time.Since(pr.last) > p.IdleAfter && p.attempts(pr) == 0 {
+			p.kill(sb, pr)
+			if err := os.RemoveAll(pr.ws); err != nil && p.Log != nil {
+				p.Log.Warn("remove idle workspace", "sandbox", sb, "err", err)
+			}
+			if p.Log != nil {
+				p.Log.Debug("idle agent reaped", "sandbox", sb)
+			}
+		}
+		g.Unlock()
+	}
+}
+
+// attempts asks an agent how many attempts it runs; -1 when it does not answer
+// (then it is left alone: a hung agent is the edge's to handle).
+func (p *Procs) attempts(pr *proc) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pr.url+agentapi.PathHealth, nil)
+	if err != nil {
+		return -1
+	}
+	hc := p.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Attempts []json.RawMessage `json:"attempts"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&h) != nil {
+		return -1
+	}
+	return len(h.Attempts)
+}
+
+// waitGone returns once pid has exited (gone or a zombie), or after 10s.
+func waitGone(pid int) {
+	if pid <= 0 {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && (b[i+2] == 'Z' || b[i+2] == 'X') {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (p *Procs) post(ctx context.Context, url, token string, body any) error {
