@@ -238,6 +238,9 @@ type viewLine struct {
 	File string `json:"f"`
 	Kind string `json:"k"` // out | err | cmd | exit | raw
 	HTML string `json:"h"`
+	// Text is the line for terminals (`flare run`): SGR colours kept, every other
+	// escape and control character removed.
+	Text string `json:"t"`
 }
 
 // viewerEvents streams `line` events (one per log line, in file order), a `state`
@@ -325,6 +328,12 @@ func (s *Server) sendLines(w http.ResponseWriter, r *http.Request, f logFile, cu
 // renderRecord turns one NDJSON record into a viewLine (the text rendering of
 // renderText, coloured).
 func renderRecord(file string, line []byte) viewLine {
+	v := renderRecordHTML(file, line)
+	v.Text = safeTerminalText(v.Text)
+	return v
+}
+
+func renderRecordHTML(file string, line []byte) viewLine {
 	var rec struct {
 		Stream     string `json:"stream"`
 		Line       string `json:"line"`
@@ -334,21 +343,21 @@ func renderRecord(file string, line []byte) viewLine {
 		TimedOut   bool   `json:"timedOut"`
 	}
 	if json.Unmarshal(line, &rec) != nil || rec.Stream == "" {
-		return viewLine{File: file, Kind: "raw", HTML: renderANSI(string(line))}
+		return viewLine{File: file, Kind: "raw", HTML: renderANSI(string(line)), Text: string(line)}
 	}
 	switch rec.Stream {
 	case "meta":
-		return viewLine{File: file, Kind: "cmd", HTML: renderANSI("$ " + rec.Command)}
+		return viewLine{File: file, Kind: "cmd", HTML: renderANSI("$ " + rec.Command), Text: "$ " + rec.Command}
 	case "stderr":
-		return viewLine{File: file, Kind: "err", HTML: renderANSI(rec.Line)}
+		return viewLine{File: file, Kind: "err", HTML: renderANSI(rec.Line), Text: rec.Line}
 	case "exit":
 		msg := fmt.Sprintf("exit %d after %d ms", rec.ExitCode, rec.DurationMs)
 		if rec.TimedOut {
 			msg = fmt.Sprintf("timed out after %d ms", rec.DurationMs)
 		}
-		return viewLine{File: file, Kind: "exit", HTML: renderANSI(msg)}
+		return viewLine{File: file, Kind: "exit", HTML: renderANSI(msg), Text: msg}
 	}
-	return viewLine{File: file, Kind: "out", HTML: renderANSI(rec.Line)}
+	return viewLine{File: file, Kind: "out", HTML: renderANSI(rec.Line), Text: rec.Line}
 }
 
 // safeTerminalText keeps printable text, tabs and SGR sequences (ESC [ … m) and drops
