@@ -278,7 +278,7 @@ func TestChildrenStatusReportsOutputsFailuresAndLogs(t *testing.T) {
 		t.Fatalf("%d %s", code, b)
 	}
 	c1, c2 := st.Children[0], st.Children[1]
-	if c1.Status != "success" || string(c1.Output) != `{"exitCode":0}` || !strings.HasPrefix(c1.LogsURL, "https://edge.test/v1/executions/"+one+"/logs?t=") {
+	if c1.Status != "success" || string(c1.Output) != `{"exitCode":0}` || !strings.HasPrefix(c1.LogsURL, "https://edge.test/logs/"+one+"?t=") {
 		t.Fatalf("child 1 %+v", c1)
 	}
 	if c2.Status != "failure" || c2.Failure == nil || c2.Failure.Tag != "CommandFailed" {

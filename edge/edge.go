@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -90,6 +91,10 @@ func New(d Deps) *Server {
 	s.route("/v1/github/install/new", http.MethodGet, s.installNew)
 	s.route("/v1/github/installed", http.MethodGet, s.installed)
 	s.route("/v1/admin/events/{id}", http.MethodPost, s.adminEvent)
+	// operator pages: the log viewer (viewer.go) and the dashboard (dashboard.go)
+	s.route("/logs/{id}", http.MethodGet, s.viewer)
+	s.route("/{$}", http.MethodGet, s.dashboard)
+	s.route("/session", http.MethodPost, s.dashboardLogin)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "not_found"})
 	})
@@ -135,9 +140,10 @@ func (s *Server) origin(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// LogLink is the capability link of an execution: its log viewer URL.
+// LogLink is the capability link of an execution: its log viewer URL (contract §3
+// link form), which also answers plain text to clients that do not ask for HTML.
 func (s *Server) LogLink(origin, exec string) string {
-	return origin + "/v1/executions/" + exec + "/logs?t=" + LogToken(s.Config, exec)
+	return origin + "/logs/" + url.PathEscape(exec) + "?t=" + LogToken(s.Config, exec)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

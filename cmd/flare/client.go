@@ -154,8 +154,23 @@ func (c *stackClient) logsText(ctx context.Context, id string) (string, error) {
 	return "", fmt.Errorf("logs: %s: %s", resp.Status, bytes.TrimSpace(data))
 }
 
-// follow polls an execution until it ends, printing steps as they start and finish.
-func (c *stackClient) follow(ctx context.Context, id string, out io.Writer) (executionView, error) {
+// follow polls an execution until it ends, printing steps as they start and finish
+// and the command's output lines as they come (streamOutput).
+func (c *stackClient) follow(ctx context.Context, id string, w io.Writer) (executionView, error) {
+	out := &lockedWriter{w: w}
+	streamCtx, stopStream := context.WithCancel(ctx)
+	streamed := make(chan struct{})
+	go func() { defer close(streamed); c.streamOutput(streamCtx, id, out) }()
+	defer func() {
+		// the stream ends by itself once the execution is terminal; give it a moment
+		// to print its last lines, then stop it
+		select {
+		case <-streamed:
+		case <-time.After(5 * time.Second):
+		}
+		stopStream()
+		<-streamed
+	}()
 	seen := map[string]string{}
 	lastStatus := ""
 	for {

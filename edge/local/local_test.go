@@ -188,7 +188,7 @@ func TestOffloadTestRunsARealCommandEndToEnd(t *testing.T) {
 	if v.Execution.Status != "success" || v.Check.Conclusion != "success" {
 		t.Fatalf("status %s conclusion %s: %s", v.Execution.Status, v.Check.Conclusion, v.Check.Summary)
 	}
-	if !strings.HasPrefix(v.Check.Summary, "✓ offload-test — execution succeeded.") || !strings.Contains(v.Check.Summary, "/logs?t=") {
+	if !strings.HasPrefix(v.Check.Summary, "✓ offload-test — execution succeeded.") || !strings.Contains(v.Check.Summary, "/logs/") {
 		t.Fatalf("summary: %s", v.Check.Summary)
 	}
 	var out struct{ ExitCode, DurationMs int }
@@ -460,7 +460,7 @@ func TestCheckRunsReachGitHubWithAppCredentials(t *testing.T) {
 	if cr.Name != "flare-dispatch/offload-test" || cr.HeadSHA != shas[0] || cr.Status != "completed" || cr.Conclusion != "success" {
 		t.Fatalf("check-run %+v", cr)
 	}
-	if !strings.HasPrefix(cr.Summary, "✓ offload-test — execution succeeded.") || !strings.Contains(cr.DetailsURL, "/logs?t=") {
+	if !strings.HasPrefix(cr.Summary, "✓ offload-test — execution succeeded.") || !strings.Contains(cr.DetailsURL, "/logs/") {
 		t.Fatalf("summary %q details %q", cr.Summary, cr.DetailsURL)
 	}
 	if v.Execution.CheckRunID != cr.ID {

@@ -270,7 +270,7 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 		}
 		cr := runs[0]
 		if cr.Name != "flare-dispatch/offload-test" || cr.HeadSHA != shas[2] || cr.Status != "completed" || cr.Conclusion != "success" ||
-			!strings.HasPrefix(cr.Summary, "✓ offload-test — execution succeeded.") || !strings.Contains(cr.DetailsURL, "/logs?t=") {
+			!strings.HasPrefix(cr.Summary, "✓ offload-test — execution succeeded.") || !strings.Contains(cr.DetailsURL, "/logs/") {
 			t.Fatalf("check-run %+v", cr)
 		}
 		if v.Execution.CheckRunID != cr.ID {
