@@ -124,7 +124,7 @@ func (pg *page) flush(ctx context.Context) {
 	if !pg.s.opts.Record {
 		return
 	}
-	res, err := pg.p.Context(ctx).Timeout(5*time.Second).Eval(`() => window.__flareRRDrain ? window.__flareRRDrain() : []`)
+	res, err := pg.p.Context(ctx).Timeout(5 * time.Second).Eval(`() => window.__flareRRDrain ? window.__flareRRDrain() : []`)
 	if err != nil {
 		return // the page is gone or navigating: its undrained events are lost
 	}

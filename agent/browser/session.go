@@ -61,7 +61,9 @@ func (s *session) open(ctx context.Context) error {
 	s.network = map[proto.NetworkRequestID]*netEntry{}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	t0 := time.Now()
-	defer func() { s.b.cfg.Log.Debug("browser session opened", "remote", s.proc == nil, "ms", time.Since(t0).Milliseconds()) }()
+	defer func() {
+		s.b.cfg.Log.Debug("browser session opened", "remote", s.proc == nil, "ms", time.Since(t0).Milliseconds())
+	}()
 	if s.b.cfg.RemoteURL != "" {
 		s.ws = s.b.cfg.RemoteURL
 	} else {
