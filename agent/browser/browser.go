@@ -135,7 +135,8 @@ var devtoolsLine = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
 
 // launchArgs are chromium's flags: rod's launcher defaults (pointed at our binary, no
 // leakless helper, no download) minus no-startup-window, which costs ~150 ms a page
-// (libraries.md), plus what a container needs.
+// (libraries.md), plus what a container needs. The startup window opens about:blank
+// and becomes the session's first page, which saves creating one.
 func launchArgs(profile string) []string {
 	l := launcher.New().
 		Leakless(false).
@@ -147,7 +148,8 @@ func launchArgs(profile string) []string {
 		Set("disable-gpu").
 		Set("disable-component-update").
 		Set("mute-audio").
-		Set("hide-scrollbars")
+		Set("hide-scrollbars").
+		StartURL("about:blank")
 	l.Delete(flags.Bin)
 	return l.FormatArgs()
 }

@@ -90,12 +90,28 @@ func (s *session) onRequest(w *watched, e *proto.NetworkRequestWillBeSent) {
 	s.netSeq = append(s.netSeq, e.RequestID)
 }
 
-func (s *session) onResponse(e *proto.NetworkResponseReceived) {
+// onResponse completes a request's entry; a response without one (a navigation's
+// document can be reported before this session's Network domain saw its request) gets
+// an entry of its own.
+func (s *session) onResponse(w *watched, e *proto.NetworkResponseReceived) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n, ok := s.network[e.RequestID]; ok {
-		n.Status, n.MimeType = e.Response.Status, e.Response.MIMEType
+	n, ok := s.network[e.RequestID]
+	if !ok {
+		if len(s.netSeq) >= maxNetwork {
+			return
+		}
+		method := "GET"
+		if e.Response.RequestHeaders != nil {
+			if m, ok := e.Response.RequestHeaders[":method"]; ok && m.Str() != "" {
+				method = m.Str()
+			}
+		}
+		n = &netEntry{Page: w.n, Time: time.Now(), Method: method, URL: clipText(e.Response.URL), Type: string(e.Type)}
+		s.network[e.RequestID] = n
+		s.netSeq = append(s.netSeq, e.RequestID)
 	}
+	n.Status, n.MimeType = e.Response.Status, e.Response.MIMEType
 }
 
 func (s *session) onFailed(e *proto.NetworkLoadingFailed) {

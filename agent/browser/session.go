@@ -107,7 +107,7 @@ func (s *session) open(ctx context.Context) error {
 	if vp.Width <= 0 || vp.Height <= 0 {
 		vp = dsl.ViewportDesktop
 	}
-	rp, err := rb.Page(proto.TargetCreateTarget{URL: "about:blank"})
+	rp, err := s.firstPage()
 	if err != nil {
 		return fmt.Errorf("open a page: %w", err)
 	}
@@ -129,6 +129,20 @@ func (s *session) open(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// firstPage is the launched browser's startup tab, or a new page.
+func (s *session) firstPage() (*rod.Page, error) {
+	if s.proc != nil {
+		if pages, err := s.rb.Pages(); err == nil {
+			for _, p := range pages {
+				if info, err := p.Info(); err == nil && info.URL == "about:blank" {
+					return p, nil
+				}
+			}
+		}
+	}
+	return s.rb.Page(proto.TargetCreateTarget{URL: "about:blank"})
 }
 
 // watchTarget attaches to a page target the session did not open itself.
@@ -164,7 +178,7 @@ func (s *session) watch(p *rod.Page) *watched {
 			func(e *proto.RuntimeConsoleAPICalled) { s.onConsole(w, e) },
 			func(e *proto.RuntimeExceptionThrown) { s.onException(w, e) },
 			func(e *proto.NetworkRequestWillBeSent) { s.onRequest(w, e) },
-			func(e *proto.NetworkResponseReceived) { s.onResponse(e) },
+			func(e *proto.NetworkResponseReceived) { s.onResponse(w, e) },
 			func(e *proto.NetworkLoadingFailed) { s.onFailed(e) },
 		)
 		close(ready) // the domains are enabled once EachEvent returned

@@ -1,0 +1,182 @@
+package browserruns_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/agent/artifacts"
+	"github.com/flare-dispatch/flare-dispatch/agent/blobstore"
+	"github.com/flare-dispatch/flare-dispatch/agent/browser"
+	"github.com/flare-dispatch/flare-dispatch/agent/cache"
+	"github.com/flare-dispatch/flare-dispatch/agent/sandbox"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/dsl/dsltest"
+	"github.com/flare-dispatch/flare-dispatch/edge"
+	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
+	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
+	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
+	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
+)
+
+// world is what one test's executions share: the blob store, the edge serving its
+// artifacts, and chromium.
+type world struct {
+	t      *testing.T
+	store  *s3test.Store
+	origin string // the edge
+	bin    string
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	bin := chromiumtest.Bin(t)
+	store := s3test.Start(t)
+	id, secret := store.AdminCredential()
+	bl, err := blobs.New(store.URL, store.Bucket, id, secret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(edge.New(edge.Deps{Blobs: bl}))
+	t.Cleanup(srv.Close)
+	return &world{t: t, store: store, origin: srv.URL, bin: bin}
+}
+
+// execution is one execution's capabilities, as the agent builds them.
+type execution struct {
+	c       *dsl.Ctx
+	journal *dsltest.Journal
+	browser *browser.Browser
+}
+
+func (w *world) execution(ctx context.Context, exec, run, repo string) *execution {
+	t := w.t
+	t.Helper()
+	id, secret := w.store.CredentialWith(t, exec, repo, true)
+	store, err := blobstore.New(blobstore.Config{Endpoint: w.store.URL, Bucket: w.store.Bucket, AccessKeyID: id, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Config{Workspace: t.TempDir(), Local: true, LogPrefix: "logs/" + exec + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := browser.New(browser.Config{Bin: w.bin, TempDir: t.TempDir()})
+	t.Cleanup(func() { br.Close() })
+	j := dsltest.NewJournal()
+	c := &dsl.Ctx{Context: ctx, Exec: exec, Attempt: 1, Run: run, Journal: j, Sandbox: sb, Local: true,
+		Cache:     &cache.Cache{Store: store, Prefix: "cache/" + repo + "/", Writable: true},
+		Artifacts: &artifacts.Artifacts{Store: store, Exec: exec, Origin: w.origin},
+		Browser:   br,
+	}
+	return &execution{c: c, journal: j, browser: br}
+}
+
+// fixtureRepo makes a git repository of the testdata directories given (merged) and
+// returns its path and commit.
+func fixtureRepo(t *testing.T, dirs ...string) (string, string) {
+	t.Helper()
+	files := map[string]string{}
+	for _, d := range dirs {
+		root := filepath.Join("testdata", d)
+		err := filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			rel, _ := filepath.Rel(root, p)
+			files[filepath.ToSlash(rel)] = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return gittest.RepoWith(t, files)
+}
+
+// startApp runs the fixture app (node server.js) from dir on a free port until the
+// test ends, and returns its URL once it answers.
+func startApp(t *testing.T, dir string) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command("node", "server.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	u := "http://127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+		if err == nil {
+			c.Close()
+			return u
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fixture app never listened: %v", err)
+		}
+		// Polling a port that is not open yet: each dial fails fast; no sleep needed
+		// beyond the dial itself on a refused connection, so back off a little.
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// fetch GETs a URL and returns status and body.
+func fetch(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func decode[T any](t *testing.T, raw json.RawMessage) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("%v: %s", err, raw)
+	}
+	return v
+}
+
+func needNode(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("node is required under CI")
+		}
+		t.Skip("no node")
+	}
+}
+
+var _ = strings.Contains
+var _ sync.Mutex
