@@ -6,7 +6,7 @@
 // scrolls (source 3) and clicks (source 2, type 2). Scripts and inline event handlers
 // are never recorded; password values are masked.
 (() => {
-  if (window.__flareRRBuf) return;
+  if (window.__flareRRBuf || location.href === 'about:blank') return; // nothing to see before the first page
   const buf = (window.__flareRRBuf = []);
   const emit = (type, data) => { if (buf.length < 5000) buf.push(JSON.stringify({ type, data, timestamp: Date.now() })); };
   let nextId = 1;

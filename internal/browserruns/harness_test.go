@@ -11,8 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -178,5 +176,22 @@ func needNode(t *testing.T) {
 	}
 }
 
-var _ = strings.Contains
-var _ sync.Mutex
+// launchURL starts a chromium of the test's own (for looking at pages the runs
+// produced) and returns its CDP websocket URL.
+func (w *world) launchURL(t *testing.T) (string, error) {
+	t.Helper()
+	b := browser.New(browser.Config{Bin: w.bin, TempDir: t.TempDir()})
+	t.Cleanup(func() { b.Close() })
+	s, err := b.NewCDPSession(context.Background(), dsl.SessionOptions{})
+	if err != nil {
+		return "", err
+	}
+	return s.WSEndpoint(), nil
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

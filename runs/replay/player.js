@@ -38,6 +38,9 @@
   let current = -1;
   let timer = null;
   const stage = $('stage');
+  // data-rendered says which frame the stage shows once it has loaded (for tests, and
+  // for anyone scripting the page).
+  stage.addEventListener('load', () => { if (current >= 0) document.body.dataset.rendered = String(current + 1); });
 
   function show(i) {
     if (!frames.length) return;
