@@ -70,7 +70,9 @@ func relayServer(t *testing.T, upstream string, atEnd func(io.Writer)) *httptest
 func TestRelayIsByteExactBothWays(t *testing.T) {
 	hello := []byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o', 0x89, 0x00} // a text frame and a ping
 	upstream, got := rawUpstream(t, hello)
-	srv := relayServer(t, upstream, func(up io.Writer) { up.Write(wsrelay.ClientTextFrame([]byte(`{"id":-9999,"method":"Browser.close","params":{}}`))) })
+	srv := relayServer(t, upstream, func(up io.Writer) {
+		up.Write(wsrelay.ClientTextFrame([]byte(`{"id":-9999,"method":"Browser.close","params":{}}`)))
+	})
 
 	c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
