@@ -33,7 +33,7 @@ const appPage = `<!doctype html><html><head><title>Fixture app</title>
 <script>console.log('app ready', 42); console.error('something bad'); setTimeout(() => { throw new Error('boom later') }, 0);</script>
 </body></html>`
 
-func appServer(t *testing.T) *httptest.Server {
+func appServer(t testing.TB) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {

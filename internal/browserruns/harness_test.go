@@ -32,13 +32,13 @@ import (
 // world is what one test's executions share: the blob store, the edge serving its
 // artifacts, and chromium.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	store  *s3test.Store
 	origin string // the edge
 	bin    string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	bin := chromiumtest.Bin(t)
 	store := s3test.Start(t)
@@ -84,7 +84,7 @@ func (w *world) execution(ctx context.Context, exec, run, repo string) *executio
 
 // fixtureRepo makes a git repository of the testdata directories given (merged) and
 // returns its path and commit.
-func fixtureRepo(t *testing.T, dirs ...string) (string, string) {
+func fixtureRepo(t testing.TB, dirs ...string) (string, string) {
 	t.Helper()
 	files := map[string]string{}
 	for _, d := range dirs {
@@ -107,7 +107,7 @@ func fixtureRepo(t *testing.T, dirs ...string) (string, string) {
 
 // startApp runs the fixture app (node server.js) from dir on a free port until the
 // test ends, and returns its URL once it answers.
-func startApp(t *testing.T, dir string) string {
+func startApp(t testing.TB, dir string) string {
 	t.Helper()
 	port := freePort(t)
 	cmd := exec.Command("node", "server.js")
@@ -135,7 +135,7 @@ func startApp(t *testing.T, dir string) string {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -146,7 +146,7 @@ func freePort(t *testing.T) int {
 }
 
 // fetch GETs a URL and returns status and body.
-func fetch(t *testing.T, u string) (int, string) {
+func fetch(t testing.TB, u string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(u)
 	if err != nil {
@@ -157,7 +157,7 @@ func fetch(t *testing.T, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func decode[T any](t *testing.T, raw json.RawMessage) T {
+func decode[T any](t testing.TB, raw json.RawMessage) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -166,7 +166,7 @@ func decode[T any](t *testing.T, raw json.RawMessage) T {
 	return v
 }
 
-func needNode(t *testing.T) {
+func needNode(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -178,7 +178,7 @@ func needNode(t *testing.T) {
 
 // launchURL starts a chromium of the test's own (for looking at pages the runs
 // produced) and returns its CDP websocket URL.
-func (w *world) launchURL(t *testing.T) (string, error) {
+func (w *world) launchURL(t testing.TB) (string, error) {
 	t.Helper()
 	b := browser.New(browser.Config{Bin: w.bin, TempDir: t.TempDir()})
 	t.Cleanup(func() { b.Close() })

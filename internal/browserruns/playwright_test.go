@@ -18,7 +18,7 @@ import (
 // children and suspends; each child runs (concurrently, each in a sandbox of its own,
 // with its own checkout and cached npm install) and ends; the parent resumes and
 // merges them.
-func runPlaywrightE2E(t *testing.T, ctx context.Context, w *world, exec, inputs string) (json.RawMessage, error) {
+func runPlaywrightE2E(t testing.TB, ctx context.Context, w *world, exec, inputs string) (json.RawMessage, error) {
 	t.Helper()
 	norm, err := runs.PlaywrightE2E.DecodeInputs(json.RawMessage(inputs))
 	if err != nil {
