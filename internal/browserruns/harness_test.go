@@ -4,16 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/agent/artifacts"
 	"github.com/flare-dispatch/flare-dispatch/agent/blobstore"
@@ -24,6 +17,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/dsl/dsltest"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobs"
+	"github.com/flare-dispatch/flare-dispatch/internal/browserruns"
 	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
@@ -82,68 +76,13 @@ func (w *world) execution(ctx context.Context, exec, run, repo string) *executio
 	return &execution{c: c, journal: j, browser: br}
 }
 
-// fixtureRepo makes a git repository of the testdata directories given (merged) and
-// returns its path and commit.
+// fixtureRepo makes a git repository of the fixture directories given (merged).
 func fixtureRepo(t testing.TB, dirs ...string) (string, string) {
 	t.Helper()
-	files := map[string]string{}
-	for _, d := range dirs {
-		root := filepath.Join("testdata", d)
-		err := filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
-			if err != nil || e.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			rel, _ := filepath.Rel(root, p)
-			files[filepath.ToSlash(rel)] = string(b)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return gittest.RepoWith(t, files)
+	return gittest.RepoWith(t, browserruns.Files(t, dirs...))
 }
 
-// startApp runs the fixture app (node server.js) from dir on a free port until the
-// test ends, and returns its URL once it answers.
-func startApp(t testing.TB, dir string) string {
-	t.Helper()
-	port := freePort(t)
-	cmd := exec.Command("node", "server.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	u := "http://127.0.0.1:" + strconv.Itoa(port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-		if err == nil {
-			c.Close()
-			return u
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the fixture app never listened: %v", err)
-		}
-		// Polling a port that is not open yet: each dial fails fast; no sleep needed
-		// beyond the dial itself on a refused connection, so back off a little.
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func startApp(t testing.TB, dir string) string { return browserruns.StartApp(t, dir) }
 
 // fetch GETs a URL and returns status and body.
 func fetch(t testing.TB, u string) (int, string) {
@@ -166,15 +105,7 @@ func decode[T any](t testing.TB, raw json.RawMessage) T {
 	return v
 }
 
-func needNode(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("node is required under CI")
-		}
-		t.Skip("no node")
-	}
-}
+func needNode(t testing.TB) { browserruns.NeedNode(t) }
 
 // launchURL starts a chromium of the test's own (for looking at pages the runs
 // produced) and returns its CDP websocket URL.
