@@ -136,8 +136,9 @@ func (pg *page) flush(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range batch {
-		if len(s.events) < maxEvents && json.Valid([]byte(e)) {
+		if len(s.events) < maxEvents && s.eventBytes+len(e) <= maxEventBytes && json.Valid([]byte(e)) {
 			s.events = append(s.events, json.RawMessage(e))
+			s.eventBytes += len(e)
 		}
 	}
 }

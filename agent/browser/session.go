@@ -30,13 +30,14 @@ type session struct {
 	tracing bool
 	done    chan struct{}
 
-	mu      sync.Mutex
-	pages   map[proto.TargetTargetID]*watched
-	order   []proto.TargetTargetID
-	console []consoleEntry
-	network map[proto.NetworkRequestID]*netEntry
-	netSeq  []proto.NetworkRequestID
-	events  []json.RawMessage // rrweb events of the first page
+	mu         sync.Mutex
+	pages      map[proto.TargetTargetID]*watched
+	order      []proto.TargetTargetID
+	console    []consoleEntry
+	network    map[proto.NetworkRequestID]*netEntry
+	netSeq     []proto.NetworkRequestID
+	events     []json.RawMessage // rrweb events of the first page
+	eventBytes int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -51,9 +52,10 @@ type watched struct {
 
 // Bounds on what a session keeps in memory.
 const (
-	maxConsole = 5000
-	maxNetwork = 10000
-	maxEvents  = 20000
+	maxConsole    = 5000
+	maxNetwork    = 10000
+	maxEvents     = 20000
+	maxEventBytes = 64 << 20 // a recording past this keeps its beginning
 )
 
 func (s *session) open(ctx context.Context) error {
