@@ -231,7 +231,24 @@ func TestRemoteSessionAndUnavailableBrowser(t *testing.T) {
 	if snap, err := rs.Page().Snapshot(ctx); err != nil || snap.Title != "Fixture app" {
 		t.Fatalf("%+v %v", snap, err)
 	}
+	// A second remote session on the same browser sees none of the first's pages, and
+	// closing it leaves the browser to the others.
+	rs2, err := remote.NewCDPSession(ctx, dsl.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := rs2.Capture(ctx, t.TempDir())
+	if err != nil || c2.Pages != 1 || c2.Requests != 0 {
+		t.Fatalf("second session captured %+v %v", c2, err)
+	}
+	rs2.Close(ctx)
+	if snap, err := rs.Page().Snapshot(ctx); err != nil || snap.Title != "Fixture app" {
+		t.Fatalf("the first session's page after the second closed: %+v %v", snap, err)
+	}
 	remote.Close()
+	if _, err := hs.Page().Snapshot(ctx); err != nil {
+		t.Fatalf("the host browser died with its remote sessions: %v", err)
+	}
 
 	missing := browser.New(browser.Config{Bin: filepath.Join(t.TempDir(), "chromium")})
 	_, err = missing.NewCDPSession(ctx, dsl.SessionOptions{})

@@ -80,11 +80,18 @@ func (s *session) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.proc == nil {
+		// A remote browser may be shared: the session gets a browser context of its own,
+		// watches only its targets, and disposes of it (not the browser) at Close.
+		if rb, err = rb.Incognito(); err != nil {
+			return fmt.Errorf("create a browser context: %w", err)
+		}
+	}
 	s.rb = rb
 	s.b.cfg.Log.Debug("cdp connected", "ms", time.Since(t0).Milliseconds())
 	// Pages opened later (by the run's own CDP client, or by the page) are watched too.
 	go rb.EachEvent(func(e *proto.TargetTargetCreated) {
-		if e.TargetInfo.Type == proto.TargetTargetInfoTypePage {
+		if e.TargetInfo.Type == proto.TargetTargetInfoTypePage && (rb.BrowserContextID == "" || e.TargetInfo.BrowserContextID == rb.BrowserContextID) {
 			go s.watchTarget(e.TargetInfo.TargetID)
 		}
 	}, func(e *proto.TargetTargetDestroyed) {
@@ -255,9 +262,9 @@ func (s *session) Close(ctx context.Context) error {
 
 func (s *session) shutdown() error {
 	if s.rb != nil && s.proc == nil {
-		// Browser Rendering ends the session on Browser.close; the pass-through also
-		// sends it when the socket closes, so a failure here changes nothing.
-		_ = proto.BrowserClose{}.Call(s.rb.Timeout(5 * time.Second))
+		// Only the session's own browser context: the browser may serve others (the
+		// edge's pass-through ends a Browser Rendering session when the socket closes).
+		_ = s.rb.Timeout(5 * time.Second).Close()
 	}
 	if s.cancel != nil {
 		s.cancel()
