@@ -394,7 +394,8 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 		IO:        agentIO{client: client, env: ioEnv()},
 	}
 	s.blobCapabilities(c, st, log)
-	br := browser.New(browser.Config{Bin: s.cfg.ChromiumBin, Log: log}) // starts nothing until a run asks
+	// Starts nothing until a run asks; the edge chose a remote browser or none.
+	br := browser.New(browser.Config{Bin: s.cfg.ChromiumBin, RemoteURL: st.Browser.CDPURL, Log: log})
 	defer br.Close()
 	c.Browser = br
 	return run.Execute(c, st.Inputs)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,6 +202,9 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
+	}
+	if u := strings.TrimSpace(o.Getenv("BROWSER_CDP_URL")); u != "" {
+		deps.BrowserCDP = browserCDP{url: u}
 	}
 	st.Edge = edge.New(deps)
 	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})
