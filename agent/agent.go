@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flare-dispatch/flare-dispatch/agent/browser"
 	"github.com/flare-dispatch/flare-dispatch/agent/logship"
 	"github.com/flare-dispatch/flare-dispatch/agent/redact"
 	"github.com/flare-dispatch/flare-dispatch/agent/sandbox"
@@ -60,6 +61,8 @@ type Config struct {
 	KillGrace time.Duration
 	// GitHubURL is where owner/name repositories are cloned from (default https://github.com).
 	GitHubURL string
+	// ChromiumBin is the browser runs' chromium (default $CHROME_PATH, else /usr/bin/chromium).
+	ChromiumBin string
 }
 
 // Reasons an attempt's context ends.
@@ -345,7 +348,9 @@ func (s *server) runAttempt(ctx context.Context, a *attempt) {
 		fail = failure(dsl.AsFailure(runErr))
 	}
 	if fail != nil {
-		output = nil
+		if cause != nil {
+			output = nil // a cancelled or timed-out attempt has no output to report
+		}
 		fail.Message = red.String(fail.Message)
 		fail.Detail = red.JSON(fail.Detail)
 		log.Info("attempt failed", "tag", fail.Tag, "message", fail.Message, "durationMs", time.Since(start).Milliseconds())
@@ -412,6 +417,10 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 		IO:        agentIO{client: client, env: ioEnv()},
 	}
 	s.blobCapabilities(c, st, log)
+	// Starts nothing until a run asks; the edge chose a remote browser or none.
+	br := browser.New(browser.Config{Bin: s.cfg.ChromiumBin, RemoteURL: st.Browser.CDPURL, Log: log})
+	defer br.Close()
+	c.Browser = br
 	return run.Execute(c, st.Inputs)
 }
 

@@ -47,6 +47,14 @@ type Start struct {
 	Inputs  json.RawMessage `json:"inputs"`
 	Blobs   Blobs           `json:"blobs"`
 	Local   bool            `json:"local,omitempty"` // local mode: local repo paths allowed
+	Browser Browser         `json:"browser,omitzero"`
+}
+
+// Browser says where the attempt's browser sessions go: CDPURL, when set, is the
+// edge's /v1/browser/cdp with a token scoped to it; else the sandbox launches its own
+// chromium.
+type Browser struct {
+	CDPURL string `json:"cdpUrl,omitempty"`
 }
 
 // GitHub is the dispatch's target.

@@ -10,6 +10,7 @@ var PassEnv = []string{
 	"SSL_CERT_FILE", "SSL_CERT_DIR",
 	"GOPATH", "GOMODCACHE", "GOCACHE", "GOFLAGS", "GOPROXY",
 	"npm_config_cache", "CARGO_HOME", "RUSTUP_HOME",
+	"CHROME_PATH", // where browser runs find chromium (the chromium image sets it)
 }
 
 // InheritEnv returns the PassEnv names that lookup (os.LookupEnv) finds, as a map.

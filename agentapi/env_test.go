@@ -14,6 +14,7 @@ func TestPassEnvIsPinned(t *testing.T) {
 		"SSL_CERT_FILE", "SSL_CERT_DIR",
 		"GOPATH", "GOMODCACHE", "GOCACHE", "GOFLAGS", "GOPROXY",
 		"npm_config_cache", "CARGO_HOME", "RUSTUP_HOME",
+		"CHROME_PATH",
 	}
 	if !slices.Equal(PassEnv, want) {
 		t.Fatalf("PassEnv = %q\nwant %q", PassEnv, want)

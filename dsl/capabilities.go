@@ -208,15 +208,3 @@ type ModelToolCall struct {
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments"`
 }
-
-// Browser opens CDP sessions (built out with the browser runs; only the interface
-// exists here).
-type Browser interface {
-	NewCDPSession(ctx context.Context, targetURL string) (CDPSession, error)
-}
-
-// CDPSession is an open browser session; only WSEndpoint belongs in a step result.
-type CDPSession interface {
-	WSEndpoint() string
-	Close(ctx context.Context) error
-}

@@ -263,14 +263,18 @@ func (e *PortNeverOpened) Failure() Failure { return toFailure(TagPortNeverOpene
 func (*PortNeverOpened) isTypedError()      {}
 
 // BrowserUnavailable: no browser session could be had. Reason is quota, transient or
-// session-cap.
+// session-cap; Cause says what went wrong.
 type BrowserUnavailable struct {
 	msg
 	Reason       string `json:"reason"`
+	Cause        string `json:"cause,omitempty"`
 	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
 }
 
 func (e *BrowserUnavailable) Error() string {
+	if e.Cause != "" {
+		return e.or("browser unavailable (" + e.Reason + "): " + e.Cause)
+	}
 	return e.or("browser unavailable: " + e.Reason)
 }
 func (e *BrowserUnavailable) Failure() Failure { return toFailure(TagBrowserUnavailable, e) }

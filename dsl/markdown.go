@@ -51,6 +51,9 @@ func Markdown(f Failure) string {
 		if e.RetryAfterMs > 0 {
 			s += fmt.Sprintf(" Retry after %s.", millis(e.RetryAfterMs))
 		}
+		if e.Cause != "" {
+			s += "\n\n" + fence(clip(e.Cause, maxText))
+		}
 		return s
 	case *CacheError:
 		return fmt.Sprintf("**Cache %s failed** for key %s.\n\n%s", text(e.Phase), code(e.Key), fence(clip(e.Cause, maxText)))

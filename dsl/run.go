@@ -11,6 +11,7 @@ package dsl
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -78,7 +79,9 @@ type Run interface {
 	// one) and returns them normalized as JSON (defaults applied). Errors are *FieldError.
 	DecodeInputs(raw json.RawMessage) (json.RawMessage, error)
 	// Execute runs the program for one attempt. inputs are normally DecodeInputs'
-	// output; they are decoded again, strictly. The output is the body's result as JSON.
+	// output; they are decoded again, strictly. The output is the body's result as JSON;
+	// a body that fails with a non-zero result hands back both, so what it found (its
+	// findings, which become check-run annotations) survives a red run.
 	Execute(c *Ctx, inputs json.RawMessage) (json.RawMessage, error)
 }
 
@@ -171,6 +174,12 @@ func (r *typedRun[I, O]) Execute(c *Ctx, raw json.RawMessage) (json.RawMessage, 
 	}
 	out, err := r.body(c, in)
 	if err != nil {
+		if reflect.ValueOf(&out).Elem().IsZero() {
+			return nil, err
+		}
+		if b, merr := json.Marshal(out); merr == nil {
+			return b, err
+		}
 		return nil, err
 	}
 	b, err := json.Marshal(out)

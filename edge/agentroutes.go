@@ -17,6 +17,9 @@ const maxStepResult = 1 << 20
 func (s *Server) agentRequest(w http.ResponseWriter, r *http.Request, into any) (string, AgentClaims, bool) {
 	id := r.PathValue("id")
 	claims, err := VerifyAgentToken(s.Config, bearer(r), id, s.Now())
+	if err == nil && claims.Scope != "" {
+		err = fmt.Errorf("%w: a %s token does not open the agent API", errBadToken, claims.Scope)
+	}
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
 		return "", claims, false

@@ -87,7 +87,8 @@ func LogToken(cfg Config, exec string) string {
 type AgentClaims struct {
 	Exec    string `json:"e"`
 	Attempt int    `json:"a"`
-	Expires int64  `json:"x"` // unix seconds
+	Expires int64  `json:"x"`           // unix seconds
+	Scope   string `json:"s,omitempty"` // "" = the agent API; ScopeCDP = /v1/browser/cdp only
 }
 
 // MintAgentToken returns a run-scoped, expiring token for one attempt.

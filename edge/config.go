@@ -18,6 +18,9 @@ type Config struct {
 	BlobBucket    string
 	WebhookSecret string // GITHUB_WEBHOOK_SECRET: webhook signatures; unset = webhook mode off (503)
 	GitHubAPIURL  string // GITHUB_API_URL: REST API root (default https://api.github.com/; a fake in tests)
+	// BrowserMode is BROWSER_MODE: "sandbox" (default; browser runs launch chromium in
+	// their sandbox) or "remote" (they use /v1/browser/cdp, when a browser is configured).
+	BrowserMode string
 }
 
 // ConfigFromEnv reads a Config with getenv (os.Getenv locally, the Worker's env on
@@ -31,6 +34,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		AdmissionCap:  ParseCap(getenv("ADMISSION_CAP")),
 		WebhookSecret: getenv("GITHUB_WEBHOOK_SECRET"),
 		GitHubAPIURL:  getenv("GITHUB_API_URL"),
+		BrowserMode:   strings.TrimSpace(getenv("BROWSER_MODE")),
 	}
 }
 

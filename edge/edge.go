@@ -40,6 +40,8 @@ type Deps struct {
 	// an *http.Client, or the Worker's fetch transport. nil means http.DefaultClient,
 	// except in the js/wasm build (httpclient_native.go).
 	HTTPClient HTTPDoer
+	// BrowserCDP is the browser behind /v1/browser/cdp (browsercdp.go); nil: 503.
+	BrowserCDP BrowserCDP
 	Now        func() time.Time
 	Log        *slog.Logger
 }
@@ -86,6 +88,7 @@ func New(d Deps) *Server {
 	s.route("/v1/agent/{id}/github/pull-request", http.MethodPost, s.agentGitHubPullRequest)
 	s.route("/v1/agent/{id}/prior", http.MethodPost, s.agentPrior)
 	s.route("/v1/artifacts/{exec}/{name}", http.MethodGet, s.artifact)
+	s.route("/v1/browser/cdp", http.MethodGet, s.browserCDP)
 	s.route("/v1/artifacts/{exec}/{name}/{path...}", http.MethodGet, s.artifact)
 	s.route("/v1/webhooks/github", http.MethodPost, s.webhook)
 	s.route("/v1/github/install/new", http.MethodGet, s.installNew)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/agentapi"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 )
 
@@ -72,6 +73,9 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/", CacheWrite: CacheWritable(p)},
 	}
 	start.ServerToken = AgentServerToken(s.Config, e.Sandbox)
+	if e.Pool == dsl.PoolBrowser && s.Config.BrowserMode == "remote" && s.BrowserCDP != nil {
+		start.Browser.CDPURL = BrowserCDPURL(s.Config, s.originOf(p), AgentClaims{Exec: e.Exec, Attempt: e.Attempt, Expires: now.Add(ttl).Unix()})
+	}
 	return s.Sandboxes.Start(ctx, e.Sandbox, e.Pool, start)
 }
 

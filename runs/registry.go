@@ -10,5 +10,9 @@ func Registry() dsl.Registry {
 		MatrixFanout,
 		DeploySmoke,
 		RefreshFixtures,
+		CDPAcceptance,
+		PlaywrightE2E,
+		PlaywrightDemo,
+		ProductDemo,
 	)
 }

@@ -1,6 +1,8 @@
 package runs
 
 import (
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -36,3 +38,17 @@ func validateImage(field, image string) *dsl.FieldError {
 	}
 	return nil
 }
+// checkHTTPURL accepts an http(s) URL without credentials or control characters.
+func checkHTTPURL(field, raw string) *dsl.FieldError {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return &dsl.FieldError{Field: field, Message: "must be an http(s) URL without credentials"}
+	}
+	return nil
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+
+// stripANSI removes terminal colour codes (Playwright's error messages carry them).
+func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -250,6 +251,9 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, ConfigKV: st.Config, IdempotencyKV: st.Idempotency, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
+	}
+	if u := strings.TrimSpace(o.Getenv("BROWSER_CDP_URL")); u != "" {
+		deps.BrowserCDP = browserCDP{url: u}
 	}
 	st.Edge = edge.New(deps)
 	st.store.SetEnded(edge.EndedLookup(st.Meta)) // an ended execution's blob credentials write nothing

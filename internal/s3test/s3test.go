@@ -92,3 +92,6 @@ func client(url, id, secret string) *s3.Client {
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})
 }
+
+// AdminCredential is the store's unrestricted credential (what the edge itself holds).
+func (s *Store) AdminCredential() (id, secret string) { return adminID, adminSecret }

@@ -225,6 +225,22 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("BrowserCDPRefusesWithoutUpgradeTokenOrBrowser", func(t *testing.T) {
+		// The Worker has no Browser Rendering binding wired yet: after the upgrade and
+		// token checks, /v1/browser/cdp is 503, as the contract says when unconfigured.
+		if r := s.do(t, http.MethodGet, "/v1/browser/cdp", nil, nil); r.status != http.StatusUpgradeRequired {
+			t.Fatalf("no upgrade: %d %s", r.status, r.raw)
+		}
+		ws := map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+		if r := s.do(t, http.MethodGet, "/v1/browser/cdp?token=nope", nil, ws); r.status != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", r.status, r.raw)
+		}
+		u := edge.BrowserCDPURL(edge.Config{HMACSecret: hmacSecret}, s.URL, edge.AgentClaims{Exec: "cdp-check", Attempt: 1, Expires: time.Now().Add(time.Hour).Unix()})
+		if r := s.do(t, http.MethodGet, "/v1/browser/cdp"+u[strings.Index(u, "?"):], nil, ws); r.status != http.StatusServiceUnavailable || r.body["error"] != "browser_not_configured" {
+			t.Fatalf("unconfigured: %d %s", r.status, r.raw)
+		}
+	})
+
 	t.Run("ReplayedDispatchIsTheSameExecution", func(t *testing.T) {
 		r := s.dispatch(t, "offload-test", offloadBody(repo, shas[0], "./test.sh && echo oops >&2"), "")
 		if r.status != http.StatusAccepted || r.body["executionId"] != "offload-test:local_app:"+shas[0][:12] || r.body["deduped"] != true {

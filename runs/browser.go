@@ -1,0 +1,90 @@
+package runs
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+)
+
+// What the browser runs share: opening the run's browser session and linking
+// artifacts from a check-run summary.
+
+// openBrowser opens the run's browser session and records its websocket endpoint as
+// the step attach-cdp (contract: only the endpoint string is checkpointed; the session
+// itself lives as long as the attempt, so a new attempt opens a new one).
+func openBrowser(c *dsl.Ctx, o dsl.SessionOptions) (dsl.CDPSession, error) {
+	if c.Browser == nil {
+		return nil, &dsl.BrowserUnavailable{Reason: "transient", Cause: "this sandbox has no browser"}
+	}
+	s, err := c.Browser.NewCDPSession(c, o)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dsl.Step(c, "attach-cdp", func(context.Context) (attached, error) {
+		return attached{WSEndpoint: s.WSEndpoint()}, nil
+	}); err != nil {
+		s.Close(context.WithoutCancel(c))
+		return nil, err
+	}
+	return s, nil
+}
+
+type attached struct {
+	WSEndpoint string `json:"wsEndpoint"`
+}
+
+// link is a markdown link to an artifact, or "—" when nothing was uploaded.
+func link(label string, a dsl.Artifact) string {
+	if a.URL == "" {
+		return "—"
+	}
+	return "[" + label + "](" + dirURL(a) + ")"
+}
+
+// dirURL is where people browse an artifact: a directory's listing (or index.html)
+// ends with a slash.
+func dirURL(a dsl.Artifact) string {
+	if a.Dir && !strings.HasSuffix(a.URL, "/") {
+		return a.URL + "/"
+	}
+	return a.URL
+}
+
+// mdCell makes text safe inside a markdown table cell.
+func mdCell(s string) string {
+	s = strings.NewReplacer("|", "\\|", "\r", " ", "\n", " ", "`", "'").Replace(s)
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// fenced is text in a code fence that its content cannot close.
+func fenced(s string) string {
+	fence := "```"
+	for strings.Contains(s, fence) {
+		fence += "`"
+	}
+	return fence + "\n" + strings.TrimRight(s, "\n") + "\n" + fence
+}
+
+// tail keeps the last n bytes of s, on a line boundary when it can.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 && i < len(s)-1 {
+		s = s[i+1:]
+	}
+	return "…\n" + s
+}
+
+func plural(n int, one string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %ss", n, one)
+}
