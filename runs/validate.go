@@ -38,6 +38,7 @@ func validateImage(field, image string) *dsl.FieldError {
 	}
 	return nil
 }
+
 // checkHTTPURL accepts an http(s) URL without credentials or control characters.
 func checkHTTPURL(field, raw string) *dsl.FieldError {
 	u, err := url.Parse(raw)
