@@ -1,5 +1,5 @@
 // Package fakeopenai is an OpenAI-compatible chat completions server for tests:
-// POST /v1/chat/completions with tool calls, streaming (server-sent events), usage
+// POST …/chat/completions with tool calls, streaming (server-sent events), usage
 // tokens, scripted replies and the failures real endpoints send (401, 429 with
 // Retry-After, 500, context-length 400, malformed JSON), at a configurable latency.
 //
@@ -50,6 +50,7 @@ type ToolCall struct {
 
 // Request is a recorded request.
 type Request struct {
+	Path   string
 	Header http.Header
 	Body   ChatRequest
 	Raw    []byte
@@ -131,9 +132,14 @@ type Server struct {
 func New(apiKey string) *Server {
 	s := &Server{APIKey: apiKey}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/chat/completions", s.chat)
+	// Any path ending in /chat/completions: gateways put the provider and account in
+	// the path (…/compat/chat/completions, …/workers-ai/v1/chat/completions).
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "Unknown request URL: "+r.Method+" "+r.URL.Path, "invalid_request_error", "unknown_url")
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+			writeError(w, http.StatusNotFound, "Unknown request URL: "+r.Method+" "+r.URL.Path, "invalid_request_error", "unknown_url")
+			return
+		}
+		s.chat(w, r)
 	})
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL + "/v1"
@@ -184,7 +190,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	var req ChatRequest
 	decodeErr := json.Unmarshal(raw, &req)
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Header: r.Header.Clone(), Body: req, Raw: raw})
+	s.requests = append(s.requests, Request{Path: r.URL.Path, Header: r.Header.Clone(), Body: req, Raw: raw})
 	s.mu.Unlock()
 
 	if s.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+s.APIKey {
