@@ -129,4 +129,3 @@ func TestBedrockTradesAnOIDCTokenAndSignsTheCall(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
-

@@ -235,7 +235,9 @@ func thumbprint(k JWK) string {
 
 func enc(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "=")) }
+func b64(s string) ([]byte, error) {
+	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+}
 
 func pad(d []byte) []byte {
 	if len(d) >= 32 {
