@@ -75,7 +75,7 @@ func (h *Handler) Users(w http.ResponseWriter, r *http.Request) {
 
 // pr makes a repository whose feature branch left main, then main moved on; it
 // returns the work tree, main's and the feature's commits.
-func pr(t *testing.T) (*gittest.Work, string, string) {
+func pr(t testing.TB) (*gittest.Work, string, string) {
 	w := gittest.Init(t)
 	w.Commit("base", map[string]string{"server/handler.go": handlerV1, "README.md": "# svc\n"})
 	w.Git("checkout", "-q", "-b", "feature")
@@ -92,7 +92,7 @@ func pr(t *testing.T) (*gittest.Work, string, string) {
 	return w, base, head
 }
 
-func diff(t *testing.T, w *gittest.Work, base, head string) string {
+func diff(t testing.TB, w *gittest.Work, base, head string) string {
 	t.Helper()
 	cmd := exec.Command("sh", "-c", prreview.DiffCommand(base, head))
 	cmd.Dir = w.Dir
