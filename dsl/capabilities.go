@@ -171,8 +171,9 @@ type PriorExecution struct {
 	Output      json.RawMessage `json:"output,omitempty"`
 }
 
-// ModelGateway calls language models through the edge (built out with the agentic runs;
-// only the interface exists here).
+// ModelGateway calls language models through the edge, which holds the keys and
+// routes each call to a backend (edge/model). Failures are *ModelCallFailed,
+// *BackendUnconfigured or *StructuredOutputInvalid.
 type ModelGateway interface {
 	Complete(ctx context.Context, r ModelRequest) (ModelResponse, error)
 }
@@ -180,12 +181,19 @@ type ModelGateway interface {
 // ModelRequest is one completion. Model is prefixed by its route: @cf/…, anthropic/…,
 // bedrock/…, deepseek/….
 type ModelRequest struct {
+	// Backend overrides the backend the model's prefix selects (workers-ai,
+	// anthropic, deepseek, bedrock, openai); "" = by prefix, then the edge's default.
+	Backend     string      `json:"backend,omitempty"`
 	Model       string      `json:"model"`
 	System      string      `json:"system,omitempty"`
 	User        string      `json:"user"`
 	Tools       []ModelTool `json:"tools,omitempty"`
 	MaxTokens   int         `json:"maxTokens,omitempty"`
 	Temperature *float64    `json:"temperature,omitempty"`
+	// JSON asks for json mode instead of a tool call.
+	JSON bool `json:"json,omitempty"`
+	// AWS is the role and region of a bedrock call.
+	AWS *ModelAWS `json:"aws,omitempty"`
 }
 
 // ModelTool is a tool the model may call, with its JSON Schema.
@@ -201,6 +209,10 @@ type ModelResponse struct {
 	ToolCalls    []ModelToolCall `json:"toolCalls,omitempty"`
 	InputTokens  int             `json:"inputTokens,omitempty"`
 	OutputTokens int             `json:"outputTokens,omitempty"`
+	// Model and Backend say what answered; CostMicroUSD what it cost (0 when unpriced).
+	Model        string `json:"model,omitempty"`
+	Backend      string `json:"backend,omitempty"`
+	CostMicroUSD int64  `json:"costMicroUsd,omitempty"`
 }
 
 // ModelToolCall is one tool call the model made.

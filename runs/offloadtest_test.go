@@ -62,7 +62,7 @@ func TestOffloadTestInputsAreNormalized(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := runs.Registry()
-	if got := strings.Join(r.Names(), ","); got != "deploy-smoke,matrix-fanout,offload-test,refresh-fixtures" {
+	if got := strings.Join(r.Names(), ","); got != "ci-triage-pr,deploy-smoke,matrix-fanout,offload-test,pr-review,refresh-fixtures,spec-drift-pr" {
 		t.Fatal(got)
 	}
 	spec := r["offload-test"].Spec()

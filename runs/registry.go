@@ -10,5 +10,8 @@ func Registry() dsl.Registry {
 		MatrixFanout,
 		DeploySmoke,
 		RefreshFixtures,
+		PRReview,
+		CITriagePR,
+		SpecDriftPR,
 	)
 }

@@ -216,8 +216,12 @@ func locText(f Finding) string {
 	return fmt.Sprintf("%s:%d", p, f.StartLine)
 }
 
-// location is the finding's place as a link to the reviewed blob.
+// location is the finding's place as a link to the reviewed blob (plain text for a
+// repository that is not on GitHub: a local review).
 func location(repo, sha string, f Finding) string {
+	if !ownerName.MatchString(repo) {
+		return cell(locText(f))
+	}
 	return "[" + cell(locText(f)) + "](" + BlobURL(repo, sha, f.Path, f.StartLine, f.EndLine) + ")"
 }
 
@@ -253,6 +257,7 @@ func BlobURL(repo, sha, p string, start, end int) string {
 }
 
 var (
+	ownerName  = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 	mention    = regexp.MustCompile(`@([\w-])`)
 	lineStarts = regexp.MustCompile(`^(\s*)([-+>=]|\d+[.)])`)
 )

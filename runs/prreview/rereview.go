@@ -7,7 +7,8 @@ package prreview
 //
 //   - re-reported by a reviewer (same file, overlapping lines after the push moved
 //     them, or the same title) ⇒ still open, carried forward with the new wording;
-//   - not re-reported, and the push changed its lines (or deleted the file, or the
+//   - not re-reported, and the push changed its lines or lines within three of them
+//     (a guard inserted above; or it deleted the file, or the
 //     last commit is unknown, e.g. after a force push) ⇒ resolved;
 //   - not re-reported, and the push left its lines alone ⇒ still open: nothing fixed
 //     it, the model just did not say it again. Its lines move with the push.
@@ -66,8 +67,13 @@ func Rereview(prior, current []Finding, push []FileDiff, known bool, tier string
 	return Summarise(open, resolved, tier)
 }
 
-// follow moves a finding's lines through a push: touched when a hunk changed any of
-// its lines (or removed its file), else shifted by the lines added or removed above it.
+// near is how close a change must come to a finding to count as touching it: fixes
+// often land just above or below the flagged lines (a guard inserted before them).
+const near = 3
+
+// follow moves a finding's lines through a push: touched when a hunk changed lines
+// within `near` lines of it (or removed its file), else shifted by the lines added or
+// removed above it.
 func follow(f Finding, byPath map[string]FileDiff) (Finding, bool) {
 	d, ok := byPath[f.Path]
 	if !ok {
@@ -76,23 +82,23 @@ func follow(f Finding, byPath map[string]FileDiff) (Finding, bool) {
 	if f.StartLine == 0 {
 		return f, true // no line to follow: any change to the file may have fixed it
 	}
+	lo, hi := f.StartLine-near, endOf(f)+near
 	shift := 0
 	for _, h := range d.Hunks {
 		if h.NewStart == 0 && h.NewLines == 0 {
 			return f, true // the file was deleted
 		}
-		oldEnd := h.OldStart + h.OldLines - 1
-		if h.OldLines == 0 {
-			oldEnd = h.OldStart // a pure insertion after line OldStart
+		if h.OldLines == 0 { // a pure insertion after line OldStart
+			if h.OldStart >= lo && h.OldStart <= hi {
+				return f, true
+			}
 			if h.OldStart < f.StartLine {
 				shift += h.NewLines
 			}
-			if h.OldStart >= f.StartLine && h.OldStart < endOf(f) {
-				return f, true // lines inserted inside the finding's range
-			}
 			continue
 		}
-		if h.OldStart <= endOf(f) && f.StartLine <= oldEnd {
+		oldEnd := h.OldStart + h.OldLines - 1
+		if h.OldStart <= hi && oldEnd >= lo {
 			return f, true
 		}
 		if oldEnd < f.StartLine {
