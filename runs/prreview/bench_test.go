@@ -18,7 +18,13 @@ import (
 // per review (the diff goes to every reviewer).
 //
 //	go test -run '^$' -bench SevenPersona -benchtime 20x ./runs/prreview/
-func BenchmarkSevenPersonaReview(b *testing.B) {
+func BenchmarkSevenPersonaReview(b *testing.B) { benchReview(b, true) }
+
+// BenchmarkSevenPersonaReviewOneByOne is the same review with the reviewers called one
+// after another: the baseline the parallel review is compared with.
+func BenchmarkSevenPersonaReviewOneByOne(b *testing.B) { benchReview(b, false) }
+
+func benchReview(b *testing.B, parallel bool) {
 	f := fakeopenai.New("k")
 	defer f.Close()
 	f.Latency = 200 * time.Millisecond
@@ -37,11 +43,21 @@ func BenchmarkSevenPersonaReview(b *testing.B) {
 	var in, out int
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := prreview.Review(context.Background(), gw, dsl.ModelRequest{MaxTokens: 4096}, agents, prreview.Prompt{}, p.Diff)
-		if err != nil {
-			b.Fatal(err)
+		in, out = 0, 0
+		groups := [][]string{agents}
+		if !parallel {
+			groups = nil
+			for _, a := range agents {
+				groups = append(groups, []string{a})
+			}
 		}
-		in, out = r.InputTokens, r.OutputTokens
+		for _, g := range groups {
+			r, err := prreview.Review(context.Background(), gw, dsl.ModelRequest{MaxTokens: 4096}, g, prreview.Prompt{}, p.Diff)
+			if err != nil {
+				b.Fatal(err)
+			}
+			in, out = in+r.InputTokens, out+r.OutputTokens
+		}
 	}
 	b.ReportMetric(float64(in), "tokens-sent/review")
 	b.ReportMetric(float64(out), "tokens-received/review")
