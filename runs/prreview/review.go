@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -265,8 +266,7 @@ func lineNumber(raw json.RawMessage) int {
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		var i int
-		if _, err := fmt.Sscan(s, &i); err == nil && i > 0 {
+		if i, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && i > 0 {
 			return i
 		}
 	}
