@@ -463,3 +463,21 @@ func diff2(t *testing.T, w *gittest.Work, from, to string) string {
 	t.Helper()
 	return w.Git("diff", "--unified=3", "--no-color", from, to) + "\n"
 }
+
+// A model cannot raise the verdict with a word the schema does not have: unknown
+// levels become notices, the usual synonyms map to the schema's levels.
+func TestLevelsOutsideTheSchemaCannotRaiseTheVerdict(t *testing.T) {
+	s := &scripted{findings: map[string]string{prreview.General: `{"findings":[
+		{"level":"catastrophic","title":"a","message":"m","path":"f","startLine":1},
+		{"level":"CRITICAL","title":"b","message":"m","path":"f","startLine":10},
+		{"level":"warn","title":"c","message":"m","path":"f","startLine":20},
+		{"level":"note","title":"","message":"","path":"f","startLine":30}]}`}}
+	r, err := prreview.Review(context.Background(), s, dsl.ModelRequest{}, []string{prreview.General}, prreview.Prompt{}, "diff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Agents[0].Findings
+	if len(got) != 3 || got[0].Level != "notice" || got[1].Level != "failure" || got[2].Level != "warning" {
+		t.Fatalf("%+v", got)
+	}
+}
