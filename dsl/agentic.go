@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/agentapi"
 )
 
 // The capabilities of the agentic runs (pr-review, ci-triage-pr, spec-drift-pr),
@@ -32,17 +34,8 @@ type CIRuns interface {
 	FailedRuns(ctx context.Context, repo string, since time.Time) ([]WorkflowRun, error)
 }
 
-// WorkflowRun is one GitHub Actions workflow run.
-type WorkflowRun struct {
-	ID         int64     `json:"id"`
-	Name       string    `json:"name"`
-	Branch     string    `json:"branch,omitempty"`
-	SHA        string    `json:"sha,omitempty"`
-	Event      string    `json:"event,omitempty"`
-	Conclusion string    `json:"conclusion"`
-	URL        string    `json:"url,omitempty"`
-	UpdatedAt  time.Time `json:"updatedAt"`
-}
+// WorkflowRun is one GitHub Actions workflow run (the agent API's wire type).
+type WorkflowRun = agentapi.WorkflowRun
 
 // HistoryFetcher is a sandbox that can deepen a shallow checkout: FetchHistory makes
 // dir hold base and enough history of it and HEAD to find their merge base (what a
@@ -52,11 +45,7 @@ type HistoryFetcher interface {
 }
 
 // ModelAWS selects the role a Bedrock call assumes (operator-trusted dispatch inputs).
-type ModelAWS struct {
-	RoleArn string `json:"roleArn"`
-	Region  string `json:"region,omitempty"`
-	Session string `json:"session,omitempty"`
-}
+type ModelAWS = agentapi.ModelAWS
 
 // Cooldown caps how often a run starts for the same repository and scope (contract
 // §5.6): inside Window after a start, a dispatch or webhook for the same scope is

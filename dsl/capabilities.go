@@ -178,48 +178,19 @@ type ModelGateway interface {
 	Complete(ctx context.Context, r ModelRequest) (ModelResponse, error)
 }
 
-// ModelRequest is one completion. Model is prefixed by its route: @cf/…, anthropic/…,
-// bedrock/…, deepseek/….
-type ModelRequest struct {
-	// Backend overrides the backend the model's prefix selects (workers-ai,
-	// anthropic, deepseek, bedrock, openai); "" = by prefix, then the edge's default.
-	Backend     string      `json:"backend,omitempty"`
-	Model       string      `json:"model"`
-	System      string      `json:"system,omitempty"`
-	User        string      `json:"user"`
-	Tools       []ModelTool `json:"tools,omitempty"`
-	MaxTokens   int         `json:"maxTokens,omitempty"`
-	Temperature *float64    `json:"temperature,omitempty"`
-	// JSON asks for json mode instead of a tool call.
-	JSON bool `json:"json,omitempty"`
-	// AWS is the role and region of a bedrock call.
-	AWS *ModelAWS `json:"aws,omitempty"`
-}
-
-// ModelTool is a tool the model may call, with its JSON Schema.
-type ModelTool struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	Schema      json.RawMessage `json:"schema"`
-}
-
-// ModelResponse is the model's answer.
-type ModelResponse struct {
-	Text         string          `json:"text,omitempty"`
-	ToolCalls    []ModelToolCall `json:"toolCalls,omitempty"`
-	InputTokens  int             `json:"inputTokens,omitempty"`
-	OutputTokens int             `json:"outputTokens,omitempty"`
-	// Model and Backend say what answered; CostMicroUSD what it cost (0 when unpriced).
-	Model        string `json:"model,omitempty"`
-	Backend      string `json:"backend,omitempty"`
-	CostMicroUSD int64  `json:"costMicroUsd,omitempty"`
-}
-
-// ModelToolCall is one tool call the model made.
-type ModelToolCall struct {
-	Name      string          `json:"name"`
-	Arguments json.RawMessage `json:"arguments"`
-}
+// The model types are the agent API's wire types (agentapi/agentic.go), used as they
+// are, like the GitHub types above.
+type (
+	// ModelRequest is one completion. Model is prefixed by its route: @cf/…,
+	// anthropic/…, bedrock/…, deepseek/…, openai/…; Backend overrides the prefix.
+	ModelRequest = agentapi.ModelRequest
+	// ModelTool is a tool the model may call, with its JSON Schema.
+	ModelTool = agentapi.ModelTool
+	// ModelResponse is the model's answer, with its tokens and cost.
+	ModelResponse = agentapi.ModelResponse
+	// ModelToolCall is one tool call the model made.
+	ModelToolCall = agentapi.ModelToolCall
+)
 
 // Browser opens CDP sessions (built out with the browser runs; only the interface
 // exists here).

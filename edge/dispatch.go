@@ -105,6 +105,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must match ^[A-Za-z0-9:_-]{3,128}$", "field", "Idempotency-Key")
 		return
 	}
+	if cd, err := s.coolDown(r.Context(), run, d.GitHub.Repo, exec, inputs); err != nil {
+		s.Log.Warn("dispatch: cooldown check failed; starting anyway", "run", name, "execution", exec, "err", err)
+	} else if cd.Cooling {
+		writeJSON(w, http.StatusAccepted, map[string]any{"executionId": cd.Prior, "skipped": "cooldown", "retryAfterSec": cd.RetryAfterSec})
+		return
+	}
 	p := Params{Exec: exec, Run: d.Run, Repo: d.GitHub.Repo, Ref: d.GitHub.Ref, SHA: d.GitHub.SHA, PRNumber: d.GitHub.PRNumber,
 		Inputs: inputs, Origin: s.origin(r)}
 	if d.GitHub.InstallationID != nil {

@@ -64,4 +64,5 @@ func (s *Sandbox) FetchHistory(ctx context.Context, dir, base string) error {
 	}
 	return nil
 }
+
 var _ dsl.HistoryFetcher = (*Sandbox)(nil)

@@ -202,6 +202,8 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
 	}
+	// Locally OPENAI_BASE_URL/OPENAI_API_KEY select an OpenAI-compatible model backend.
+	deps.Models, deps.OIDC = edge.AgenticFromEnv(o.Getenv, http.DefaultClient, o.Log)
 	st.Edge = edge.New(deps)
 	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})
 

@@ -80,6 +80,7 @@ func main() {
 	if bucket != nil {
 		deps.Blobs = bucket
 	}
+	deps.Models, deps.OIDC = edge.AgenticFromEnv(getenv, deps.HTTPClient, log)
 	if err := githubApp(&deps, getenv); err != nil {
 		log.Error("GitHub App disabled", "err", err)
 	}
