@@ -110,14 +110,14 @@ func TestPRReviewKeepsOneCommentAcrossPushes(t *testing.T) {
 	f := fakeopenai.New("k")
 	defer f.Close()
 	var calls sync.Map
-	f.Respond = func(r fakeopenai.ChatRequest) fakeopenai.Reply {
+	f.Respond(func(r fakeopenai.ChatRequest) fakeopenai.Reply {
 		calls.Store(r.Messages[0].Content, true)
 		if strings.Contains(r.Prompt(), "return a / b\n") && !strings.Contains(r.Prompt(), "if b == 0") {
 			return fakeopenai.Reply{ToolCalls: []fakeopenai.ToolCall{{Name: "report",
 				Arguments: `{"findings":[{"level":"failure","title":"Division by zero","message":"Div panics when b is 0.","path":"app/app.go","startLine":12}]}`}}}
 		}
 		return fakeopenai.Reply{ToolCalls: []fakeopenai.ToolCall{{Name: "report", Arguments: `{"findings":[]}`}}}
-	}
+	})
 	cm := &comments{}
 	c := runCtx(t, "pr-review", agentSandbox(t), dsltest.Config{}, gatewayFor(t, f))
 	c.Comments = cm
@@ -292,10 +292,10 @@ func (g *github) OpenDraftPullRequest(_ context.Context, pr dsl.DraftPullRequest
 func TestCITriageOpensThenUpdatesTheDaysPR(t *testing.T) {
 	f := fakeopenai.New("k")
 	defer f.Close()
-	f.Respond = func(fakeopenai.ChatRequest) fakeopenai.Reply {
+	f.Respond(func(fakeopenai.ChatRequest) fakeopenai.Reply {
 		return fakeopenai.Reply{ToolCalls: []fakeopenai.ToolCall{{Name: "report_triage",
 			Arguments: `{"summary":"One flaky test.","items":[{"title":"TestX times out","area":"ci","diagnosis":"slow runner","suggestedFix":"raise the timeout"}]}`}}}
-	}
+	})
 	gh := &github{failed: map[string][]dsl.WorkflowRun{}}
 	cfg := dsltest.Config{"ci-triage.repos": "acme/web, acme/api"}
 	fired := time.Date(2026, 12, 4, 6, 0, 0, 0, time.UTC)
@@ -333,13 +333,13 @@ func TestSpecDriftProposesEditsOnlyWhenSpecsDrift(t *testing.T) {
 	f := fakeopenai.New("k")
 	defer f.Close()
 	drift := true
-	f.Respond = func(r fakeopenai.ChatRequest) fakeopenai.Reply {
+	f.Respond(func(r fakeopenai.ChatRequest) fakeopenai.Reply {
 		args := `{"summary":"in sync","edits":[]}`
 		if drift && strings.Contains(r.Prompt(), "===FILE specs/api.md===") {
 			args = `{"summary":"The API gained /metrics.","edits":[{"path":"specs/api.md","newContent":"# API\n\nGET /health\nGET /metrics\n","rationale":"shipped in main.go"},{"path":"main.go","newContent":"x","rationale":"no"}]}`
 		}
 		return fakeopenai.Reply{ToolCalls: []fakeopenai.ToolCall{{Name: "propose_spec_edits", Arguments: args}}}
-	}
+	})
 	gh := &github{}
 	run := func() runs.SpecDriftOutput {
 		c := runCtx(t, "spec-drift-pr", agentSandbox(t), dsltest.Config{"spec-drift.repos": w.Dir, "spec-drift.base": w.Git("rev-parse", "HEAD")}, gatewayFor(t, f))

@@ -21,10 +21,10 @@ func TestRunPRReviewLocallyPrintsTheReview(t *testing.T) {
 
 	f := fakeopenai.New("sk-local")
 	defer f.Close()
-	f.Respond = func(r fakeopenai.ChatRequest) fakeopenai.Reply {
+	f.Respond(func(r fakeopenai.ChatRequest) fakeopenai.Reply {
 		return fakeopenai.Reply{ToolCalls: []fakeopenai.ToolCall{{Name: "report",
 			Arguments: `{"findings":[{"level":"failure","title":"Div panics on zero","message":"Guard b == 0.","path":"calc/calc.go","startLine":5}]}`}}}
-	}
+	})
 	cmd := exec.Command(flareBin, "run", "pr-review", "--repo", w.Dir, "--base", "main", "--model", "gpt-fake", "--data", t.TempDir())
 	cmd.Env = append(os.Environ(), "OPENAI_BASE_URL="+f.URL, "OPENAI_API_KEY=sk-local")
 	var out, errb strings.Builder

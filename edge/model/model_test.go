@@ -203,7 +203,7 @@ func TestTypedFailuresAndRetries(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f, g, s := local(t)
-			f.ContextWindow = c.window
+			f.SetContextWindow(c.window)
 			f.Push(c.replies...)
 			req := model.Request{User: strings.Repeat("diff ", 20)}
 			if c.key != "" {
@@ -235,7 +235,7 @@ func TestTypedFailuresAndRetries(t *testing.T) {
 
 func TestSlowAnswerIsATimeout(t *testing.T) {
 	f, g, _ := local(t)
-	f.Latency = 5 * time.Second
+	f.SetLatency(5 * time.Second)
 	g.AttemptTimeout = 50 * time.Millisecond
 	g.Attempts = 1
 	_, err := g.Complete(context.Background(), model.Request{User: "u"})

@@ -3,8 +3,8 @@
 // tokens, scripted replies and the failures real endpoints send (401, 429 with
 // Retry-After, 500, context-length 400, malformed JSON), at a configurable latency.
 //
-// Replies come from a script (a FIFO queue) or, when the queue is empty, from Respond
-// (default: a short text). Every request is recorded, decoded, for assertions.
+// Replies come from a script (a FIFO queue) or, when the queue is empty, from the
+// Respond function (default: a short text). Every request is recorded, decoded, for assertions.
 package fakeopenai
 
 import (
@@ -108,24 +108,41 @@ func (r ChatRequest) Prompt() string {
 	return b.String()
 }
 
-// Server is the fake. Configure it before sending requests; Push and the recorded
-// requests are safe to use concurrently with them.
+// Server is the fake. Every method is safe to use while requests are served (a
+// request may come from another process, which the race detector cannot see).
 type Server struct {
 	URL    string // base URL ending in /v1, as OPENAI_BASE_URL expects
 	APIKey string // the bearer token accepted; "" accepts any
 
-	// Latency is added to every reply (a fixed model latency for benchmarks).
-	Latency time.Duration
-	// ContextWindow, when > 0, answers 400 context_length_exceeded when a request's
-	// estimated prompt tokens exceed it.
-	ContextWindow int
-	// Respond answers when the script is empty; nil = Reply{Text: "ok"}.
-	Respond func(r ChatRequest) Reply
+	srv           *httptest.Server
+	mu            sync.Mutex
+	script        []Reply
+	requests      []Request
+	latency       time.Duration
+	contextWindow int
+	respond       func(r ChatRequest) Reply
+}
 
-	srv      *httptest.Server
-	mu       sync.Mutex
-	script   []Reply
-	requests []Request
+// SetLatency adds d to every reply (a fixed model latency for benchmarks).
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// SetContextWindow makes requests whose estimated prompt tokens exceed n answer 400
+// context_length_exceeded (0 = no limit).
+func (s *Server) SetContextWindow(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.contextWindow = n
+}
+
+// Respond sets the answer given when the script is empty (default Reply{Text: "ok"}).
+func (s *Server) Respond(fn func(r ChatRequest) Reply) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.respond = fn
 }
 
 // New starts a fake that accepts apiKey. Close stops it.
@@ -174,9 +191,10 @@ func (s *Server) next(req ChatRequest) Reply {
 		s.mu.Unlock()
 		return r
 	}
+	respond := s.respond
 	s.mu.Unlock()
-	if s.Respond != nil {
-		return s.Respond(req)
+	if respond != nil {
+		return respond(req)
 	}
 	return Reply{Text: "ok"}
 }
@@ -191,6 +209,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	decodeErr := json.Unmarshal(raw, &req)
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{Path: r.URL.Path, Header: r.Header.Clone(), Body: req, Raw: raw})
+	latency, window := s.latency, s.contextWindow
 	s.mu.Unlock()
 
 	if s.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+s.APIKey {
@@ -210,14 +229,14 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prompt := Tokens(req.Prompt())
-	if s.ContextWindow > 0 && prompt > s.ContextWindow {
+	if window > 0 && prompt > window {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("This model's maximum context length is %d tokens. However, your messages resulted in %d tokens.",
-			s.ContextWindow, prompt), "invalid_request_error", "context_length_exceeded")
+			window, prompt), "invalid_request_error", "context_length_exceeded")
 		return
 	}
 
 	rep := s.next(req)
-	if d := s.Latency + rep.Latency; d > 0 {
+	if d := latency + rep.Latency; d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:

@@ -95,7 +95,7 @@ func TestStreamingAssemblesTextToolCallsAndUsage(t *testing.T) {
 func TestFailuresOnDemand(t *testing.T) {
 	s := fakeopenai.New("k")
 	defer s.Close()
-	s.ContextWindow = 50
+	s.SetContextWindow(50)
 	cases := []struct {
 		name   string
 		key    string

@@ -27,11 +27,11 @@ func BenchmarkSevenPersonaReviewOneByOne(b *testing.B) { benchReview(b, false) }
 func benchReview(b *testing.B, parallel bool) {
 	f := fakeopenai.New("k")
 	defer f.Close()
-	f.Latency = 200 * time.Millisecond
-	f.Respond = func(fakeopenai.ChatRequest) fakeopenai.Reply {
+	f.SetLatency(200 * time.Millisecond)
+	f.Respond(func(fakeopenai.ChatRequest) fakeopenai.Reply {
 		return fakeopenai.Reply{ToolCalls: []fakeopenai.ToolCall{{Name: "report",
 			Arguments: `{"findings":[{"level":"warning","title":"t","message":"m","path":"server/handler.go","startLine":14}]}`}}}
-	}
+	})
 	def, backends := model.Backends(model.Env{OpenAIBaseURL: f.URL, OpenAIKey: "k", OpenAIModel: "gpt-fake"})
 	gw := model.DSL{G: model.New(http.DefaultClient, def, backends, nil)}
 	w, base, head := pr(b)
