@@ -104,7 +104,6 @@ type Backend struct {
 	Header  map[string]string // extra headers (cf-aig-authorization)
 	Model   string            // used when a request names none
 	JSON    bool              // json mode by default (DeepSeek, Bedrock)
-	Stream  bool              // read the answer as server-sent events
 	// StripPrefix is removed from the model id before it is sent (bedrock/, openai/).
 	StripPrefix string
 	// Missing lists the configuration this backend lacks (it then answers
@@ -285,7 +284,7 @@ func (c completion) into(r Result) Result {
 
 // call makes one completion with retries; tokens of every answered attempt add to res.
 func (g *Gateway) call(ctx context.Context, b *Backend, model string, r Request, jsonMode bool, res *Result) (completion, error) {
-	req := chatRequest(model, r, jsonMode, b.Stream)
+	req := chatRequest(model, r, jsonMode)
 	var last error
 	for attempt := 1; attempt <= max(1, g.Attempts); attempt++ {
 		c, status, retryAfter, err := g.once(ctx, b, req, r, res)
@@ -331,9 +330,9 @@ func (g *Gateway) retryable(f *dsl.ModelCallFailed, attempt int, retryAfter time
 	return 0, false // auth, context overflow and timeouts repeat themselves
 }
 
-func chatRequest(model string, r Request, jsonMode, stream bool) openai.ChatCompletionRequest {
+func chatRequest(model string, r Request, jsonMode bool) openai.ChatCompletionRequest {
 	sys := r.System
-	req := openai.ChatCompletionRequest{Model: model, MaxTokens: r.MaxTokens, Stream: stream}
+	req := openai.ChatCompletionRequest{Model: model, MaxTokens: r.MaxTokens}
 	if r.Temperature != nil {
 		req.Temperature = float32(*r.Temperature)
 	}
@@ -350,9 +349,6 @@ func chatRequest(model string, r Request, jsonMode, stream bool) openai.ChatComp
 			req.Tools = append(req.Tools, openai.Tool{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{
 				Name: t.Name, Description: t.Description, Parameters: t.Schema}})
 		}
-	}
-	if stream {
-		req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
 	}
 	if sys != "" {
 		req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: openai.ChatMessageRoleSystem, Content: sys})
@@ -378,23 +374,17 @@ func (g *Gateway) once(ctx context.Context, b *Backend, req openai.ChatCompletio
 		HTTPClient: d, EmptyMessagesLimit: 300})
 	res.Calls++
 	var c completion
-	var err error
-	if req.Stream {
-		c, err = readStream(actx, client, req, res)
-	} else {
-		var resp openai.ChatCompletionResponse
-		resp, err = client.CreateChatCompletion(actx, req)
-		if err == nil {
-			res.InputTokens += resp.Usage.PromptTokens
-			res.OutputTokens += resp.Usage.CompletionTokens
-			if len(resp.Choices) == 0 {
-				err = &badResponse{"no choices in the answer"}
-			} else {
-				m := resp.Choices[0].Message
-				c.text = m.Content
-				for _, tc := range m.ToolCalls {
-					c.calls = append(c.calls, dsl.ModelToolCall{Name: tc.Function.Name, Arguments: json.RawMessage(tc.Function.Arguments)})
-				}
+	resp, err := client.CreateChatCompletion(actx, req)
+	if err == nil {
+		res.InputTokens += resp.Usage.PromptTokens
+		res.OutputTokens += resp.Usage.CompletionTokens
+		if len(resp.Choices) == 0 {
+			err = &badResponse{"no choices in the answer"}
+		} else {
+			m := resp.Choices[0].Message
+			c.text = m.Content
+			for _, tc := range m.ToolCalls {
+				c.calls = append(c.calls, dsl.ModelToolCall{Name: tc.Function.Name, Arguments: json.RawMessage(tc.Function.Arguments)})
 			}
 		}
 	}
@@ -402,52 +392,6 @@ func (g *Gateway) once(ctx context.Context, b *Backend, req openai.ChatCompletio
 		err = fmt.Errorf("attempt timed out after %s: %w", g.AttemptTimeout, context.DeadlineExceeded)
 	}
 	return c, d.status, d.retryAfter, err
-}
-
-func readStream(ctx context.Context, client *openai.Client, req openai.ChatCompletionRequest, res *Result) (completion, error) {
-	st, err := client.CreateChatCompletionStream(ctx, req)
-	if err != nil {
-		return completion{}, err
-	}
-	defer st.Close()
-	var c completion
-	var text strings.Builder
-	args := map[int]*strings.Builder{}
-	names := map[int]string{}
-	var order []int
-	for {
-		chunk, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return completion{}, err
-		}
-		if chunk.Usage != nil {
-			res.InputTokens += chunk.Usage.PromptTokens
-			res.OutputTokens += chunk.Usage.CompletionTokens
-		}
-		for _, ch := range chunk.Choices {
-			text.WriteString(ch.Delta.Content)
-			for _, tc := range ch.Delta.ToolCalls {
-				i := 0
-				if tc.Index != nil {
-					i = *tc.Index
-				}
-				if args[i] == nil {
-					args[i] = &strings.Builder{}
-					order = append(order, i)
-				}
-				names[i] += tc.Function.Name
-				args[i].WriteString(tc.Function.Arguments)
-			}
-		}
-	}
-	c.text = text.String()
-	for _, i := range order {
-		c.calls = append(c.calls, dsl.ModelToolCall{Name: names[i], Arguments: json.RawMessage(args[i].String())})
-	}
-	return c, nil
 }
 
 type badResponse struct{ why string }

@@ -243,23 +243,3 @@ func TestSlowAnswerIsATimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func TestStreamingBackendAssemblesTheAnswer(t *testing.T) {
-	f := fakeopenai.New("k")
-	defer f.Close()
-	def, backends := model.Backends(model.Env{OpenAIBaseURL: f.URL, OpenAIKey: "k", OpenAIModel: "m"})
-	for _, b := range backends {
-		b.Stream = true
-	}
-	g := model.New(http.DefaultClient, def, backends, nil)
-	f.Push(fakeopenai.Reply{ToolCalls: []fakeopenai.ToolCall{{Name: "report", Arguments: `{"findings":[{"title":"streamed"}]}`}},
-		PromptTokens: 40, CompletionTokens: 9})
-	res, err := g.Complete(context.Background(), model.Request{User: "u", Tools: []dsl.ModelTool{reportTool}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !f.Requests()[0].Body.Stream || len(res.ToolCalls) != 1 || !strings.Contains(string(res.ToolCalls[0].Arguments), "streamed") ||
-		res.InputTokens != 40 || res.OutputTokens != 9 {
-		t.Fatalf("%+v", res)
-	}
-}
