@@ -15,6 +15,7 @@ require (
 	github.com/johannesboyne/gofakes3 v0.0.0-20250916175020-ebf3e50324d3
 	github.com/klauspost/compress v1.20.4
 	github.com/rhysd/actionlint v1.7.12
+	github.com/sashabaranov/go-openai v1.43.0
 	github.com/syumai/workers v0.33.0
 	modernc.org/sqlite v1.62.0
 )

@@ -415,6 +415,9 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 		Children:  edgeChildren{client: client, red: red},
 		Suspender: suspender{client: client, cancel: a.cancel, suspended: &a.suspended},
 		IO:        agentIO{client: client, env: ioEnv()},
+		Model:     edgeModel{client: client, red: red},
+		Comments:  edgeComments{client: client, red: red},
+		CI:        edgeCI{client: client},
 	}
 	s.blobCapabilities(c, st, log)
 	// Starts nothing until a run asks; the edge chose a remote browser or none.

@@ -171,40 +171,23 @@ type PriorExecution struct {
 	Output      json.RawMessage `json:"output,omitempty"`
 }
 
-// ModelGateway calls language models through the edge (built out with the agentic runs;
-// only the interface exists here).
+// ModelGateway calls language models through the edge, which holds the keys and
+// routes each call to a backend (edge/model). Failures are *ModelCallFailed,
+// *BackendUnconfigured or *StructuredOutputInvalid.
 type ModelGateway interface {
 	Complete(ctx context.Context, r ModelRequest) (ModelResponse, error)
 }
 
-// ModelRequest is one completion. Model is prefixed by its route: @cf/…, anthropic/…,
-// bedrock/…, deepseek/….
-type ModelRequest struct {
-	Model       string      `json:"model"`
-	System      string      `json:"system,omitempty"`
-	User        string      `json:"user"`
-	Tools       []ModelTool `json:"tools,omitempty"`
-	MaxTokens   int         `json:"maxTokens,omitempty"`
-	Temperature *float64    `json:"temperature,omitempty"`
-}
-
-// ModelTool is a tool the model may call, with its JSON Schema.
-type ModelTool struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	Schema      json.RawMessage `json:"schema"`
-}
-
-// ModelResponse is the model's answer.
-type ModelResponse struct {
-	Text         string          `json:"text,omitempty"`
-	ToolCalls    []ModelToolCall `json:"toolCalls,omitempty"`
-	InputTokens  int             `json:"inputTokens,omitempty"`
-	OutputTokens int             `json:"outputTokens,omitempty"`
-}
-
-// ModelToolCall is one tool call the model made.
-type ModelToolCall struct {
-	Name      string          `json:"name"`
-	Arguments json.RawMessage `json:"arguments"`
-}
+// The model types are the agent API's wire types (agentapi/agentic.go), used as they
+// are, like the GitHub types above.
+type (
+	// ModelRequest is one completion. Model is prefixed by its route: @cf/…,
+	// anthropic/…, bedrock/…, deepseek/…, openai/…; Backend overrides the prefix.
+	ModelRequest = agentapi.ModelRequest
+	// ModelTool is a tool the model may call, with its JSON Schema.
+	ModelTool = agentapi.ModelTool
+	// ModelResponse is the model's answer, with its tokens and cost.
+	ModelResponse = agentapi.ModelResponse
+	// ModelToolCall is one tool call the model made.
+	ModelToolCall = agentapi.ModelToolCall
+)

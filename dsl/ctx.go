@@ -33,6 +33,8 @@ type Ctx struct {
 	IO        IO
 	Model     ModelGateway
 	Browser   Browser
+	Comments  PRComments
+	CI        CIRuns
 
 	steps atomic.Pointer[stepNames]
 }

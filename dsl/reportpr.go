@@ -18,6 +18,9 @@ type ReportPR struct {
 	// "<!-- flare-dispatch: spec-drift-pr -->"; it ends the body.
 	Marker        string
 	CommitMessage string // default: Title
+	// Step names the step that opens the pull request ("" = open-pr); a run that
+	// reports on several repositories needs one name per repository.
+	Step string
 }
 
 // Report is what the gather part of a report-PR run produced.
@@ -56,7 +59,11 @@ func RunReportPR(c *Ctx, r ReportPR, gather func(c *Ctx) (Report, error)) (Repor
 	if msg == "" {
 		msg = r.Title
 	}
-	pr, err := Step(c, "open-pr", func(ctx context.Context) (PullRequestResult, error) {
+	step := r.Step
+	if step == "" {
+		step = "open-pr"
+	}
+	pr, err := Step(c, step, func(ctx context.Context) (PullRequestResult, error) {
 		return c.GitHubAPI.OpenDraftPullRequest(ctx, DraftPullRequest{Repo: r.Repo, BaseBranch: r.BaseBranch, HeadBranch: r.HeadBranch,
 			Title: r.Title, Body: body, CommitMessage: msg, Files: rep.Files})
 	}, Retries(2))

@@ -39,6 +39,8 @@ type Spec struct {
 	Needs Needs
 	// Writeback, when set, proposes the run's changes as a pull request (writeback.go).
 	Writeback *Writeback
+	// Cooldown, when set, caps how often the run starts per repository and scope.
+	Cooldown *Cooldown
 }
 
 // Needs are a run's declared needs, checked by the edge's agent API.
@@ -52,6 +54,16 @@ type Needs struct {
 	// LoadSecrets whatever its inputs say. Beside them, an execution may load only the
 	// keys its dispatch declared: inputs.secrets, each under inputs.secretPrefix.
 	Secrets []string
+	// Model lets the run call models through the edge's gateway.
+	Model bool
+	// Comments lets the run keep its comment on its pull requests.
+	Comments bool
+	// CI lets the run read workflow runs.
+	CI bool
+	// ReposKey names a CONFIG_KV key (in the run's namespaces) listing, comma- or
+	// space-separated, repositories beyond its own that the run may read and open pull
+	// requests on (scheduled runs that scan several repositories).
+	ReposKey string
 }
 
 // ConfigNamespaces are Needs.Config, or the run's name when none are declared.
@@ -99,6 +111,8 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("run %s: version %q is not semver", s.Name, s.Version)
 	case s.MaxDuration <= 0:
 		return fmt.Errorf("run %s: MaxDuration must be > 0, got %s", s.Name, s.MaxDuration)
+	case s.Cooldown != nil && (s.Cooldown.Window <= 0 || s.Cooldown.Scope == nil):
+		return fmt.Errorf("run %s: cooldown needs a window > 0 and a scope", s.Name)
 	case s.Pool != "" && s.Pool != PoolLean && s.Pool != PoolBrowser:
 		return fmt.Errorf("run %s: pool %q is neither %q nor %q", s.Name, s.Pool, PoolLean, PoolBrowser)
 	}

@@ -125,6 +125,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if cd, err := s.coolDown(r.Context(), run, d.GitHub.Repo, exec, inputs); err != nil {
+		s.Log.Warn("dispatch: cooldown check failed; starting anyway", "run", name, "execution", exec, "err", err)
+	} else if cd.Cooling {
+		writeJSON(w, http.StatusAccepted, map[string]any{"executionId": cd.Prior, "skipped": "cooldown", "retryAfterSec": cd.RetryAfterSec})
+		return
+	}
 	p := Params{Exec: exec, Run: d.Run, Repo: d.GitHub.Repo, Ref: d.GitHub.Ref, SHA: d.GitHub.SHA, PRNumber: d.GitHub.PRNumber,
 		Inputs: inputs, Origin: s.origin(r)}
 	if d.GitHub.InstallationID != nil { // 0 is "unknown": Start uses the learned one

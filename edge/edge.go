@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/edge/oidc"
 )
 
 // Deps are the ports and the run registry.
@@ -44,6 +45,12 @@ type Deps struct {
 	BrowserCDP BrowserCDP
 	Now        func() time.Time
 	Log        *slog.Logger
+	// Models is the model gateway (edge/model) the agentic runs call through
+	// POST /v1/agent/:exec/model; nil: no model calls on this deploy.
+	Models Models
+	// OIDC makes the edge an OIDC issuer (/.well-known/…, Bedrock's STS); nil or
+	// unconfigured: those routes answer 503.
+	OIDC *oidc.Issuer
 }
 
 // Server is the edge.
@@ -87,6 +94,13 @@ func New(d Deps) *Server {
 	s.route("/v1/agent/{id}/github/pulls", http.MethodPost, s.agentGitHubPulls)
 	s.route("/v1/agent/{id}/github/pull-request", http.MethodPost, s.agentGitHubPullRequest)
 	s.route("/v1/agent/{id}/prior", http.MethodPost, s.agentPrior)
+	// the agentic runs' capabilities (agentic.go)
+	s.route("/v1/agent/{id}/model", http.MethodPost, s.agentModel)
+	s.route("/v1/agent/{id}/github/comment", http.MethodPost, s.agentFindComment)
+	s.route("/v1/agent/{id}/github/comment/put", http.MethodPost, s.agentPutComment)
+	s.route("/v1/agent/{id}/github/failed-runs", http.MethodPost, s.agentFailedRuns)
+	s.route("/.well-known/openid-configuration", http.MethodGet, s.oidcIssuer().ServeDiscovery)
+	s.route("/.well-known/jwks.json", http.MethodGet, s.oidcIssuer().ServeJWKS)
 	s.route("/v1/artifacts/{exec}/{name}", http.MethodGet, s.artifact)
 	s.route("/v1/browser/cdp", http.MethodGet, s.browserCDP)
 	s.route("/v1/artifacts/{exec}/{name}/{path...}", http.MethodGet, s.artifact)

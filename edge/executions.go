@@ -75,6 +75,9 @@ func (s *Server) execution(w http.ResponseWriter, r *http.Request) {
 	if c, found, _ := s.KV.Get(r.Context(), "check-run/"+id); found {
 		out["check"] = json.RawMessage(c)
 	}
+	if u, found := s.Usage(r.Context(), id); found { // model calls: tokens and cost (agentic.go)
+		out["modelUsage"] = u
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 

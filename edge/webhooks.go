@@ -40,8 +40,10 @@ type WebhookDispatched struct {
 type WebhookSkipped struct {
 	Run         string `json:"run"`
 	ExecutionID string `json:"executionId,omitempty"`
-	Reason      string `json:"reason"` // gate | invalid_inputs | invalid_execution_id | unknown_check_run | start_failed
+	Reason      string `json:"reason"` // gate | invalid_inputs | invalid_execution_id | unknown_check_run | start_failed | cooldown
 	Detail      string `json:"detail,omitempty"`
+	// RetryAfterSec is set with reason cooldown: when the window ends.
+	RetryAfterSec int `json:"retryAfterSec,omitempty"`
 }
 
 // WebhookResult is the 202 body.
@@ -171,6 +173,11 @@ func (s *Server) fire(ctx context.Context, run dsl.Run, t dsl.Trigger, ev *dsl.W
 	if err != nil {
 		s.Log.Warn("webhook: trigger inputs invalid", "run", name, "execution", exec, "err", err)
 		return nil, &WebhookSkipped{Run: name, ExecutionID: exec, Reason: "invalid_inputs", Detail: err.Error()}
+	}
+	if cd, err := s.coolDown(ctx, run, ev.Repo(), exec, raw); err != nil {
+		s.Log.Warn("webhook: cooldown check failed; starting anyway", "run", name, "execution", exec, "err", err)
+	} else if cd.Cooling {
+		return nil, &WebhookSkipped{Run: name, ExecutionID: cd.Prior, Reason: "cooldown", RetryAfterSec: cd.RetryAfterSec}
 	}
 	p := Params{Exec: exec, Run: name, Repo: ev.Repo(), Ref: ev.Ref(), SHA: ev.HeadSHA(),
 		PRNumber: int(ev.Int("pull_request.number")), InstallationID: ev.Int("installation.id"),

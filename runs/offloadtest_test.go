@@ -84,7 +84,7 @@ func TestOffloadTestInputsAreNormalized(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := runs.Registry()
-	if got := strings.Join(r.Names(), ","); got != "cdp-acceptance,deploy-smoke,matrix-fanout,offload-test,playwright-demo,playwright-e2e,product-demo,refresh-fixtures" {
+	if got := strings.Join(r.Names(), ","); got != "cdp-acceptance,ci-triage-pr,deploy-smoke,matrix-fanout,offload-test,playwright-demo,playwright-e2e,pr-review,product-demo,refresh-fixtures,spec-drift-pr" {
 		t.Fatal(got)
 	}
 	spec := r["offload-test"].Spec()

@@ -14,5 +14,8 @@ func Registry() dsl.Registry {
 		PlaywrightE2E,
 		PlaywrightDemo,
 		ProductDemo,
+		PRReview,
+		CITriagePR,
+		SpecDriftPR,
 	)
 }

@@ -57,16 +57,8 @@ func (s *Sandbox) Checkout(ctx context.Context, repo, sha string) (string, error
 		}
 	}
 
-	if fromGitHub && s.cfg.GitToken != nil {
-		token, err := s.cfg.GitToken(ctx, repo)
-		if err != nil {
-			return "", fail("git credentials: " + err.Error())
-		}
-		if token != "" {
-			basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
-			red.Add(token, basic)
-			env = append(env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic "+basic)
-		}
+	if env, err = s.withToken(ctx, env, repo, fromGitHub); err != nil {
+		return "", fail(err.Error())
 	}
 
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil && !s.originIs(ctx, dir, env, remote) {
@@ -119,6 +111,24 @@ func (s *Sandbox) Checkout(ctx context.Context, repo, sha string) (string, error
 	}
 	s.cfg.Log.Info("checked out", "repo", repo, "sha", head, "dir", dir)
 	return dir, nil
+}
+
+// withToken adds the installation token for repo to a git environment, as an HTTP
+// header (never in the remote URL or the repository's config).
+func (s *Sandbox) withToken(ctx context.Context, env []string, repo string, fromGitHub bool) ([]string, error) {
+	if !fromGitHub || s.cfg.GitToken == nil {
+		return env, nil
+	}
+	token, err := s.cfg.GitToken(ctx, repo)
+	if err != nil {
+		return env, errors.New("git credentials: " + err.Error())
+	}
+	if token != "" {
+		basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
+		s.cfg.Redactor.Add(token, basic)
+		env = append(env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic "+basic)
+	}
+	return env, nil
 }
 
 // source maps repo to the URL git fetches from and the directory name.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -25,7 +26,9 @@ when it was cancelled or timed out.
 Examples:
   flare run offload-test --repo . --command 'go test ./actors/...'
   flare run offload-test --inputs '{"repo":".","command":"make test","timeoutSec":900}'
-  flare run offload-test --repo ../app --sha 1a2b3c --command 'npm test' --report-only`,
+  flare run offload-test --repo ../app --sha 1a2b3c --command 'npm test' --report-only
+  OPENAI_BASE_URL=http://localhost:11434/v1 flare run pr-review --repo . --base main --model qwen2.5-coder
+      (reviews HEAD against main and prints the review; OPENAI_API_KEY if the endpoint needs one)`,
 }
 
 func init() { cmdRun.run = runRun }
@@ -33,6 +36,7 @@ func init() { cmdRun.run = runRun }
 // dispatchFlags are the flags run and dispatch share.
 type dispatchFlags struct {
 	inputs, repo, sha, command, data, key string
+	base, model                           string
 	reportOnly, jsonOut                   bool
 }
 
@@ -46,6 +50,8 @@ func addDispatchFlags(fs *flag.FlagSet) *dispatchFlags {
 	fs.StringVar(&f.data, "data", envOr("FLARE_DATA", ".flare"), "state directory")
 	fs.StringVar(&f.key, "idempotency-key", "", "execution id to use (default: a new one per invocation)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	fs.StringVar(&f.base, "base", "", "pr-review: the branch or commit to review against; sets inputs.baseSha")
+	fs.StringVar(&f.model, "model", "", "pr-review and the report runs: the model to call; sets inputs.modelId")
 	return f
 }
 
@@ -69,6 +75,9 @@ func (f *dispatchFlags) envelope(run string) (edge.DispatchBody, error) {
 	if f.sha != "" {
 		inputs["sha"] = f.sha
 	}
+	if f.model != "" {
+		inputs["modelId"] = f.model
+	}
 	repo, _ := inputs["repo"].(string)
 	sha, _ := inputs["sha"].(string)
 	ownerName := repo
@@ -79,6 +88,15 @@ func (f *dispatchFlags) envelope(run string) (edge.DispatchBody, error) {
 		}
 		inputs["repo"], sha, ownerName = path, resolved, on
 		inputs["sha"] = resolved
+		if f.base != "" {
+			base, err := exec.Command("git", "-C", path, "rev-parse", "--verify", f.base+"^{commit}").Output()
+			if err != nil {
+				return edge.DispatchBody{}, fmt.Errorf("--base %s: not a commit of %s", f.base, path)
+			}
+			inputs["baseSha"] = strings.TrimSpace(string(base))
+		}
+	} else if f.base != "" {
+		inputs["baseSha"] = f.base
 	}
 	raw, _ := json.Marshal(inputs)
 	return edge.DispatchBody{Run: run, GitHub: edge.DispatchGitHub{Repo: ownerName, SHA: sha}, Inputs: raw}, nil
@@ -166,7 +184,13 @@ func printResult(out io.Writer, v executionView, logsURL string, took time.Durat
 	}
 	fmt.Fprintf(out, "\n── check-run %s: %s ──\n", v.Check.Name, v.Check.Conclusion)
 	fmt.Fprintln(out, v.Check.Summary)
-	if len(v.Summary) > 0 {
+	var review struct {
+		Comment string `json:"comment"`
+	}
+	if json.Unmarshal(v.Summary, &review) == nil && review.Comment != "" {
+		// pr-review: the review itself, as it would be posted on the pull request.
+		fmt.Fprintf(out, "\n── review ──\n%s\n", review.Comment)
+	} else if len(v.Summary) > 0 {
 		fmt.Fprintf(out, "\noutput: %s\n", v.Summary)
 	}
 	fmt.Fprintf(out, "\nexecution %s %s in %s\nlogs: %s\n", v.Execution.ID, v.Execution.Status, took.Round(time.Millisecond), logsURL)

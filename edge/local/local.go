@@ -255,6 +255,8 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	if u := strings.TrimSpace(o.Getenv("BROWSER_CDP_URL")); u != "" {
 		deps.BrowserCDP = browserCDP{url: u}
 	}
+	// Locally OPENAI_BASE_URL/OPENAI_API_KEY select an OpenAI-compatible model backend.
+	deps.Models, deps.OIDC = edge.AgenticFromEnv(o.Getenv, http.DefaultClient, o.Log)
 	st.Edge = edge.New(deps)
 	st.store.SetEnded(edge.EndedLookup(st.Meta)) // an ended execution's blob credentials write nothing
 	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})

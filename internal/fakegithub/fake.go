@@ -68,6 +68,7 @@ type Call struct {
 // DefaultPermissions are granted to an installation unless SetPermissions
 // says otherwise: what flare-dispatch's writeback and reporting need.
 var DefaultPermissions = map[string]string{
+	"actions":       "read",
 	"checks":        "write",
 	"contents":      "write",
 	"pull_requests": "write",

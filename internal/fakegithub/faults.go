@@ -145,6 +145,7 @@ func (f *Fake) routes() {
 	f.gitRoutes()
 	f.checkRoutes()
 	f.pullRoutes()
+	f.issueRoutes()
 	f.manifestRoutes()
 	f.handle("GET /rate_limit", authInst, "", docRoot+"/rate-limit", func(q *request) {
 		h := q.w.Header()

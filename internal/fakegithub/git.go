@@ -29,7 +29,10 @@ type repo struct {
 
 	pulls   []*PullRequest // by number order
 	reviews map[int][]*Review
-	issueNo int // last pull/issue number
+
+	comments []*IssueComment // issue and pull request comments (agentic.go)
+	runs     []WorkflowRun   // GitHub Actions runs (agentic.go)
+	issueNo  int             // last pull/issue number
 }
 
 func (r *repo) key() string  { return strings.ToLower(r.owner + "/" + r.name) }

@@ -90,6 +90,7 @@ func main() {
 	if idemKV != nil {
 		deps.IdempotencyKV = idemKV
 	}
+	deps.Models, deps.OIDC = edge.AgenticFromEnv(getenv, deps.HTTPClient, log)
 	if err := githubApp(&deps, getenv); err != nil {
 		log.Error("GitHub App disabled", "err", err)
 	}
