@@ -125,7 +125,7 @@ func TestRecipesDispatchStepsAreAccepted(t *testing.T) {
 	st := actiontest.Stack(t, flareBin, nil)
 	// A commit per case: the dispatcher's default id is (run, repository, commit), so
 	// two events at one commit would be one execution.
-	_, shas := gittest.Repo(t, 12)
+	_, shas := gittest.Repo(t, 32)
 	merge := strings.Repeat("e", 40) // the merge commit GitHub builds for a pull request
 	for name, path := range recipeFiles(t) {
 		src, err := os.ReadFile(path)
