@@ -32,6 +32,13 @@ func (e *FieldError) Error() string {
 // (so each problem names its field), then unmarshalled, defaulted and validated.
 func decodeInputs[I any](raw json.RawMessage) (I, error) {
 	var in I
+	err := decodeInto(raw, &in, reflect.TypeFor[I]())
+	return in, err
+}
+
+// decodeInto is decodeInputs without generics (one copy in the binary for every run's
+// inputs type); in points at a value of type t.
+func decodeInto(raw json.RawMessage, in any, t reflect.Type) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		raw = []byte("{}")
@@ -40,32 +47,32 @@ func decodeInputs[I any](raw json.RawMessage) (I, error) {
 	dec.UseNumber()
 	var tree any
 	if err := dec.Decode(&tree); err != nil {
-		return in, &FieldError{Message: "inputs are not valid JSON: " + err.Error()}
+		return &FieldError{Message: "inputs are not valid JSON: " + err.Error()}
 	}
 	if dec.More() {
-		return in, &FieldError{Message: "inputs have data after the JSON value"}
+		return &FieldError{Message: "inputs have data after the JSON value"}
 	}
-	if fe := check(reflect.TypeFor[I](), tree, ""); fe != nil {
-		return in, fe
+	if fe := check(t, tree, ""); fe != nil {
+		return fe
 	}
 	dec = json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return in, unmarshalFieldError(err)
+	if err := dec.Decode(in); err != nil {
+		return unmarshalFieldError(err)
 	}
-	if d, ok := any(&in).(interface{ Default() }); ok {
+	if d, ok := in.(interface{ Default() }); ok {
 		d.Default()
 	}
-	if v, ok := any(&in).(interface{ Validate() error }); ok {
+	if v, ok := in.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
 			var fe *FieldError
 			if errors.As(err, &fe) {
-				return in, fe
+				return fe
 			}
-			return in, &FieldError{Message: err.Error()}
+			return &FieldError{Message: err.Error()}
 		}
 	}
-	return in, nil
+	return nil
 }
 
 // unmarshalFieldError names the field of an error check let through (one a custom

@@ -57,37 +57,55 @@ func Backoff(d time.Duration) StepOption { return func(o *stepOptions) { o.backo
 // Names must be unique within a run. Never return secrets from a step: results are
 // stored.
 func Step[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
-	var zero T
+	// The work is done by step, which is not generic: one copy of it serves every
+	// result type (a generic body was stenciled once per type shape, ~10 KB of wasm each).
+	var v T
+	got, err := step(c, name, func(ctx context.Context) (any, error) {
+		r, err := fn(ctx)
+		return r, err
+	}, &v, opts)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	if got != nil { // a fresh result; on replay step decoded into v
+		v = got.(T)
+	}
+	return v, nil
+}
+
+// step runs or replays one step. A replayed result is decoded into out (a *T); a fresh
+// one is returned as it came from fn.
+func step(c *Ctx, name string, fn func(ctx context.Context) (any, error), out any, opts []StepOption) (any, error) {
 	o := stepOptions{timeout: DefaultStepTimeout, backoff: DefaultBackoff}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	switch {
 	case name == "":
-		return zero, &StepFailed{Cause: "a step needs a name"}
+		return nil, &StepFailed{Cause: "a step needs a name"}
 	case c.Journal == nil:
-		return zero, &StepFailed{Step: name, Cause: "no journal"}
+		return nil, &StepFailed{Step: name, Cause: "no journal"}
 	case !c.claimStep(name):
-		return zero, &StepFailed{Step: name, Cause: "step name used twice in one run"}
+		return nil, &StepFailed{Step: name, Cause: "step name used twice in one run"}
 	}
 	log := c.logger().With("step", name)
 
 	done, recorded, f, err := c.Journal.Begin(c, name)
 	if err != nil {
-		return zero, fmt.Errorf("step %s: journal: %w", name, err)
+		return nil, fmt.Errorf("step %s: journal: %w", name, err)
 	}
 	if done {
 		log.Debug("step replayed from the journal")
 		if f != nil {
-			return zero, FromFailure(*f)
+			return nil, FromFailure(*f)
 		}
-		var v T
 		if len(recorded) > 0 {
-			if err := json.Unmarshal(recorded, &v); err != nil {
-				return zero, &StepFailed{Step: name, Cause: "recorded result does not decode: " + err.Error()}
+			if err := json.Unmarshal(recorded, out); err != nil {
+				return nil, &StepFailed{Step: name, Cause: "recorded result does not decode: " + err.Error()}
 			}
 		}
-		return v, nil
+		return nil, nil
 	}
 
 	start := time.Now()
@@ -106,17 +124,17 @@ func Step[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error), o
 	if err != nil {
 		if c.Err() != nil || IsSuspended(err) {
 			log.Info("step interrupted; the attempt is stopping", "err", err)
-			return zero, err
+			return nil, err
 		}
 		fail := stepFailure(name, err)
 		log.Info("step failed", "tag", fail.Tag, "durationMs", time.Since(start).Milliseconds())
 		if err := c.Journal.End(c, name, nil, &fail); err != nil {
-			return zero, fmt.Errorf("step %s: journal: %w", name, err)
+			return nil, fmt.Errorf("step %s: journal: %w", name, err)
 		}
-		return zero, FromFailure(fail)
+		return nil, FromFailure(fail)
 	}
 	if err := c.Journal.End(c, name, result, nil); err != nil {
-		return zero, fmt.Errorf("step %s: journal: %w", name, err)
+		return nil, fmt.Errorf("step %s: journal: %w", name, err)
 	}
 	log.Info("step done", "durationMs", time.Since(start).Milliseconds())
 	return v, nil
@@ -138,8 +156,7 @@ func stepFailure(name string, err error) Failure {
 }
 
 // tryStep runs fn up to 1+retries times.
-func tryStep[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error), o stepOptions) (T, error) {
-	var zero T
+func tryStep(c *Ctx, name string, fn func(ctx context.Context) (any, error), o stepOptions) (any, error) {
 	wait := o.backoff
 	for try := 0; ; try++ {
 		v, err := tryOnce(c, name, fn, o.timeout)
@@ -147,46 +164,45 @@ func tryStep[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error)
 			return v, nil
 		}
 		if c.Err() != nil || try >= o.retries || IsSuspended(err) {
-			return zero, err
+			return nil, err
 		}
 		c.logger().Info("step try failed; retrying", "step", name, "try", try+1, "in", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-c.Done():
 			t.Stop()
-			return zero, err
+			return nil, err
 		case <-t.C:
 		}
 		wait = min(2*wait, maxBackoff)
 	}
 }
 
-type outcome[T any] struct {
-	v   T
+type outcome struct {
+	v   any
 	err error
 }
 
 // tryOnce runs fn once under the timeout. A panic becomes an error. A try that ignores
 // its context past the timeout is abandoned after abandonAfter.
-func tryOnce[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error), timeout time.Duration) (T, error) {
-	var zero T
+func tryOnce(c *Ctx, name string, fn func(ctx context.Context) (any, error), timeout time.Duration) (any, error) {
 	ctx, cancel := context.Context(c), context.CancelFunc(func() {})
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(c, timeout)
 	}
 	defer cancel()
-	ch := make(chan outcome[T], 1)
+	ch := make(chan outcome, 1)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
 				c.logger().Error("step panicked", "step", name, "panic", p, "stack", string(debug.Stack()))
-				ch <- outcome[T]{err: fmt.Errorf("panic: %v", p)}
+				ch <- outcome{err: fmt.Errorf("panic: %v", p)}
 			}
 		}()
 		v, err := fn(ctx)
-		ch <- outcome[T]{v, err}
+		ch <- outcome{v, err}
 	}()
-	var r outcome[T]
+	var r outcome
 	select {
 	case r = <-ch:
 	case <-ctx.Done():
@@ -195,13 +211,13 @@ func tryOnce[T any](c *Ctx, name string, fn func(ctx context.Context) (T, error)
 		case r = <-ch:
 			t.Stop()
 		case <-t.C:
-			r = outcome[T]{err: ctx.Err()}
+			r = outcome{err: ctx.Err()}
 		}
 	}
 	if r.err != nil && c.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		var t TypedError
 		if !errors.As(r.err, &t) {
-			return zero, &StepFailed{Step: name, Cause: fmt.Sprintf("timed out after %s: %v", timeout, r.err)}
+			return nil, &StepFailed{Step: name, Cause: fmt.Sprintf("timed out after %s: %v", timeout, r.err)}
 		}
 	}
 	return r.v, r.err

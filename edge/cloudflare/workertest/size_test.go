@@ -57,8 +57,11 @@ func TestWorkerLinksNoHTTPClientNorHeavySDK(t *testing.T) {
 	}
 }
 
-// budgetKiB is the bundle budget: 3 MiB gzip, the free plan's limit (wrangler's figure).
-const budgetKiB = 3072
+// budgetKiB is the bundle budget: 4 MB gzip (wrangler's figure), build.sh's ceiling and
+// under issue 15's 4 MiB. The free plan's 3 MiB does not bind: Containers, which every
+// run needs, require Workers Paid, whose limit is 10 MiB. build.sh still warns above
+// 3 MiB, and each addition's cost is recorded in specs/cloudflare.md (Sizes).
+const budgetKiB = 3906
 
 // TestBundleFitsTheBudget runs `wrangler deploy --dry-run` (worker/build.sh) and checks
 // the gzip size wrangler reports.
