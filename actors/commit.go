@@ -1,6 +1,13 @@
 package actors
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNoReply is what a host's Call returns when the reducer produced no Reply: both
+// hosts (actors/host, the Durable Objects) wrap this one value, so callers test one.
+var ErrNoReply = errors.New("actor produced no reply")
 
 // Change is one transition of an actor as a host persists it: what Apply changed,
 // serialised.

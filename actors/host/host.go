@@ -73,8 +73,8 @@ type Options struct {
 // ErrStopped is returned once Stop has begun.
 var ErrStopped = errors.New("actor host stopped")
 
-// ErrNoReply is returned by Call when the reducer produced no actors.Reply.
-var ErrNoReply = errors.New("actor produced no reply")
+// ErrNoReply is actors.ErrNoReply: Call returns it when the reducer produced no Reply.
+var ErrNoReply = actors.ErrNoReply
 
 // Host runs actors. It is safe for concurrent use.
 type Host struct {

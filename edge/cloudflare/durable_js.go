@@ -108,8 +108,8 @@ func (a Actors) Send(ctx context.Context, from, to actors.Addr, m actors.Message
 	return nil
 }
 
-// ErrNoReply is returned by Call when the actor produced no actors.Reply.
-var ErrNoReply = errors.New("actor produced no reply")
+// ErrNoReply is actors.ErrNoReply: Call returns it when the reducer produced no Reply.
+var ErrNoReply = actors.ErrNoReply
 
 // Call delivers m to the actor at to and returns its reply, once the actor's new
 // state is durable.
