@@ -3,13 +3,14 @@ package dsl
 import (
 	"context"
 	"fmt"
-	"regexp"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // MaxChildren bounds one fan-out.
 const MaxChildren = 64
 
-var childKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,40}$`)
+var childKeyChars = pattern.NewSet("A-Za-z0-9_-")
 
 // FanOut is the work of a fan-out run: children executions started together.
 type FanOut struct {
@@ -84,8 +85,8 @@ func (f FanOut) validate() error {
 	seen := map[string]bool{}
 	for i, ch := range f.Children {
 		switch {
-		case !childKey.MatchString(ch.Key):
-			return fail("child %d: key %q must match %s", i, ch.Key, childKey)
+		case !childKeyChars.Run(ch.Key, 1, 40):
+			return fail("child %d: key %q must match ^[A-Za-z0-9_-]{1,40}$", i, ch.Key)
 		case seen[ch.Key]:
 			return fail("child %d: key %q used twice", i, ch.Key)
 		case ch.Run == "":

@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // envName is what a secret key or an env variable name must look like.
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var envNameStart, envNameChars = pattern.NewSet("A-Za-z_"), pattern.NewSet("A-Za-z0-9_")
 
 // IsEnvName reports whether s can be an environment variable name.
-func IsEnvName(s string) bool { return envName.MatchString(s) }
+func IsEnvName(s string) bool {
+	return s != "" && envNameStart.Has(s[0]) && envNameChars.All(s)
+}
 
 // LoadSecrets returns the values of keys (looked up as prefix+key) keyed by key. Call
 // it inline in the body, never inside a Step: step results are stored, secrets must not

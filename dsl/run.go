@@ -12,10 +12,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // Pools of sandboxes a run can ask for.
@@ -97,17 +98,37 @@ type Run interface {
 	Execute(c *Ctx, inputs json.RawMessage) (json.RawMessage, error)
 }
 
-var (
-	kebab  = regexp.MustCompile(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
-	semver = regexp.MustCompile(`^\d+\.\d+\.\d+(?:-[0-9A-Za-z-.]+)?$`)
-)
+var kebabChars, prereleaseChars = pattern.NewSet("a-z0-9-"), pattern.NewSet("0-9A-Za-z.-")
+
+// isKebab is the shape ^[a-z0-9]+(?:-[a-z0-9]+)*$.
+func isKebab(s string) bool {
+	return kebabChars.Run(s, 1, len(s)) && s[0] != '-' && s[len(s)-1] != '-' && !strings.Contains(s, "--")
+}
+
+// isSemver is the shape ^\d+\.\d+\.\d+(?:-[0-9A-Za-z-.]+)?$.
+func isSemver(s string) bool {
+	core, pre, hasPre := strings.Cut(s, "-")
+	if hasPre && !prereleaseChars.Run(pre, 1, len(pre)) {
+		return false
+	}
+	parts := strings.Split(core, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	for _, p := range parts {
+		if !pattern.Digits.Run(p, 1, len(p)) {
+			return false
+		}
+	}
+	return true
+}
 
 // Validate reports the first problem with the spec.
 func (s Spec) Validate() error {
 	switch {
-	case !kebab.MatchString(s.Name):
+	case !isKebab(s.Name):
 		return fmt.Errorf("run name %q is not kebab-case", s.Name)
-	case !semver.MatchString(s.Version):
+	case !isSemver(s.Version):
 		return fmt.Errorf("run %s: version %q is not semver", s.Name, s.Version)
 	case s.MaxDuration <= 0:
 		return fmt.Errorf("run %s: MaxDuration must be > 0, got %s", s.Name, s.MaxDuration)

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // Trigger fires the run from a GitHub webhook (webhook mode, contract §2.5). The edge
@@ -45,13 +46,13 @@ func (t Trigger) Matches(e *WebhookEvent) bool {
 	return false
 }
 
-var eventName = regexp.MustCompile(`^[a-z_]+$`)
+var eventNameChars = pattern.NewSet("a-z_")
 
 // validateTriggers reports the first problem with the spec's triggers.
 func validateTriggers(s Spec) error {
 	for i, t := range s.Triggers {
 		switch {
-		case !eventName.MatchString(t.Event):
+		case !eventNameChars.Run(t.Event, 1, len(t.Event)):
 			return fmt.Errorf("run %s: trigger %d: event %q is not a GitHub event name", s.Name, i, t.Event)
 		case t.IdempotencyKey == nil:
 			return fmt.Errorf("run %s: trigger %d (%s) has no IdempotencyKey", s.Name, i, t.Event)

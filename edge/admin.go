@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // Admin events (contract §3): POST /v1/admin/events/:id delivers {type, payload} to the
@@ -18,7 +18,7 @@ import (
 // of the same type is a second decision: 409, for as long as the execution exists (the
 // contract's debounce window, made permanent: a recorded decision is never replaced).
 
-var eventTypePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+var eventTypeChars = pattern.NewSet("A-Za-z0-9._-")
 
 // AdminEvent is the body of POST /v1/admin/events/:id.
 type AdminEvent struct {
@@ -60,7 +60,7 @@ func (s *Server) adminEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body is not valid JSON", "detail", err.Error())
 		return
 	}
-	if !eventTypePattern.MatchString(ev.Type) {
+	if !eventTypeChars.Run(ev.Type, 1, 64) {
 		writeError(w, http.StatusBadRequest, "invalid_body", "type must be a non-empty string matching ^[A-Za-z0-9._-]{1,64}$", "field", "type")
 		return
 	}

@@ -8,10 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // GET /v1/artifacts/:execution/:name[/path][/] (contract §3): no token — the execution
@@ -28,11 +29,11 @@ import (
 // served with a sandboxing CSP: an uploaded HTML report runs in an opaque origin, never
 // as the edge's.
 
-var artifactName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+var artifactChars = pattern.NewSet("A-Za-z0-9._-")
 
 // ValidArtifactName reports whether name may name an artifact.
 func ValidArtifactName(name string) bool {
-	return artifactName.MatchString(name) && name != "." && name != ".."
+	return artifactChars.Run(name, 1, 128) && name != "." && name != ".."
 }
 
 const maxListing = 1000

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // Fan-out and suspension on the agent API:
@@ -38,8 +38,8 @@ type childMember struct {
 }
 
 var (
-	childKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,40}$`)
-	eventPattern    = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,100}$`)
+	childKeyChars = pattern.NewSet("A-Za-z0-9_-")
+	eventChars    = pattern.NewSet("A-Za-z0-9._:-")
 )
 
 func childrenKey(parent string) string { return "children/" + parent }
@@ -73,8 +73,8 @@ func (s *Server) agentSuspend(w http.ResponseWriter, r *http.Request) {
 	case len(q.Children) > dsl.MaxChildren:
 		writeError(w, http.StatusBadRequest, "invalid_body", fmt.Sprintf("at most %d children", dsl.MaxChildren), "field", "children")
 		return
-	case q.Event != "" && !eventPattern.MatchString(q.Event):
-		writeError(w, http.StatusBadRequest, "invalid_body", "event must match "+eventPattern.String(), "field", "event")
+	case q.Event != "" && !eventChars.Run(q.Event, 1, 100):
+		writeError(w, http.StatusBadRequest, "invalid_body", "event must match ^[A-Za-z0-9._:-]{1,100}$", "field", "event")
 		return
 	}
 	if len(q.Children) > 0 {
@@ -137,8 +137,8 @@ func (s *Server) agentSpawnChildren(w http.ResponseWriter, r *http.Request) {
 		field := fmt.Sprintf("children[%d]", i)
 		run, known := s.Runs[ch.Run]
 		switch {
-		case !childKeyPattern.MatchString(ch.Key):
-			writeError(w, http.StatusBadRequest, "invalid_body", "key must match "+childKeyPattern.String(), "field", field+".key")
+		case !childKeyChars.Run(ch.Key, 1, 40):
+			writeError(w, http.StatusBadRequest, "invalid_body", "key must match ^[A-Za-z0-9_-]{1,40}$", "field", field+".key")
 			return
 		case seen[ch.Key]:
 			writeError(w, http.StatusBadRequest, "invalid_body", fmt.Sprintf("key %q used twice", ch.Key), "field", field+".key")

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // DispatchBody is the signed envelope of POST /v1/dispatch/:run (contract §2.1).
@@ -57,16 +57,19 @@ type Params struct {
 // underscores (100 at most) that is not . or .. (those are paths, not repositories).
 func ValidRepoName(s string) bool {
 	_, name, _ := strings.Cut(s, "/")
-	return repoPattern.MatchString(s) && name != "." && name != ".."
+	return pattern.GitHubRepo(s) && name != "." && name != ".."
 }
 
 // dispatchDedupTTL is how long IDEMPOTENCY_KV remembers a dispatch id (contract §2.3).
 const dispatchDedupTTL = 24 * time.Hour
 
-var (
-	repoPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$`)
-	emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
-)
+// validEmail is the shape ^[^@\s]+@[^@\s]+\.[^@\s]+$: one '@', no white space, a
+// dot inside the domain.
+func validEmail(e string) bool {
+	local, domain, ok := strings.Cut(e, "@")
+	return ok && local != "" && len(domain) >= 3 && !strings.ContainsAny(domain, "@") &&
+		!strings.ContainsAny(e, " \t\n\f\r") && strings.Contains(domain[1:len(domain)-1], ".")
+}
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	if s.Config.HMACSecret == "" {
@@ -218,7 +221,7 @@ func validateEnvelope(d DispatchBody, path string) (field, msg string) {
 	}
 	if d.Notify != nil {
 		for i, e := range d.Notify.Emails {
-			if !emailPattern.MatchString(e) {
+			if !validEmail(e) {
 				return fmt.Sprintf("notify.emails[%d]", i), fmt.Sprintf("%q is not an email address", e)
 			}
 		}

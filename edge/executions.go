@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // authorizeLogs checks the execution id and its capability token (?t=); it writes the
@@ -90,7 +90,25 @@ type logFile struct {
 
 // Log keys: logs/<exec>/<file>.ndjson is written as numbered segments
 // logs/<exec>/<file>.ndjson.<NNNNNN> so lines are readable while a command runs.
-var segmentKey = regexp.MustCompile(`^(.+\.ndjson)(?:\.(\d+))?$`)
+// splitSegmentKey splits a log segment's key, "<file>.ndjson" or "<file>.ndjson.<n>",
+// into the file and the segment number ("" for the first); ok is false for any other
+// key (the shape ^(.+\.ndjson)(?:\.(\d+))?$, no newline).
+func splitSegmentKey(key string) (file, n string, ok bool) {
+	if strings.Contains(key, "\n") {
+		return "", "", false
+	}
+	if len(key) > len(".ndjson") && strings.HasSuffix(key, ".ndjson") {
+		return key, "", true
+	}
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 || i == len(key)-1 || !pattern.Digits.All(key[i+1:]) {
+		return "", "", false
+	}
+	if file := key[:i]; len(file) > len(".ndjson") && strings.HasSuffix(file, ".ndjson") {
+		return file, key[i+1:], true
+	}
+	return "", "", false
+}
 
 func (s *Server) logFiles(r *http.Request, exec string) ([]logFile, error) {
 	prefix := "logs/" + exec + "/"
@@ -100,14 +118,14 @@ func (s *Server) logFiles(r *http.Request, exec string) ([]logFile, error) {
 	}
 	byName := map[string]*logFile{}
 	for _, in := range infos {
-		m := segmentKey.FindStringSubmatch(strings.TrimPrefix(in.Key, prefix))
-		if m == nil || strings.Contains(m[1], "/") {
+		name, _, ok := splitSegmentKey(strings.TrimPrefix(in.Key, prefix))
+		if !ok || strings.Contains(name, "/") {
 			continue
 		}
-		f := byName[m[1]]
+		f := byName[name]
 		if f == nil {
-			f = &logFile{name: m[1]}
-			byName[m[1]] = f
+			f = &logFile{name: name}
+			byName[name] = f
 		}
 		f.size += in.Size
 		f.segments = append(f.segments, in.Key)
@@ -122,8 +140,8 @@ func (s *Server) logFiles(r *http.Request, exec string) ([]logFile, error) {
 }
 
 func segNum(key string) int {
-	m := segmentKey.FindStringSubmatch(key)
-	n, _ := strconv.Atoi(m[2])
+	_, num, _ := splitSegmentKey(key)
+	n, _ := strconv.Atoi(num)
 	return n
 }
 
@@ -139,7 +157,17 @@ func logOrder(name string) string {
 	return "2" + base
 }
 
-var validLogFile = regexp.MustCompile(`^exec(-[A-Za-z0-9_]+)?\.ndjson$`)
+// validLogFile is the shape ^exec(-[A-Za-z0-9_]+)?\.ndjson$.
+func validLogFile(name string) bool {
+	if name == "exec.ndjson" {
+		return true
+	}
+	mid, ok := strings.CutPrefix(name, "exec-")
+	mid, ok2 := strings.CutSuffix(mid, ".ndjson")
+	return ok && ok2 && logFileChars.Run(mid, 1, len(mid))
+}
+
+var logFileChars = pattern.NewSet("A-Za-z0-9_")
 
 func (s *Server) logFile(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.authorizeLogs(w, r)
@@ -147,7 +175,7 @@ func (s *Server) logFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("file")
-	if !validLogFile.MatchString(name) {
+	if !validLogFile(name) {
 		writeError(w, http.StatusBadRequest, "invalid_log_file", "log file must match ^exec(-[A-Za-z0-9_]+)?\\.ndjson$", "field", "file")
 		return
 	}

@@ -15,10 +15,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // The GitHub App manifest flow (contract §3): GET /v1/github/install/new lets the
@@ -44,10 +45,7 @@ const (
 	infoManifestState   = "flare-dispatch/manifest-state/v1"
 )
 
-var (
-	ownerPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}$`)
-	codePattern  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-)
+var codeChars = pattern.NewSet("A-Za-z0-9_-")
 
 // AppManifest is the App manifest with the origin put in its URLs.
 func AppManifest(origin string) ([]byte, error) {
@@ -128,7 +126,7 @@ func (s *Server) installNew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner := strings.TrimSpace(q.Get("owner"))
-	if owner != "" && !ownerPattern.MatchString(owner) {
+	if owner != "" && !pattern.GitHubOwner(owner) {
 		writeError(w, http.StatusBadRequest, "invalid_owner", "owner must be a GitHub organization login (^[A-Za-z0-9][A-Za-z0-9-]{0,38}$) or empty for a personal account", "field", "owner")
 		return
 	}
@@ -259,7 +257,7 @@ func (s *Server) installed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "missing_code", "the code query parameter is required (GitHub adds it when it sends you back)", "field", "code")
 		return
 	}
-	if !codePattern.MatchString(code) {
+	if !codeChars.Run(code, 1, 128) {
 		writeError(w, http.StatusBadRequest, "invalid_code", "code must match ^[A-Za-z0-9_-]{1,128}$", "field", "code")
 		return
 	}

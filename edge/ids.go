@@ -3,15 +3,16 @@ package edge
 import (
 	"fmt"
 	"hash/fnv"
-	"regexp"
 	"strings"
+
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // validExecID is the contract's id shape for URL paths and Idempotency-Key.
-var validExecID = regexp.MustCompile(`^[A-Za-z0-9:_-]{3,128}$`)
+var execIDChars = pattern.NewSet("A-Za-z0-9:_-")
 
 // ValidExecutionID reports whether id may name an execution.
-func ValidExecutionID(id string) bool { return validExecID.MatchString(id) }
+func ValidExecutionID(id string) bool { return execIDChars.Run(id, 3, 128) }
 
 // SemanticID is {run}:{owner_repo}:{sha12}, the id Action and webhook modes share.
 func SemanticID(run, repo, sha string) string {

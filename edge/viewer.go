@@ -431,7 +431,7 @@ func parseCursor(s string) cursor {
 	v, _ := url.ParseQuery(s)
 	for f := range v {
 		var n int
-		if _, err := fmt.Sscan(v.Get(f), &n); err == nil && n > 0 && validLogFile.MatchString(f) {
+		if _, err := fmt.Sscan(v.Get(f), &n); err == nil && n > 0 && validLogFile(f) {
 			c[f] = n
 		}
 	}

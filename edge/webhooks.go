@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // Webhook mode (contract §2.5): POST /v1/webhooks/github.
@@ -26,7 +26,7 @@ const (
 	rerunSep = ":rerun-"
 )
 
-var deliveryPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+var deliveryChars = pattern.NewSet("A-Za-z0-9._-")
 
 // WebhookDispatched is one execution a delivery started (or found already started).
 type WebhookDispatched struct {
@@ -80,7 +80,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "missing_delivery_id", "X-GitHub-Delivery header is required", "field", "X-GitHub-Delivery")
 		return
 	}
-	if !deliveryPattern.MatchString(delivery) {
+	if !deliveryChars.Run(delivery, 1, 100) {
 		writeError(w, http.StatusBadRequest, "invalid_delivery_id", "X-GitHub-Delivery must match ^[A-Za-z0-9._-]{1,100}$", "field", "X-GitHub-Delivery")
 		return
 	}
@@ -247,7 +247,7 @@ func (s *Server) learnInstallations(ctx context.Context, ev *dsl.WebhookEvent) {
 		return
 	}
 	put := func(repo string, id int64) {
-		if !repoPattern.MatchString(repo) {
+		if !pattern.GitHubRepo(repo) {
 			return
 		}
 		if err := s.KV.Put(ctx, installationKey(repo), strconv.FormatInt(id, 10), 0); err != nil {

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // Writeback (contract §7): a run that declares dsl.Spec.Writeback stages its changes as
@@ -207,9 +207,9 @@ func ValidateWriteback(w *dsl.Writeback, m dsl.WritebackManifest, size func(path
 	if len(m.Entries) > maxFiles {
 		reasons = append(reasons, fmt.Sprintf("too-many-files: %d entries (at most %d)", len(m.Entries), maxFiles))
 	}
-	globs := make([]*regexp.Regexp, 0, len(w.PathAllowlist))
+	globs := make([]pattern.Glob, 0, len(w.PathAllowlist))
 	for _, g := range w.PathAllowlist {
-		globs = append(globs, globRegexp(g))
+		globs = append(globs, pattern.CompileGlob(g))
 	}
 	seen := map[string]bool{}
 	var total int64
@@ -298,50 +298,13 @@ func isWorkflowPath(p string) bool {
 	return strings.HasPrefix(strings.ToLower(p), ".github/workflows/")
 }
 
-func matchesAny(globs []*regexp.Regexp, p string) bool {
+func matchesAny(globs []pattern.Glob, p string) bool {
 	for _, g := range globs {
-		if g.MatchString(p) {
+		if g.Match(p) {
 			return true
 		}
 	}
 	return false
-}
-
-// globRegexp compiles an anchored path glob: "*" is a run of non-"/" characters, "?"
-// one of them, "/**" any depth including none, "**/" any leading directories including
-// none, and "**" alone anything.
-func globRegexp(g string) *regexp.Regexp {
-	var b strings.Builder
-	b.WriteString("^")
-	for i := 0; i < len(g); {
-		switch {
-		case strings.HasPrefix(g[i:], "**/"):
-			b.WriteString("(?:.*/)?")
-			i += 3
-		case strings.HasPrefix(g[i:], "/**") && (i+3 == len(g) || g[i+3] == '/'):
-			b.WriteString("(?:/.*)?")
-			i += 3
-			if i < len(g) { // "/**/": the slash after stays
-				i++
-				b.WriteString("/")
-			}
-		case strings.HasPrefix(g[i:], "**"):
-			b.WriteString(".*")
-			i += 2
-		case g[i] == '*':
-			b.WriteString("[^/]*")
-			i++
-		case g[i] == '?':
-			b.WriteString("[^/]")
-			i++
-		default:
-			r, n := utf8.DecodeRuneInString(g[i:])
-			b.WriteString(regexp.QuoteMeta(string(r)))
-			i += n
-		}
-	}
-	b.WriteString("$")
-	return regexp.MustCompile(b.String())
 }
 
 // showPath renders a path from the sandbox for the check-run: in a code span that it

@@ -1,11 +1,11 @@
 package runs
 
 import (
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // offload-test: run the caller's test command on a sandbox, at the pushed commit, and
@@ -43,8 +43,8 @@ const (
 )
 
 var (
-	repoName = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
-	hexSHA   = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+	repoNameChars = pattern.NewSet("A-Za-z0-9_.-")
+	hexSHA        = pattern.HexSHA
 )
 
 // Default fills the defaults.
@@ -63,7 +63,7 @@ func (in *OffloadTestInputs) Validate() error {
 	if fe := validateRepo("repo", in.Repo); fe != nil {
 		return fe
 	}
-	if !hexSHA.MatchString(in.SHA) {
+	if !hexSHA(in.SHA) {
 		return &dsl.FieldError{Field: "sha", Message: "must be a commit SHA (7 to 64 hex digits)"}
 	}
 	if strings.TrimSpace(in.Command) == "" {

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // playwright-e2e: the repository's Playwright suite in N shards. The run fans out N
@@ -121,7 +121,7 @@ func (in *PlaywrightE2EInputs) Default() {
 	in.SHA = strings.ToLower(in.SHA)
 }
 
-var projectName = regexp.MustCompile(`^[A-Za-z0-9_. -]{1,64}$`)
+var projectNameChars = pattern.NewSet("A-Za-z0-9_. -")
 
 // Validate checks the inputs' values.
 func (in *PlaywrightE2EInputs) Validate() error {
@@ -139,7 +139,7 @@ func (in *PlaywrightE2EInputs) Validate() error {
 		return &dsl.FieldError{Field: "shards", Message: fmt.Sprintf("must be between 1 and %d", playwrightMaxShards)}
 	case in.Shard < 0 || in.Shard > in.Shards:
 		return &dsl.FieldError{Field: "shard", Message: "must be between 1 and shards"}
-	case in.Project != "" && !projectName.MatchString(in.Project):
+	case in.Project != "" && !projectNameChars.Run(in.Project, 1, 64):
 		return &dsl.FieldError{Field: "project", Message: "must be a Playwright project name (letters, digits, _ . - and spaces)"}
 	}
 	return nil

@@ -142,7 +142,7 @@ func (in *ProductDemoInputs) Validate() error {
 	if fe := validateRepo("repo", in.Repo); fe != nil {
 		return fe
 	}
-	if in.SHA != "" && !hexSHA.MatchString(in.SHA) {
+	if in.SHA != "" && !hexSHA(in.SHA) {
 		return &dsl.FieldError{Field: "sha", Message: "must be a commit SHA (7 to 64 hex digits)"}
 	}
 	if fe := checkHTTPURL("deployedUrl", in.DeployedURL); fe != nil {

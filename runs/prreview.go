@@ -2,13 +2,13 @@ package runs
 
 import (
 	"encoding/json"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // pr-review: the AI reviewer (contract §8). The three-dot diff of the pull request,
@@ -55,7 +55,7 @@ type PRReviewOutput struct {
 	Comment      string        `json:"comment"` // the review as posted (or, locally, to print)
 }
 
-var shaPattern = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+var shaPattern = pattern.HexSHA
 
 // Validate checks the inputs' values.
 func (in *PRReviewInputs) Validate() error {
@@ -63,9 +63,9 @@ func (in *PRReviewInputs) Validate() error {
 		return fe
 	}
 	switch {
-	case !shaPattern.MatchString(in.SHA):
+	case !shaPattern(in.SHA):
 		return &dsl.FieldError{Field: "sha", Message: "must be a commit sha (7 to 64 lowercase hex digits)"}
-	case !shaPattern.MatchString(in.BaseSHA):
+	case !shaPattern(in.BaseSHA):
 		return &dsl.FieldError{Field: "baseSha", Message: "must be a commit sha (7 to 64 lowercase hex digits)"}
 	case in.PR < 0:
 		return &dsl.FieldError{Field: "pr", Message: "must be a pull request number"}

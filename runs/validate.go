@@ -2,11 +2,11 @@ package runs
 
 import (
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // validateRepo accepts owner/name, or an absolute path or file:// URL (which only a
@@ -17,7 +17,7 @@ func validateRepo(field, repo string) *dsl.FieldError {
 		return &dsl.FieldError{Field: field, Message: "must not be empty"}
 	case strings.ContainsFunc(repo, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return &dsl.FieldError{Field: field, Message: "must not contain control characters"}
-	case repoName.MatchString(repo) && !strings.Contains(repo, ".."):
+	case ownerSlashName(repo) && !strings.Contains(repo, ".."):
 		return nil
 	case strings.HasPrefix(repo, "/") || strings.HasPrefix(repo, "file://"):
 		return nil
@@ -49,7 +49,33 @@ func checkHTTPURL(field, raw string) *dsl.FieldError {
 	return nil
 }
 
-var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
-
 // stripANSI removes terminal colour codes (Playwright's error messages carry them).
-func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
+func stripANSI(s string) string {
+	if !strings.Contains(s, "\x1b[") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			// ESC [ then parameters [0-9;?]* then one letter; anything else stays.
+			j := i + 2
+			for j < len(s) && ansiParams.Has(s[j]) {
+				j++
+			}
+			if j < len(s) && ansiFinal.Has(s[j]) {
+				i = j
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+var ansiParams, ansiFinal = pattern.NewSet("0-9;?"), pattern.NewSet("A-Za-z")
+
+// ownerSlashName reports whether repo is owner/name, each one or more of A-Za-z0-9_.-.
+func ownerSlashName(repo string) bool {
+	owner, name, ok := strings.Cut(repo, "/")
+	return ok && repoNameChars.Run(owner, 1, len(owner)) && repoNameChars.Run(name, 1, len(name))
+}

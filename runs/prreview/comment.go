@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/internal/pattern"
 )
 
 // Marker is the last line of every pr-review comment: the run finds its comment on a
@@ -219,7 +219,7 @@ func locText(f Finding) string {
 // location is the finding's place as a link to the reviewed blob (plain text for a
 // repository that is not on GitHub: a local review).
 func location(repo, sha string, f Finding) string {
-	if !ownerName.MatchString(repo) {
+	if !ownerName(repo) {
 		return cell(locText(f))
 	}
 	return "[" + cell(locText(f)) + "](" + BlobURL(repo, sha, f.Path, f.StartLine, f.EndLine) + ")"
@@ -257,10 +257,50 @@ func BlobURL(repo, sha, p string, start, end int) string {
 }
 
 var (
-	ownerName  = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
-	mention    = regexp.MustCompile(`@([\w-])`)
-	lineStarts = regexp.MustCompile(`^(\s*)([-+>=]|\d+[.)])`)
+	repoPartChars = pattern.NewSet("A-Za-z0-9_.-")
+	mentionChars  = pattern.NewSet("0-9A-Za-z_-")
 )
+
+// ownerName is the shape ^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$.
+func ownerName(repo string) bool {
+	owner, name, ok := strings.Cut(repo, "/")
+	return ok && repoPartChars.Run(owner, 1, len(owner)) && repoPartChars.Run(name, 1, len(name))
+}
+
+// unping puts a zero-width space after each '@' that a login character follows, so
+// GitHub pings nobody.
+func unping(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(s[i])
+		if s[i] == '@' && i+1 < len(s) && mentionChars.Has(s[i+1]) {
+			b.WriteString("\u200b")
+		}
+	}
+	return b.String()
+}
+
+// escapeLineStart escapes what would make s start a list, quote or heading: one of
+// -+>= or digits then . or ), after leading white space (the regexp
+// ^(\s*)([-+>=]|\d+[.)]) replaced by $1\$2).
+func escapeLineStart(s string) string {
+	rest := strings.TrimLeft(s, " \t\n\f\r")
+	lead := s[:len(s)-len(rest)]
+	if rest == "" {
+		return s
+	}
+	if strings.IndexByte("-+>=", rest[0]) >= 0 {
+		return lead + `\` + rest
+	}
+	d := 0
+	for d < len(rest) && pattern.Digits.Has(rest[d]) {
+		d++
+	}
+	if d > 0 && d < len(rest) && (rest[d] == '.' || rest[d] == ')') {
+		return lead + `\` + rest
+	}
+	return s
+}
 
 // Neutralise makes model text inert in a GitHub comment: one line; no HTML (< and >
 // removed, & escaped so entities cannot smuggle them back); no links, images or
@@ -272,8 +312,8 @@ func Neutralise(s string, max int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	s = strings.NewReplacer("<", "", ">", "", "[", "", "]", "", "`", "'", "&", "&amp;",
 		`\`, `\\`, "*", `\*`, "_", `\_`, "~", `\~`, "#", `\#`, "|", `\|`, "!", `\!`).Replace(s)
-	s = mention.ReplaceAllString(s, "@\u200b$1")
-	s = lineStarts.ReplaceAllString(s, `$1\$2`)
+	s = unping(s)
+	s = escapeLineStart(s)
 	if utf8.RuneCountInString(s) > max {
 		r := []rune(s)[:max]
 		cut := string(r)
