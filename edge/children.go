@@ -238,7 +238,7 @@ func (s *Server) agentChildrenStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) childStatus(ctx context.Context, m childMember, origin string) (agentapi.ChildStatus, error) {
-	cs := agentapi.ChildStatus{Key: m.Key, Exec: m.Exec, Run: m.Run, LogsURL: s.LogLink(origin, m.Exec)}
+	cs := agentapi.ChildStatus{Key: m.Key, Exec: m.Exec, Run: m.Run, LogsURL: s.ViewerLink(origin, m.Exec)} // shown to people in the parent's summary
 	reply, err := s.Actors.Call(ctx, actors.RunAddr(m.Exec), actors.RunQuery{Exec: m.Exec})
 	if err != nil {
 		return cs, fmt.Errorf("child %s: %w", m.Exec, err)

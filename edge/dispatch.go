@@ -123,8 +123,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	// recorded after the start succeeds, so a failed start can be retried.
 	if s.IdempotencyKV != nil {
 		if _, seen, err := s.IdempotencyKV.Get(r.Context(), exec); err == nil && seen {
-			logs := s.LogLink(s.origin(r), exec)
-			writeJSON(w, http.StatusAccepted, map[string]any{"executionId": exec, "logsUrl": logs, "detailsUrl": logs, "deduped": true})
+			writeJSON(w, http.StatusAccepted, map[string]any{"executionId": exec, "logsUrl": s.LogLink(s.origin(r), exec),
+				"detailsUrl": s.ViewerLink(s.origin(r), exec), "deduped": true})
 			return
 		}
 	}
@@ -152,8 +152,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	}
 	// detailsUrl is the page the check-run links to: the log viewer (the original's
 	// Workflows dashboard page has no counterpart here; specs/github.md).
-	logs := s.LogLink(p.Origin, exec)
-	resp := map[string]any{"executionId": exec, "logsUrl": logs, "detailsUrl": logs, "status": st.Status}
+	resp := map[string]any{"executionId": exec, "logsUrl": s.LogLink(p.Origin, exec), "detailsUrl": s.ViewerLink(p.Origin, exec),
+		"status": st.Status}
 	if !st.Created {
 		resp["deduped"] = true
 	}

@@ -157,9 +157,16 @@ func (s *Server) origin(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// LogLink is the capability link of an execution: its log viewer URL (contract §3
-// link form), which also answers plain text to clients that do not ask for HTML.
+// LogLink is an execution's log link as the API gives it (logsUrl): the original's
+// /v1/executions/:id/logs?t= form, which the Action and existing workflows derive the
+// execution's status URL from. A browser that opens it gets the viewer page.
 func (s *Server) LogLink(origin, exec string) string {
+	return origin + "/v1/executions/" + url.PathEscape(exec) + "/logs?t=" + LogToken(s.Config, exec)
+}
+
+// ViewerLink is the log viewer page (same token): the check-run's details link and
+// the 202's detailsUrl.
+func (s *Server) ViewerLink(origin, exec string) string {
 	return origin + "/logs/" + url.PathEscape(exec) + "?t=" + LogToken(s.Config, exec)
 }
 

@@ -92,7 +92,7 @@ func (s *Server) project(ctx context.Context, p actors.Progress) error {
 		upd.CompletedAt = p.At
 		upd.Summary = p.Output
 	}
-	report := RenderCheck(ex.Run, p, s.LogLink(s.originOf(params), p.Exec))
+	report := RenderCheck(ex.Run, p, s.ViewerLink(s.originOf(params), p.Exec))
 	report.Install = params.InstallationID
 	s.afterProgress(ctx, ex, params, p, &report)
 	s.attachFindings(ctx, &report, p)

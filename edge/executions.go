@@ -199,6 +199,10 @@ func (s *Server) logsAll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if r.URL.Query().Get("format") == "" && viewerFormat(r) == "html" { // a browser opened logsUrl
+		s.viewerPage(w, r, id)
+		return
+	}
 	files, err := s.logFiles(r, id)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "blob_error", err.Error())

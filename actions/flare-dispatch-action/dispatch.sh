@@ -226,6 +226,8 @@ fi
 
 # --- await: follow the execution until it ends ----------------------------------------
 [ -n "$token" ] || fail "await mode needs the execution's log token, and the 202 carried no logsUrl with one"
+# logsUrl is <origin>/v1/executions/<id>/logs?t=…; the execution's status is the same
+# path without /logs.
 status_url="${logs_url%%\?*}"
 status_url="${status_url%/logs}?t=$token"
 deadline=$(($(date +%s) + $(jq -n "$timeout_minutes * 60 | ceil")))

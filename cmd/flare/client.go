@@ -47,6 +47,7 @@ func findRunningStack(data string) (*stackClient, bool) {
 type dispatchResult struct {
 	ExecutionID string `json:"executionId"`
 	LogsURL     string `json:"logsUrl"`
+	DetailsURL  string `json:"detailsUrl"` // the log viewer page
 	Status      string `json:"status"`
 	Deduped     bool   `json:"deduped"`
 	Error       string `json:"error"`
@@ -54,6 +55,14 @@ type dispatchResult struct {
 	Field       string `json:"field"`
 	Detail      any    `json:"detail"`
 	Fingerprint string `json:"dispatcher_secret_fingerprint"`
+}
+
+// link is what to show a person: the viewer page, else the log link.
+func (r dispatchResult) link() string {
+	if r.DetailsURL != "" {
+		return r.DetailsURL
+	}
+	return r.LogsURL
 }
 
 // dispatch signs the compact JSON body once and posts exactly those bytes.

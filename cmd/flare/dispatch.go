@@ -111,7 +111,7 @@ func runDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if res.Deduped {
 		note = " (already dispatched: same execution)"
 	}
-	fmt.Fprintf(stderr, "%s\nlogs: %s%s\n", res.ExecutionID, res.LogsURL, note)
+	fmt.Fprintf(stderr, "%s\nlogs: %s%s\n", res.ExecutionID, res.link(), note)
 	if !*wait {
 		return exitOK
 	}
@@ -128,7 +128,7 @@ func runDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "flare dispatch: following", res.ExecutionID+":", err)
 		return exitTrouble
 	}
-	return printResult(stdout, v, res.LogsURL, time.Since(start), f.jsonOut, "")
+	return printResult(stdout, v, res.link(), time.Since(start), f.jsonOut, "")
 }
 
 func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -170,7 +170,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if running {
 		embedded = ""
 	}
-	return printResult(stdout, v, res.LogsURL, time.Since(start), f.jsonOut, embedded)
+	return printResult(stdout, v, res.link(), time.Since(start), f.jsonOut, embedded)
 }
 
 // printResult prints the check-run summary and the log link; the exit code says

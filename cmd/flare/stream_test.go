@@ -17,7 +17,9 @@ import (
 // line would only come with the final summary, after the release, so never).
 func TestRunStreamsTheCommandsOutputLive(t *testing.T) {
 	repo := gitRepo(t)
-	marker := filepath.Join(t.TempDir(), "release")
+	// The marker sits in the repository, which the sandbox sees (read-only) at its own
+	// path; a private /tmp (bwrap isolation) would hide one under t.TempDir().
+	marker := filepath.Join(repo, "release-marker")
 	command := fmt.Sprintf("echo first-line; echo err-line >&2; while [ ! -f %s ]; do sleep 0.1; done; echo second-line", marker)
 	cmd := exec.Command(flareBin, "run", "offload-test", "--repo", repo, "--command", command, "--data", t.TempDir())
 	var stdout strings.Builder

@@ -47,8 +47,26 @@ var acceptHTML = map[string]string{"Accept": "text/html,application/xhtml+xml"}
 func TestViewerNeedsTheTokenAndServesANoncedPage(t *testing.T) {
 	st := startStack(t, nil)
 	repo, shas := gittest.Repo(t, 1)
-	id := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "echo hi", nil), "").body["executionId"].(string)
+	accepted := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "echo hi", nil), "").body
+	id := accepted["executionId"].(string)
 	v := waitDone(t, st, id, 60*time.Second)
+
+	// The 202's logsUrl keeps the original's API form (the Action derives the status
+	// URL from it); detailsUrl is the viewer; a browser opening logsUrl gets the page.
+	logsURL, _ := accepted["logsUrl"].(string)
+	if want := st.URL + "/v1/executions/" + id + "/logs?t=" + token(st, id); logsURL != want {
+		t.Fatalf("logsUrl %q, want %q", logsURL, want)
+	}
+	if d, _ := accepted["detailsUrl"].(string); d != viewerURL(st, id, token(st, id)) {
+		t.Fatalf("detailsUrl %q is not the viewer", d)
+	}
+	if resp, body := getWith(t, logsURL, acceptHTML); resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "nonce-") ||
+		!strings.Contains(body, "<html") {
+		t.Fatalf("logsUrl in a browser: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := getWith(t, logsURL, nil); resp.StatusCode != 200 || !strings.Contains(body, "hi\n") {
+		t.Fatalf("logsUrl as text: %d %q", resp.StatusCode, body)
+	}
 
 	for _, tok := range []string{"", "wrong", token(st, "someone-else")} {
 		if resp, body := getWith(t, viewerURL(st, id, tok), acceptHTML); resp.StatusCode != http.StatusForbidden {

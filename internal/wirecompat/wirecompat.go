@@ -205,6 +205,11 @@ func TestDispatch(t *testing.T, tg Target) {
 			if d := r.str("detailsUrl"); !strings.HasPrefix(d, "http") {
 				t.Fatalf("no detailsUrl in the 202: %s", r.Raw)
 			}
+			// logsUrl keeps the original's form: the Action and teams' scripts derive the
+			// execution's status URL from it by dropping "/logs".
+			if base, query, _ := strings.Cut(r.str("logsUrl"), "?"); !strings.HasSuffix(base, "/v1/executions/"+id+"/logs") || !strings.HasPrefix(query, "t=") {
+				t.Fatalf("logsUrl %q is not <origin>/v1/executions/<id>/logs?t=<token>", r.str("logsUrl"))
+			}
 			tg.cancel(t, id)
 		})
 	}

@@ -483,6 +483,13 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 	t.Run("S3EndpointHoldsTheBlobsContract", func(t *testing.T) {
 		// The agents' S3 endpoint (/s3 on the Worker, R2 behind it) with a credential
 		// scoped to one execution's prefixes, driven by the SDK-based edge/blobs client.
+		// The execution must be live: an ended (or unknown) one's credentials write
+		// nothing (s3verify). It sleeps until cancelled below.
+		r := s.dispatch(t, "offload-test", offloadBody(repo, shas[4], "sleep 600"), "s3-contract")
+		if r.status != http.StatusAccepted || r.body["executionId"] != "s3-contract" {
+			t.Fatalf("dispatch: %d %s", r.status, r.raw)
+		}
+		defer s.do(t, http.MethodPost, "/v1/executions/s3-contract/cancel", nil, map[string]string{"Authorization": "Bearer " + adminToken})
 		key, secret, err := blobcred.Mint(edge.BlobRoot(s.cfg), "s3-contract", blobcred.ExecGrants("s3-contract", "local/app", false), time.Hour, time.Now())
 		if err != nil {
 			t.Fatal(err)
