@@ -424,8 +424,19 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 	br := browser.New(browser.Config{Bin: s.cfg.ChromiumBin, RemoteURL: st.Browser.CDPURL, Log: log})
 	defer br.Close()
 	c.Browser = br
-	return run.Execute(c, st.Inputs)
+	out, err = run.Execute(c, st.Inputs)
+	if err == nil && ctx.Err() == nil && !a.suspended.Load() {
+		// Saves of toolchain caches (dsl.WarmCaches): before the end is reported, so a
+		// Container is not stopped under them; bounded, so a slow store cannot hold the run.
+		sctx, cancel := context.WithTimeout(ctx, saveTimeout)
+		dsl.RunSucceeded(c, sctx)
+		cancel()
+	}
+	return out, err
 }
+
+// saveTimeout bounds the OnSuccess hooks (cache saves) of a run.
+const saveTimeout = 10 * time.Minute
 
 // logSink connects to the blob store of Start and finds the number of this attempt's
 // first command log: after every log an earlier attempt wrote. Without a store, logs

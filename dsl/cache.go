@@ -196,6 +196,8 @@ type Workspace struct {
 	Dir     string            `json:"dir"`
 	Env     map[string]string `json:"env,omitempty"`
 	Install *Install          `json:"install,omitempty"`
+	// Toolchains are the toolchain caches restored for it (WarmCaches).
+	Toolchains []ToolchainCache `json:"toolchains,omitempty"`
 }
 
 // WorkspaceOptions says what Workspace prepares.
@@ -208,7 +210,7 @@ type WorkspaceOptions struct {
 }
 
 // NewWorkspace is the workspace primitive: step checkout, then (with Install) step
-// install through InstallCached.
+// install through InstallCached, then the toolchain caches (WarmCaches, inline).
 func NewWorkspace(c *Ctx, o WorkspaceOptions) (Workspace, error) {
 	suffix := ""
 	if o.StepSuffix != "" {
@@ -219,17 +221,23 @@ func NewWorkspace(c *Ctx, o WorkspaceOptions) (Workspace, error) {
 		return Workspace{}, err
 	}
 	w := Workspace{Dir: dir, Env: map[string]string{}}
+	if c.Cache == nil && !o.Install {
+		return w, nil
+	}
+	// The files must be there even when the checkout step was replayed.
+	if _, err := c.Sandbox.Checkout(c, o.Repo, o.SHA); err != nil {
+		return w, err
+	}
+	var installed []string
 	if o.Install {
-		// The files must be there even when the checkout step was replayed.
-		if _, err := c.Sandbox.Checkout(c, o.Repo, o.SHA); err != nil {
-			return w, err
-		}
 		in, err := InstallCached(c, "install"+suffix, dir)
 		if err != nil {
 			return w, err
 		}
 		w.Install = &in
 		maps.Copy(w.Env, in.Env)
+		installed = in.Paths
 	}
+	w.Toolchains = WarmCaches(c, dir, w.Env, installed)
 	return w, nil
 }

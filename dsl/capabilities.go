@@ -20,6 +20,10 @@ type Cache interface {
 	// Restore extracts the archive stored under key over paths (absolute paths in the
 	// sandbox, in the order they were saved). Hit is false when there is no archive.
 	Restore(ctx context.Context, key string, paths []string) (CacheResult, error)
+	// RestoreFallback is Restore of key or, when there is no archive under key, of the
+	// newest archive whose key starts with the first of prefixes that has one
+	// (CacheResult.FromKey names it).
+	RestoreFallback(ctx context.Context, key string, prefixes, paths []string) (CacheResult, error)
 	// Save archives paths under key, replacing any archive there. A sandbox without
 	// write access to the cache (a pull request's execution) gets ReadOnly and no error.
 	Save(ctx context.Context, key string, paths []string) (CacheResult, error)
@@ -29,6 +33,7 @@ type Cache interface {
 type CacheResult struct {
 	Key        string `json:"key"`
 	Hit        bool   `json:"hit,omitempty"`      // Restore found the archive
+	FromKey    string `json:"fromKey,omitempty"`  // the fallback key restored instead of Key
 	ReadOnly   bool   `json:"readOnly,omitempty"` // Save was not allowed; nothing stored
 	Bytes      int64  `json:"bytes"`              // archive size (compressed)
 	RawBytes   int64  `json:"rawBytes"`           // file bytes archived or extracted

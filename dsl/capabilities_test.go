@@ -199,6 +199,10 @@ func (m *memCache) Restore(_ context.Context, key string, paths []string) (dsl.C
 	return dsl.CacheResult{Key: key, Hit: true, Files: 1}, nil
 }
 
+func (m *memCache) RestoreFallback(ctx context.Context, key string, _, paths []string) (dsl.CacheResult, error) {
+	return m.Restore(ctx, key, paths)
+}
+
 func (m *memCache) Save(_ context.Context, key string, paths []string) (dsl.CacheResult, error) {
 	m.saved[key] = paths
 	return dsl.CacheResult{Key: key, Files: 1}, nil

@@ -36,7 +36,8 @@ type Ctx struct {
 	Comments  PRComments
 	CI        CIRuns
 
-	steps atomic.Pointer[stepNames]
+	steps   atomic.Pointer[stepNames]
+	success atomic.Pointer[successHooks]
 }
 
 // GitHub is the dispatch's target.

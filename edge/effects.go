@@ -61,7 +61,8 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 	}
 	now := s.Now()
 	token := MintAgentToken(s.Config, AgentClaims{Exec: e.Exec, Attempt: e.Attempt, Expires: now.Add(ttl).Unix()})
-	keyID, secret, err := blobcred.Mint(BlobRoot(s.Config), e.Exec, blobcred.ExecGrants(e.Exec, p.Repo, CacheWritable(p)), ttl, now)
+	cacheWrite := s.cacheWritable(ctx, p)
+	keyID, secret, err := blobcred.Mint(BlobRoot(s.Config), e.Exec, blobcred.ExecGrants(e.Exec, p.Repo, cacheWrite), ttl, now)
 	if err != nil {
 		return fmt.Errorf("start agent %s: blob credentials: %w", e.Exec, err)
 	}
@@ -70,7 +71,7 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 		GitHub: agentapi.GitHub{Repo: p.Repo, Ref: p.Ref, SHA: p.SHA, PRNumber: p.PRNumber},
 		Inputs: p.Inputs, Local: s.Config.Local,
 		Blobs: agentapi.Blobs{Endpoint: s.Config.BlobEndpoint, Bucket: s.Config.BlobBucket, AccessKeyID: keyID, Secret: secret,
-			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/", CacheWrite: CacheWritable(p)},
+			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/", CacheWrite: cacheWrite},
 	}
 	start.ServerToken = AgentServerToken(s.Config, e.Sandbox)
 	if e.Pool == dsl.PoolBrowser && s.Config.BrowserMode == "remote" && s.BrowserCDP != nil {

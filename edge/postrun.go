@@ -40,7 +40,33 @@ func RunSummary(output json.RawMessage) string {
 }
 
 // CacheWritable says whether an execution's agent may write its repository's cache
-// (cache/<repo>/): every execution but a pull request's, which may only read it — code
-// from a pull request could otherwise plant files in the dependencies that the default
-// branch's runs restore.
-func CacheWritable(p Params) bool { return p.PRNumber == 0 }
+// (cache/<repo>/), given the repository's default branch ("" when the edge cannot tell:
+// no GitHub App installation). A pull request's execution may only read it — code from
+// a pull request could otherwise plant files in the dependencies and build caches that
+// the default branch's runs restore — and so may a push to any other branch, for the
+// same reason. Without a known default branch every execution but a pull request's
+// writes, as before the App was installed.
+func CacheWritable(p Params, defaultBranch string) bool {
+	if p.PRNumber != 0 {
+		return false
+	}
+	if defaultBranch == "" {
+		return true
+	}
+	return strings.TrimPrefix(p.Ref, "refs/heads/") == defaultBranch
+}
+
+// cacheWritable is CacheWritable with the default branch looked up through the GitHub
+// App when the execution has an installation. A failed lookup grants read only: the
+// credential is the guard (the agent runs the repository's code), so it fails closed.
+func (s *Server) cacheWritable(ctx context.Context, p Params) bool {
+	if p.PRNumber != 0 || p.InstallationID == 0 || s.GitHub == nil {
+		return CacheWritable(p, "")
+	}
+	info, err := s.GitHub.Repository(ctx, p.InstallationID, p.Repo)
+	if err != nil || info.DefaultBranch == "" {
+		s.Log.Warn("default branch unknown: the cache is read-only for this execution", "execution", p.Exec, "repo", p.Repo, "err", err)
+		return false
+	}
+	return CacheWritable(p, info.DefaultBranch)
+}

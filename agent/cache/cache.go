@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, contentType string) (int64, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, int64, error)
+	List(ctx context.Context, prefix string) ([]blobstore.Object, error)
 }
 
 // Cache implements dsl.Cache for one repository.
@@ -117,6 +119,45 @@ func (c *Cache) Restore(ctx context.Context, key string, paths []string) (dsl.Ca
 		res.Bytes = size
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+// RestoreFallback implements dsl.Cache: key, else the newest archive under the first
+// prefix that has one. A listing that fails is a miss, as an unreadable archive is.
+func (c *Cache) RestoreFallback(ctx context.Context, key string, prefixes, paths []string) (dsl.CacheResult, error) {
+	res, err := c.Restore(ctx, key, paths)
+	if err != nil || res.Hit {
+		return res, err
+	}
+	for _, p := range prefixes {
+		if !validKey.MatchString(p) {
+			return res, &dsl.CacheError{Phase: "restore", Key: p, Cause: "a fallback prefix is 1-200 of [A-Za-z0-9._-]"}
+		}
+		objs, err := c.Store.List(ctx, c.Prefix+p)
+		if err != nil {
+			if ctx.Err() != nil {
+				return res, err
+			}
+			c.log().Warn("cache listing failed; treating as a miss", "prefix", p, "err", err)
+			continue
+		}
+		var newest blobstore.Object
+		for _, o := range objs {
+			if strings.HasSuffix(o.Key, Ext) && (newest.Key == "" || o.Modified.After(newest.Modified)) {
+				newest = o
+			}
+		}
+		if newest.Key == "" {
+			continue
+		}
+		from := strings.TrimSuffix(strings.TrimPrefix(newest.Key, c.Prefix), Ext)
+		fb, err := c.Restore(ctx, from, paths)
+		if err != nil || !fb.Hit {
+			return res, err
+		}
+		fb.Key, fb.FromKey = key, from
+		return fb, nil
+	}
 	return res, nil
 }
 

@@ -140,3 +140,37 @@ func TestKeysAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreFallbackTakesTheSameToolchainsNewestArchive: a lockfile never seen before
+// restores the archive of the same toolchain version (another lockfile's), never another
+// version's, and says which key it came from (dsl.WarmCaches saves under the new key
+// when FromKey is set).
+func TestRestoreFallbackTakesTheSameToolchainsNewestArchive(t *testing.T) {
+	c, _, _ := newCache(t, true)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "gocache")
+	for key, body := range map[string]string{"tc-go-go1.26.8-aaaa": "built by 1.26.8", "tc-go-go1.25.0-bbbb": "built by 1.25.0"} {
+		os.RemoveAll(dir)
+		write(t, filepath.Join(dir, "obj"), body, 0o644)
+		if _, err := c.Save(ctx, key, []string{dir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.RemoveAll(dir)
+	got, err := c.RestoreFallback(ctx, "tc-go-go1.26.8-cccc", []string{"tc-go-go1.26.8-"}, []string{dir})
+	if err != nil || !got.Hit || got.Key != "tc-go-go1.26.8-cccc" || got.FromKey != "tc-go-go1.26.8-aaaa" {
+		t.Fatalf("fallback %+v %v", got, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "obj")); string(b) != "built by 1.26.8" {
+		t.Fatalf("restored %q", b)
+	}
+	if got, err := c.RestoreFallback(ctx, "tc-go-go1.27.0-dddd", []string{"tc-go-go1.27.0-"}, []string{dir}); err != nil || got.Hit {
+		t.Fatalf("another toolchain version restored %+v %v", got, err)
+	}
+	if got, err := c.RestoreFallback(ctx, "tc-go-go1.25.0-bbbb", []string{"tc-go-go1.25.0-"}, []string{dir}); err != nil || !got.Hit || got.FromKey != "" {
+		t.Fatalf("exact key %+v %v", got, err)
+	}
+	if _, err := c.RestoreFallback(ctx, "k", []string{"../x"}, []string{dir}); err == nil {
+		t.Fatal("a fallback prefix outside the key alphabet was accepted")
+	}
+}

@@ -117,6 +117,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := addDispatchFlags(fs)
 	timeout := fs.Duration("timeout", 2*time.Hour, "give up waiting after this long")
 	noIso := fs.Bool("no-isolation", false, "embedded stack: run the command as this user without bubblewrap (it can then read the stack's secrets)")
+	fresh := fs.Bool("fresh-sandbox", false, "embedded stack: "+freshSandboxHelp)
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs.Usage()
 		return exitUsage
@@ -137,7 +138,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if running {
 		fmt.Fprintf(stderr, "using the stack running at %s\n", c.url)
 	} else {
-		st, err := openStack(ctx, "127.0.0.1:0", f.data, false, !*noIso, stderr)
+		st, err := openStack(ctx, "127.0.0.1:0", f.data, false, !*noIso, *fresh, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "flare run: start the embedded stack:", err)
 			return exitTrouble

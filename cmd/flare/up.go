@@ -20,6 +20,7 @@ var cmdUp = command{
   flare up --addr 127.0.0.1:0 --data /tmp/flare
   ADMISSION_CAP=4 flare up
   flare up --no-isolation          # without bubblewrap: commands can read the stack's secrets
+  flare up --fresh-sandbox         # every sandbox starts empty, as a Container: caches come from the blob store
 
 Configuration uses the Worker's names from the environment: HMAC_SECRET, ADMIN_TOKEN,
 ADMISSION_CAP, PUBLIC_ORIGIN, GITHUB_APP_ID, ... Secrets that are not set are generated
@@ -34,10 +35,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	data := fs.String("data", envOr("FLARE_DATA", ".flare"), "state directory")
 	verbose := fs.Bool("v", false, "log debug detail")
 	noIso := fs.Bool("no-isolation", false, "run agents and their commands as this user without bubblewrap: they can then read the stack's secrets, files and processes")
+	fresh := fs.Bool("fresh-sandbox", false, freshSandboxHelp)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	st, err := openStack(ctx, *addr, *data, *verbose, !*noIso, stderr)
+	st, err := openStack(ctx, *addr, *data, *verbose, !*noIso, *fresh, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "flare up:", err)
 		return exitTrouble
@@ -52,9 +54,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+const freshSandboxHelp = "start every sandbox empty, as a Container starts: no earlier run's files and none of this machine's Go, npm or Cargo caches (toolchain caches then come from the blob store)"
+
 // openStack boots the embedded stack with this binary as the agent command; with
-// isolate, each agent runs under bubblewrap, which must work here.
-func openStack(ctx context.Context, addr, data string, verbose, isolate bool, stderr io.Writer) (*local.Stack, error) {
+// isolate, each agent runs under bubblewrap, which must work here; with fresh, every
+// sandbox starts empty (local.Options.FreshSandbox).
+func openStack(ctx context.Context, addr, data string, verbose, isolate, fresh bool, stderr io.Writer) (*local.Stack, error) {
 	if isolate {
 		if err := sandboxes.CheckIsolation(); err != nil {
 			return nil, err
@@ -73,5 +78,5 @@ func openStack(ctx context.Context, addr, data string, verbose, isolate bool, st
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return local.Open(ctx, local.Options{DataDir: data, Addr: addr, AgentCommand: []string{self, "agent"},
-		Runs: registry(), Log: log, Isolate: isolate})
+		Runs: registry(), Log: log, Isolate: isolate, FreshSandbox: fresh})
 }

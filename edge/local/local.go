@@ -56,6 +56,10 @@ type Options struct {
 	// AgentIdle is how long an agent may sit without an attempt before it is stopped
 	// and its workspace removed; zero: FLARE_AGENT_IDLE (a Go duration), else 5m.
 	AgentIdle time.Duration
+	// FreshSandbox starts every sandbox as a Container starts, with nothing of earlier
+	// runs on disk and none of the host's toolchain caches (`--fresh-sandbox`), so
+	// cold starts and the blob-store caches are measured honestly.
+	FreshSandbox bool
 }
 
 // WorkspacesDir is the default workspaces directory of a data directory: under the
@@ -247,7 +251,8 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 	absData, _ := filepath.Abs(o.DataDir)
-	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData, IdleAfter: o.AgentIdle}
+	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData, IdleAfter: o.AgentIdle,
+		Fresh: o.FreshSandbox}
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, ConfigKV: st.Config, IdempotencyKV: st.Idempotency, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh

@@ -39,6 +39,10 @@ type Procs struct {
 	// Isolate runs each agent under bubblewrap (see bwrapArgs); DataDir is never bound into it.
 	Isolate bool
 	DataDir string
+	// Fresh starts every agent as a Container starts: an empty workspace (whatever an
+	// earlier agent of the sandbox left is removed) and none of the host's toolchain
+	// caches (freshEnv), so what a run finds on disk is what it restored itself.
+	Fresh bool
 	// IdleAfter stops an agent that has had no attempt for this long and removes its
 	// workspace (zero: never), so agents and workspaces do not grow with commits.
 	IdleAfter time.Duration
@@ -185,13 +189,22 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		}
 	}
 	ws := filepath.Join(p.Root, sandbox)
+	if p.Fresh {
+		if err := removeTree(ws); err != nil {
+			return nil, fmt.Errorf("sandbox %s: fresh workspace: %w", sandbox, err)
+		}
+	}
 	if err := os.MkdirAll(ws, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox %s: workspace: %w", sandbox, err)
 	}
 	argv := append(append([]string{}, p.Command...), "--listen", "127.0.0.1:0", "--workspace", ws)
-	env := agentEnv(os.LookupEnv, ws, sandbox)
+	lookup := os.LookupEnv
+	if p.Fresh {
+		lookup = freshEnv(os.LookupEnv)
+	}
+	env := agentEnv(lookup, ws, sandbox)
 	if p.Isolate {
-		ro := toolchains(p.Command[0], p.DataDir, os.LookupEnv)
+		ro := toolchains(p.Command[0], p.DataDir, lookup)
 		if repo := localRepo(s); repo != "" {
 			ro = append(ro, repo)
 		}
@@ -328,7 +341,7 @@ func (p *Procs) reapIdle() {
 		p.mu.Unlock()
 		if pr != nil && time.Since(pr.last) > p.IdleAfter && p.attempts(pr) == 0 {
 			p.kill(sb, pr)
-			if err := os.RemoveAll(pr.ws); err != nil && p.Log != nil {
+			if err := removeTree(pr.ws); err != nil && p.Log != nil {
 				p.Log.Warn("remove idle workspace", "sandbox", sb, "err", err)
 			}
 			if p.Log != nil {
@@ -411,4 +424,42 @@ func (p *Procs) post(ctx context.Context, url, token string, body any) error {
 		return errors.New("POST " + url + ": " + strconv.Itoa(resp.StatusCode) + " " + strings.TrimSpace(string(msg)))
 	}
 	return nil
+}
+
+// freshEnv hides the host's toolchain caches from a fresh sandbox (Procs.Fresh): the
+// tools then use their defaults under the sandbox's HOME, its workspace, as they do in
+// a Container. Toolchains themselves stay: RUSTUP_HOME (rustup's toolchains, not a
+// cache) is named when the host uses its default, since HOME moves to the workspace.
+func freshEnv(lookup func(string) (string, bool)) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		switch k {
+		case "GOCACHE", "GOMODCACHE", "GOPATH", "npm_config_cache", "CARGO_HOME":
+			return "", false
+		case "RUSTUP_HOME":
+			if v, ok := lookup(k); ok {
+				return v, ok
+			}
+			if home, err := os.UserHomeDir(); err == nil {
+				if st, err := os.Stat(filepath.Join(home, ".rustup")); err == nil && st.IsDir() {
+					return filepath.Join(home, ".rustup"), true
+				}
+			}
+			return "", false
+		}
+		return lookup(k)
+	}
+}
+
+// removeTree removes a workspace, including Go's read-only module cache directories.
+func removeTree(dir string) error {
+	if err := os.RemoveAll(dir); err == nil || !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
 }

@@ -1,0 +1,216 @@
+package dsl
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"path"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Toolchain caches: the directories a toolchain fills while a run builds (Go's build
+// and module caches, npm's and pnpm's stores, Cargo's registry and target, uv's cache).
+// A Container starts empty, so without them every run pays the cold compile. They are
+// restored when a workspace is prepared and saved once the run has succeeded
+// (OnSuccess), keyed by the toolchain's version and the lockfile's hash, with the newest
+// archive of the same toolchain version as the fallback.
+
+// toolchain is one toolchain WarmCaches knows: found by a marker file in the checkout,
+// asked for its version and directories by probe (a shell command that prints the
+// version on its first line and one directory per following line).
+type toolchain struct {
+	name    string
+	markers []string // the first that exists is the lockfile hashed into the key
+	probe   string
+}
+
+var toolchains = []toolchain{
+	{name: "go", markers: []string{"go.sum", "go.mod"}, probe: `go env GOVERSION GOCACHE GOMODCACHE`},
+	{name: "pnpm", markers: []string{"pnpm-lock.yaml"}, probe: `pnpm --version && pnpm store path`},
+	{name: "npm", markers: []string{"package-lock.json"}, probe: `node --version && npm config get cache`},
+	{name: "cargo", markers: []string{"Cargo.lock"},
+		probe: `cargo --version && h="${CARGO_HOME:-$HOME/.cargo}" && echo "$h/registry" && echo "$h/git" && echo "${CARGO_TARGET_DIR:-$PWD/target}"`},
+	{name: "uv", markers: []string{"uv.lock"}, probe: `uv --version && uv cache dir`},
+}
+
+// ToolchainCache is what WarmCaches did for one toolchain.
+type ToolchainCache struct {
+	Tool     string      `json:"tool"`
+	Version  string      `json:"version"`
+	Key      string      `json:"key"`
+	Paths    []string    `json:"paths"`
+	Restore  CacheResult `json:"restore"`
+	Skipped  string      `json:"skipped,omitempty"` // why nothing was restored or will be saved
+	Restored bool        `json:"restored,omitempty"`
+}
+
+// ToolchainKey is the key of a toolchain's cache: tc-<tool>-<version>-<sha256 of the
+// lockfile, 16 hex digits>; its fallback prefix is everything before the hash.
+func ToolchainKey(tool, version string, lockfile []byte) (key, fallback string) {
+	sum := sha256.Sum256(lockfile)
+	fallback = "tc-" + tool + "-" + keySafe(version) + "-"
+	return fallback + hex.EncodeToString(sum[:8]), fallback
+}
+
+// keySafe keeps [A-Za-z0-9._] of s (at most 40), so any version text fits a cache key.
+func keySafe(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() == 40 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_':
+			b.WriteRune(r)
+		case r == ' ' || r == '-' || r == '/':
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}
+
+// WarmCaches restores the toolchain caches of the checkout at dir and arranges for
+// them to be saved when the run succeeds. It is inline, not a step: the directories
+// belong to this sandbox, and a new attempt on a fresh sandbox needs them again.
+//
+// Only directories inside the sandbox's workspace (the checkout's parent) are touched:
+// a directory the host chose for the sandbox (a GOCACHE passed in from `flare up`'s
+// environment) is the host's, never cleared or archived. A directory that already has
+// files (a sandbox reused for the same commit) is kept as it is. Skip lists directories
+// another cache already owns (InstallCached's). Failures of the cache are logged and
+// the run goes on cold: a cache makes a run faster, never fails it.
+func WarmCaches(c *Ctx, dir string, env map[string]string, skip []string) []ToolchainCache {
+	if c.Cache == nil || c.Sandbox == nil {
+		return nil
+	}
+	ws := path.Dir(dir)
+	var out []ToolchainCache
+	for _, t := range toolchains {
+		tc, ok := warmOne(c, t, dir, ws, env, skip)
+		if ok {
+			out = append(out, tc)
+		}
+	}
+	return out
+}
+
+func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []string) (ToolchainCache, bool) {
+	var lock []byte
+	for _, m := range t.markers {
+		p := path.Join(dir, m)
+		if ok, err := c.Sandbox.Exists(c, p); err != nil || !ok {
+			continue
+		}
+		b, err := c.Sandbox.ReadFile(c, p)
+		if err != nil {
+			return ToolchainCache{}, false
+		}
+		lock = b
+		break
+	}
+	if lock == nil {
+		return ToolchainCache{}, false
+	}
+	tc := ToolchainCache{Tool: t.name}
+	res, err := c.Sandbox.Exec(c, ExecRequest{Dir: dir, Command: t.probe, Env: env, Timeout: time.Minute})
+	lines := strings.Split(strings.TrimSpace(res.StdoutTail), "\n")
+	if err != nil || res.ExitCode != 0 || len(lines) < 2 {
+		tc.Skipped = "the toolchain is not installed or did not answer"
+		c.logger().Info("toolchain cache skipped", "tool", t.name, "reason", tc.Skipped)
+		return tc, true
+	}
+	tc.Version = strings.TrimSpace(lines[0])
+	for _, p := range lines[1:] {
+		p = path.Clean(strings.TrimSpace(p))
+		if strings.HasPrefix(p, ws+"/") && !coveredBy(p, skip) {
+			tc.Paths = append(tc.Paths, p)
+		}
+	}
+	key, fallback := ToolchainKey(t.name, tc.Version, lock)
+	tc.Key = key
+	if len(tc.Paths) == 0 {
+		tc.Skipped = "its directories are the host's, outside the sandbox's workspace"
+		c.logger().Info("toolchain cache skipped", "tool", t.name, "reason", tc.Skipped)
+		return tc, true
+	}
+	warm := false
+	for _, p := range tc.Paths {
+		if ok, err := c.Sandbox.Exists(c, p); err == nil && ok {
+			warm = true
+		}
+	}
+	if warm {
+		tc.Skipped = "already warm in this sandbox"
+	} else {
+		tc.Restore, err = c.Cache.RestoreFallback(c, key, []string{fallback}, tc.Paths)
+		if err != nil {
+			c.logger().Warn("toolchain cache restore failed; building cold", "tool", t.name, "key", key, "err", err)
+		}
+		tc.Restored = tc.Restore.Hit
+		c.logger().Info("toolchain cache", "tool", t.name, "key", key, "hit", tc.Restore.Hit, "from", tc.Restore.FromKey,
+			"bytes", tc.Restore.Bytes, "durationMs", tc.Restore.DurationMs)
+	}
+	// Saved when this key's archive was not what came back: a miss, or a fallback that
+	// the run has now brought up to date with this lockfile.
+	if !warm && (!tc.Restore.Hit || tc.Restore.FromKey != "") {
+		paths := tc.Paths
+		c.OnSuccess(func(ctx context.Context) {
+			s, err := c.Cache.Save(ctx, key, paths)
+			if err != nil {
+				c.logger().Warn("toolchain cache save failed; the next run builds cold", "tool", t.name, "key", key, "err", err)
+				return
+			}
+			c.logger().Info("toolchain cache saved", "tool", t.name, "key", key, "bytes", s.Bytes, "readOnly", s.ReadOnly, "durationMs", s.DurationMs)
+		})
+	}
+	return tc, true
+}
+
+func coveredBy(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, d+"/") || strings.HasPrefix(d, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// successHooks are what a run asked to do once it has succeeded.
+type successHooks struct {
+	mu    sync.Mutex
+	hooks []func(context.Context)
+}
+
+// OnSuccess registers f to run after the run body returns without error, before the
+// agent reports the end (RunSucceeded). Hooks run in registration order.
+func (c *Ctx) OnSuccess(f func(context.Context)) {
+	h := c.success.Load()
+	if h == nil {
+		c.success.CompareAndSwap(nil, &successHooks{})
+		h = c.success.Load()
+	}
+	h.mu.Lock()
+	h.hooks = append(h.hooks, f)
+	h.mu.Unlock()
+}
+
+// RunSucceeded runs the OnSuccess hooks with ctx; the agent calls it once the run body
+// has returned without error. Their failures are theirs to log: the run has succeeded.
+func RunSucceeded(c *Ctx, ctx context.Context) {
+	h := c.success.Load()
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	hooks := h.hooks
+	h.hooks = nil
+	h.mu.Unlock()
+	for _, f := range hooks {
+		f(ctx)
+	}
+}
