@@ -60,6 +60,10 @@ type Options struct {
 	// runs on disk and none of the host's toolchain caches (`--fresh-sandbox`), so
 	// cold starts and the blob-store caches are measured honestly.
 	FreshSandbox bool
+	// AgentBlobEndpoint is the blob endpoint agents are handed (default the embedded
+	// store's own URL): a proxy in front of the store lets a test cut the sandboxes off
+	// it, as a network fault between a Container and R2 would (internal/faults).
+	AgentBlobEndpoint string
 }
 
 // WorkspacesDir is the default workspaces directory of a data directory: under the
@@ -206,6 +210,9 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	st.s3 = &http.Server{Handler: st.store.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go st.s3.Serve(s3ln)
 	cfg.BlobEndpoint = st.BlobURL
+	if o.AgentBlobEndpoint != "" {
+		cfg.BlobEndpoint = o.AgentBlobEndpoint
+	}
 	bl, err := blobs.New(st.BlobURL, cfg.BlobBucket, sec.BlobKeyID, sec.BlobSecret, nil)
 	if err != nil {
 		return fail(err)
