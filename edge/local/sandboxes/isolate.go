@@ -110,6 +110,8 @@ func toolchains(agentBin, dataDir string, lookup func(string) (string, bool)) []
 	}
 	if v, ok := lookup("GOMODCACHE"); ok {
 		add(v)
+	} else if _, fresh := lookup(freshMarker); fresh {
+		// A fresh sandbox (Procs.Fresh) sees no module cache of the host's.
 	} else if home, err := os.UserHomeDir(); err == nil {
 		add(filepath.Join(home, "go", "pkg", "mod"))
 	}

@@ -426,6 +426,10 @@ func (p *Procs) post(ctx context.Context, url, token string, body any) error {
 	return nil
 }
 
+// freshMarker is a name only freshEnv answers: toolchains binds no default module
+// cache for it. It is not in agentapi.PassEnv, so it never reaches an agent.
+const freshMarker = "FLARE_FRESH_SANDBOX"
+
 // freshEnv hides the host's toolchain caches from a fresh sandbox (Procs.Fresh): the
 // tools then use their defaults under the sandbox's HOME, its workspace, as they do in
 // a Container. Toolchains themselves stay: RUSTUP_HOME (rustup's toolchains, not a
@@ -433,6 +437,8 @@ func (p *Procs) post(ctx context.Context, url, token string, body any) error {
 func freshEnv(lookup func(string) (string, bool)) func(string) (string, bool) {
 	return func(k string) (string, bool) {
 		switch k {
+		case freshMarker:
+			return "1", true
 		case "GOCACHE", "GOMODCACHE", "GOPATH", "npm_config_cache", "CARGO_HOME":
 			return "", false
 		case "RUSTUP_HOME":
