@@ -56,7 +56,7 @@ func runOffload(t *testing.T, st *local.Stack, repo, sha, command string) (view,
 // builds cold and, having succeeded, saves its GOCACHE; the next run, at another commit
 // and so in another fresh sandbox, finds the cache warm before it builds. A run that
 // fails saves nothing, and a new lockfile restores the same Go version's newest archive
-// as its fallback.
+// as its fallback. A pull request's run restores but saves nothing.
 //
 // Fails without Procs.Fresh (the first run sees the host's GOCACHE), without the
 // OnSuccess save (the second run is cold) and without the success condition in the
@@ -102,6 +102,25 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 	for _, k := range blobKeys(t, st, "cache/local/app/") {
 		if strings.Contains(k, newKey) {
 			t.Fatalf("a failed run saved its cache: %s", k)
+		}
+	}
+
+	// A pull request's run at that lockfile restores and succeeds, but its credential
+	// cannot write the cache: still no archive under the new key.
+	fourth := commitFile(t, repo, "notes.txt", "pull request\n")
+	body := offloadBody(repo, fourth, probe, map[string]any{"timeoutSec": 300})
+	body["github"].(map[string]any)["pr_number"] = 7
+	r := dispatch(t, st, "offload-test", body, "")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("dispatch: %d %s", r.status, r.raw)
+	}
+	id := r.body["executionId"].(string)
+	if v := waitDone(t, st, id, 3*time.Minute); v.Execution.Status != "success" || !strings.Contains(logsText(t, st, id), "STATE=warm") {
+		t.Fatalf("pull request run: %s\n%s", v.Execution.Status, logsText(t, st, id))
+	}
+	for _, k := range blobKeys(t, st, "cache/local/app/") {
+		if strings.Contains(k, newKey) {
+			t.Fatalf("a pull request's run saved the cache: %s", k)
 		}
 	}
 }
