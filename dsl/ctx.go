@@ -37,7 +37,7 @@ type Ctx struct {
 	CI        CIRuns
 
 	steps   atomic.Pointer[stepNames]
-	success atomic.Pointer[successHooks]
+	success atomic.Pointer[attemptState]
 }
 
 // GitHub is the dispatch's target.

@@ -89,6 +89,11 @@ func WarmCaches(c *Ctx, dir string, env map[string]string, skip []string) []Tool
 		return nil
 	}
 	ws := path.Dir(dir)
+	// Workspaces of one run (shards in one sandbox) share the toolchains' directories:
+	// one restore at a time, and a directory handled once per attempt.
+	st := c.state()
+	st.warmMu.Lock()
+	defer st.warmMu.Unlock()
 	var out []ToolchainCache
 	for _, t := range toolchains {
 		tc, ok := warmOne(c, t, dir, ws, env, skip)
@@ -140,9 +145,12 @@ func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []
 	}
 	warm := false
 	for _, p := range tc.Paths {
-		if ok, err := c.Sandbox.Exists(c, p); err == nil && ok {
+		if c.state().warmed[p] {
+			warm = true
+		} else if ok, err := c.Sandbox.Exists(c, p); err == nil && ok {
 			warm = true
 		}
+		c.state().warmed[p] = true
 	}
 	if warm {
 		tc.Skipped = "already warm in this sandbox"
@@ -180,20 +188,28 @@ func coveredBy(p string, dirs []string) bool {
 	return false
 }
 
-// successHooks are what a run asked to do once it has succeeded.
-type successHooks struct {
+// attemptState is what the toolchain caches keep per attempt: the OnSuccess hooks,
+// and the directories WarmCaches has handled (under warmMu).
+type attemptState struct {
 	mu    sync.Mutex
 	hooks []func(context.Context)
+
+	warmMu sync.Mutex
+	warmed map[string]bool
+}
+
+func (c *Ctx) state() *attemptState {
+	if h := c.success.Load(); h != nil {
+		return h
+	}
+	c.success.CompareAndSwap(nil, &attemptState{warmed: map[string]bool{}})
+	return c.success.Load()
 }
 
 // OnSuccess registers f to run after the run body returns without error, before the
 // agent reports the end (RunSucceeded). Hooks run in registration order.
 func (c *Ctx) OnSuccess(f func(context.Context)) {
-	h := c.success.Load()
-	if h == nil {
-		c.success.CompareAndSwap(nil, &successHooks{})
-		h = c.success.Load()
-	}
+	h := c.state()
 	h.mu.Lock()
 	h.hooks = append(h.hooks, f)
 	h.mu.Unlock()

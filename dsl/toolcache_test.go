@@ -1,0 +1,96 @@
+package dsl_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/flare-dispatch/flare-dispatch/dsl"
+	"github.com/flare-dispatch/flare-dispatch/dsl/dsltest"
+)
+
+// countingCache counts what reaches a memCache.
+type countingCache struct {
+	*memCache
+	restores, saves atomic.Int32
+}
+
+func (c *countingCache) RestoreFallback(ctx context.Context, key string, prefixes, paths []string) (dsl.CacheResult, error) {
+	c.restores.Add(1)
+	return c.memCache.RestoreFallback(ctx, key, prefixes, paths)
+}
+
+func (c *countingCache) Save(ctx context.Context, key string, paths []string) (dsl.CacheResult, error) {
+	c.saves.Add(1)
+	return c.memCache.Save(ctx, key, paths)
+}
+
+// goSandbox is a checkout /ws/app of a Go module whose `go env` names a build cache
+// inside the workspace and a module cache outside it (the host's).
+func goSandbox() *fileSandbox {
+	sb := &fileSandbox{files: map[string]string{"/ws/app/go.mod": "module x\n"}}
+	sb.exec = func(r dsl.ExecRequest) dsl.ExecResult {
+		if strings.HasPrefix(r.Command, "go env") {
+			return dsl.ExecResult{StdoutTail: "go1.26.8\n/ws/.cache/go-build\n/host/go/pkg/mod\n"}
+		}
+		return dsl.ExecResult{ExitCode: 127}
+	}
+	return sb
+}
+
+// TestWarmCachesRestoresAndSavesOnlyAfterSuccess: a miss registers the save but does
+// not store anything until the run succeeds; the next attempt on a fresh sandbox
+// restores the key and saves nothing; the host's module cache (outside the workspace)
+// is never touched. Fails if the save runs at restore time, or if paths outside the
+// workspace are cached.
+func TestWarmCachesRestoresAndSavesOnlyAfterSuccess(t *testing.T) {
+	sb := goSandbox()
+	cache := &countingCache{memCache: &memCache{saved: map[string][]string{}, sb: sb}}
+	mk := func() *dsl.Ctx {
+		return newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache })
+	}
+	c := mk()
+	got := dsl.WarmCaches(c, "/ws/app", nil, nil)
+	key, _ := dsl.ToolchainKey("go", "go1.26.8", []byte("module x\n"))
+	if len(got) != 1 || got[0].Key != key || got[0].Restored || len(got[0].Paths) != 1 || got[0].Paths[0] != "/ws/.cache/go-build" {
+		t.Fatalf("warm: %+v", got)
+	}
+	if cache.saves.Load() != 0 {
+		t.Fatal("saved before the run succeeded")
+	}
+	dsl.RunSucceeded(c, context.Background())
+	if p := cache.saved[key]; len(p) != 1 || p[0] != "/ws/.cache/go-build" {
+		t.Fatalf("saved %v", cache.saved)
+	}
+
+	c = mk() // the next run, on a fresh sandbox: restored, nothing to save
+	if got := dsl.WarmCaches(c, "/ws/app", nil, nil); len(got) != 1 || !got[0].Restored {
+		t.Fatalf("restore: %+v", got)
+	}
+	dsl.RunSucceeded(c, context.Background())
+	if cache.saves.Load() != 1 {
+		t.Fatalf("%d saves, want 1", cache.saves.Load())
+	}
+}
+
+// TestWarmCachesRestoresADirectoryOncePerAttempt: two workspaces of one attempt (shards
+// in one sandbox) warm at once with nothing in the store; the shared build cache is
+// looked up once and saved once, not twice over itself. Fails without the per-attempt
+// record of handled directories (the second shard still finds the directory missing,
+// as a miss leaves it until the build fills it); -race fails without the lock.
+func TestWarmCachesRestoresADirectoryOncePerAttempt(t *testing.T) {
+	sb := goSandbox()
+	cache := &countingCache{memCache: &memCache{saved: map[string][]string{}, sb: sb}}
+	c := newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache })
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { dsl.WarmCaches(c, "/ws/app", nil, nil) })
+	}
+	wg.Wait()
+	dsl.RunSucceeded(c, context.Background())
+	if r, s := cache.restores.Load(), cache.saves.Load(); r != 1 || s != 1 {
+		t.Fatalf("%d restores and %d saves of one directory in one attempt, want 1 and 1", r, s)
+	}
+}
