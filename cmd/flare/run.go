@@ -137,6 +137,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c, running := findRunningStack(f.data)
 	if running {
 		fmt.Fprintf(stderr, "using the stack running at %s\n", c.url)
+		if *fresh {
+			fmt.Fprintln(stderr, "note: --fresh-sandbox applies to an embedded stack; the running one keeps its own mode (flare up --fresh-sandbox)")
+		}
 	} else {
 		st, err := openStack(ctx, "127.0.0.1:0", f.data, false, !*noIso, *fresh, stderr)
 		if err != nil {
