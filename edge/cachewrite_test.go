@@ -35,9 +35,11 @@ type defaultBranchGitHub struct {
 	recordingGitHub
 	branch string
 	fail   bool
+	calls  int
 }
 
 func (g *defaultBranchGitHub) Repository(context.Context, int64, string) (edge.RepositoryInfo, error) {
+	g.calls++
 	if g.fail {
 		return edge.RepositoryInfo{}, errors.New("github: 502 bad gateway")
 	}
@@ -95,5 +97,26 @@ func TestCacheCredentialIsWritableOnlyOnTheDefaultBranch(t *testing.T) {
 				t.Fatal("every execution may read its repository's cache")
 			}
 		})
+	}
+}
+
+// TestDefaultBranchIsLookedUpOncePerWhile: a second agent start of the repository takes
+// the default branch from the KV instead of spending another GitHub call (fails
+// without the KV entry in cacheWritable: two calls).
+func TestDefaultBranchIsLookedUpOncePerWhile(t *testing.T) {
+	cfg := edge.Config{HMACSecret: "test-secret-0123456789"}
+	meta, sb, gh := newMeta(), &startsRecorder{starts: map[string]agentapi.Start{}}, &defaultBranchGitHub{branch: "main"}
+	s := edge.New(edge.Deps{Config: cfg, Runs: dsl.NewRegistry(writebackRun), Meta: meta, KV: newKV(), Actors: newActors(), Sandboxes: sb, GitHub: gh})
+	for _, id := range []string{"ex1", "ex2"} {
+		p := edge.Params{Exec: id, Run: "refresh-fixtures", Repo: "acme/app", Ref: "refs/heads/main", InstallationID: 5, SHA: "0123456789abcdef0123456789abcdef01234567"}
+		in, _ := json.Marshal(p)
+		meta.CreateExecution(context.Background(), edge.Execution{ID: id, Run: p.Run, Repo: p.Repo, Input: in})
+		s.Perform(context.Background(), actors.RunAddr(id), actors.StartAgent{Exec: id, Attempt: 1, Pool: "default", Sandbox: "sb-" + id})
+		if !sb.starts[id].Blobs.CacheWrite {
+			t.Fatalf("%s: the default branch's run may not write its cache", id)
+		}
+	}
+	if gh.calls != 1 {
+		t.Fatalf("%d GitHub repository lookups for two starts, want 1", gh.calls)
 	}
 }

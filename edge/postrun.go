@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 )
@@ -63,10 +64,21 @@ func (s *Server) cacheWritable(ctx context.Context, p Params) bool {
 	if p.PRNumber != 0 || p.InstallationID == 0 || s.GitHub == nil {
 		return CacheWritable(p, "")
 	}
+	// Remembered for a while in the KV: every agent start would otherwise spend a
+	// GitHub call of the installation's hourly budget on a value that rarely changes.
+	kvKey := "default-branch/" + p.Repo
+	if b, ok, err := s.KV.Get(ctx, kvKey); err == nil && ok && b != "" {
+		return CacheWritable(p, b)
+	}
 	info, err := s.GitHub.Repository(ctx, p.InstallationID, p.Repo)
 	if err != nil || info.DefaultBranch == "" {
 		s.Log.Warn("default branch unknown: the cache is read-only for this execution", "execution", p.Exec, "repo", p.Repo, "err", err)
 		return false
 	}
+	_ = s.KV.Put(ctx, kvKey, info.DefaultBranch, defaultBranchTTL)
 	return CacheWritable(p, info.DefaultBranch)
 }
+
+// defaultBranchTTL is how long the edge trusts a looked-up default branch: a renamed
+// default branch takes this long to get cache writes.
+const defaultBranchTTL = 10 * time.Minute
