@@ -118,6 +118,10 @@ type ExecRequest struct {
 	Command string            // run with sh -c
 	Env     map[string]string // added to the sandbox's base environment
 	Timeout time.Duration     // 0 = none beyond the context
+	// Quiet runs the command without a command log: its output is only in the result's
+	// tails. For the run's own probes (toolchain versions), so the user's first command
+	// stays exec.ndjson.
+	Quiet bool
 }
 
 // ExecResult is how a command ended. The tails are the last bytes of each stream

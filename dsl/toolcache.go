@@ -122,7 +122,7 @@ func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []
 		return ToolchainCache{}, false
 	}
 	tc := ToolchainCache{Tool: t.name}
-	res, err := c.Sandbox.Exec(c, ExecRequest{Dir: dir, Command: t.probe, Env: env, Timeout: time.Minute})
+	res, err := c.Sandbox.Exec(c, ExecRequest{Dir: dir, Command: t.probe, Env: env, Timeout: time.Minute, Quiet: true})
 	lines := strings.Split(strings.TrimSpace(res.StdoutTail), "\n")
 	if err != nil || res.ExitCode != 0 || len(lines) < 2 {
 		tc.Skipped = "the toolchain is not installed or did not answer"

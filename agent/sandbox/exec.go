@@ -31,8 +31,12 @@ func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
 // Exec runs r.Command with sh -c in its own process group. The group is killed whole
 // (SIGTERM, then SIGKILL after KillGrace) on timeout or when ctx ends, and anything the
 // command left running in it is killed when the shell exits. Output is shipped line by
-// line as NDJSON to the next command log (exec.ndjson, exec-2.ndjson, …).
+// line as NDJSON to the next command log (exec.ndjson, exec-2.ndjson, …), unless
+// r.Quiet.
 func (s *Sandbox) Exec(ctx context.Context, r dsl.ExecRequest) (dsl.ExecResult, error) {
+	if r.Quiet {
+		return s.exec(ctx, r, 0, nil)
+	}
 	return s.exec(ctx, r, s.nextLog(), nil)
 }
 
@@ -45,8 +49,8 @@ func (s *Sandbox) nextLog() int {
 	return n
 }
 
-// exec runs one command with command log n; started, when not nil, is called once the
-// process runs (or failed to start).
+// exec runs one command with command log n (0: none); started, when not nil, is called
+// once the process runs (or failed to start).
 func (s *Sandbox) exec(ctx context.Context, r dsl.ExecRequest, n int, started func()) (dsl.ExecResult, error) {
 	if notify := started; notify != nil {
 		var once sync.Once
@@ -74,9 +78,12 @@ func (s *Sandbox) exec(ctx context.Context, r dsl.ExecRequest, n int, started fu
 		env[k] = v
 	}
 
-	logKey := s.cfg.LogPrefix + logship.ExecName(n)
+	var logKey string
 	var logf *logship.File
-	if s.cfg.Logs != nil {
+	if n > 0 {
+		logKey = s.cfg.LogPrefix + logship.ExecName(n)
+	}
+	if s.cfg.Logs != nil && n > 0 {
 		// Uploads outlive ctx a little so the last lines of a cancelled command land.
 		upCtx, cancelUp := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelUp()

@@ -176,6 +176,12 @@ func TestExecRedactsSecretsAndShipsNumberedLogs(t *testing.T) {
 	sb := newSandbox(t, func(c *sandbox.Config) {
 		c.Logs, c.LogPrefix, c.Redactor = sink, "logs/ex9/", red
 	})
+	// A quiet probe (WarmCaches' version probes) ships no log and takes no log number:
+	// the user's first command stays exec.ndjson.
+	probe, err := sb.Exec(context.Background(), dsl.ExecRequest{Command: "echo probe-output", Quiet: true})
+	if err != nil || probe.LogURI != "" || probe.StdoutTail != "probe-output\n" {
+		t.Fatalf("quiet exec: %+v %v", probe, err)
+	}
 	res, err := sb.Exec(context.Background(), dsl.ExecRequest{
 		Command: "echo token=$TOKEN; echo leaked $TOKEN >&2; exit 1",
 		Env:     map[string]string{"TOKEN": "s3cr3t-value"},
