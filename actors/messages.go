@@ -27,8 +27,10 @@ type AdmitRequest struct {
 	OrderKey time.Time `json:"orderKey,omitzero"`
 }
 
-// AdmitHeartbeat keeps a waiter or holder alive; it is answered with the current truth
-// (AdmitQueued or AdmitGranted, or AdmitUnknown when the entry is gone).
+// AdmitHeartbeat keeps a holder alive; it is answered with the current truth
+// (AdmitQueued or AdmitGranted, or AdmitUnknown when the entry is gone). Waiters do not
+// heartbeat: a queued run sends one only to learn the truth (its request was not
+// answered, or its wait is past its deadline).
 type AdmitHeartbeat struct {
 	Exec   string `json:"exec"`
 	Ticket int    `json:"ticket,omitempty"`
@@ -47,8 +49,20 @@ type AdmitQueued struct {
 	Queue  QueueInfo `json:"queue"`
 }
 
-// AdmitGranted tells the waiter it holds a slot.
+// AdmitGranted tells the run it holds a slot. With Confirm it is an offer: the slot is
+// held for the run until it answers AdmitAccept (within the pool's AckTTL, else the
+// next waiter gets it), and the run starts nothing before it is confirmed by an
+// AdmitGranted without Confirm. State stored before offers existed granted without
+// Confirm at once; a queued run still takes such a grant.
 type AdmitGranted struct {
+	Exec    string `json:"exec"`
+	Ticket  int    `json:"ticket,omitempty"`
+	Confirm bool   `json:"confirm,omitempty"`
+}
+
+// AdmitAccept accepts an offered slot (idempotent); answered with the current truth
+// (AdmitGranted once admitted, AdmitUnknown when the offer was withdrawn).
+type AdmitAccept struct {
 	Exec   string `json:"exec"`
 	Ticket int    `json:"ticket,omitempty"`
 }
@@ -278,6 +292,7 @@ type Recover struct{}
 func (AdmitRequest) Type() string   { return "admission.request" }
 func (AdmitHeartbeat) Type() string { return "admission.heartbeat" }
 func (AdmitRelease) Type() string   { return "admission.release" }
+func (AdmitAccept) Type() string    { return "admission.accept" }
 func (AdmitQueued) Type() string    { return "admission.queued" }
 func (AdmitGranted) Type() string   { return "admission.granted" }
 func (AdmitTimedOut) Type() string  { return "admission.timed_out" }
@@ -314,7 +329,7 @@ var messageTypes = map[string]reflect.Type{}
 
 func init() {
 	for _, m := range []Message{
-		AdmitRequest{}, AdmitHeartbeat{}, AdmitRelease{}, AdmitQueued{}, AdmitGranted{},
+		AdmitRequest{}, AdmitHeartbeat{}, AdmitRelease{}, AdmitAccept{}, AdmitQueued{}, AdmitGranted{},
 		AdmitTimedOut{}, AdmitReleased{}, AdmitUnknown{},
 		LeaseAcquire{}, LeaseHeartbeat{}, LeaseRelease{}, LeaseGranted{}, LeaseBusy{},
 		LeaseReleased{}, LeaseUnknown{}, LeaseWaiting{},

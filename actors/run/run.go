@@ -3,8 +3,11 @@
 // its step journal, and the liveness of its agent.
 //
 // The run actor, not the agent, keeps the admission slot and the lease alive: it
-// heartbeats both on its alarm, and releases both on every exit path, repeating the
-// release until it is acknowledged. The agent heartbeats the run actor; a silent agent
+// heartbeats both on its alarm while it holds them, and releases both on every exit
+// path, repeating the release until it is acknowledged. While it waits for a slot it
+// is silent once the pool has answered its request: it accepts the pool's offer when
+// its turn comes (admission's package comment has the protocol), and asks for the
+// truth only when its wait is past its deadline and nobody told it so. The agent heartbeats the run actor; a silent agent
 // is stopped and started again for the same execution (a new attempt, which skips the
 // steps the journal already holds) a bounded number of times.
 package run
@@ -56,6 +59,9 @@ type header struct {
 	LastBeat    time.Time         `json:"lastBeat,omitzero"`
 	HoldsSlot   bool              `json:"holdsSlot,omitempty"`
 	HoldsLease  bool              `json:"holdsLease,omitempty"`
+	QueuedAt    time.Time         `json:"queuedAt,omitzero"`   // when the current ticket queued
+	Heard       bool              `json:"heard,omitempty"`     // the pool answered the current ticket's request
+	Accepted    bool              `json:"accepted,omitempty"`  // accepted an offer, not yet confirmed
 	SlotOwed    bool              `json:"slotOwed,omitempty"`  // release sent, not yet acknowledged
 	LeaseOwed   bool              `json:"leaseOwed,omitempty"` // idem
 	NextKeep    time.Time         `json:"nextKeep,omitzero"`
@@ -115,7 +121,14 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		out = append(out, actors.Reply{Msg: a.status(false)})
 
 	case actors.AdmitQueued:
-		if a.h.Status == actors.StatusQueued && (a.h.Queue == nil || *a.h.Queue != m.Queue) {
+		if a.h.Status != actors.StatusQueued {
+			break
+		}
+		if !a.h.Heard {
+			a.h.Heard = true
+			a.MarkHeader()
+		}
+		if a.h.Queue == nil || *a.h.Queue != m.Queue {
 			q := m.Queue
 			a.h.Queue = &q
 			a.MarkHeader()
@@ -123,8 +136,16 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		}
 	case actors.AdmitGranted:
 		switch {
+		case a.h.Status == actors.StatusQueued && m.Confirm:
+			// Our turn: accept, and start nothing until the pool confirms.
+			if !a.h.Heard || !a.h.Accepted {
+				a.h.Heard, a.h.Accepted = true, true
+				a.MarkHeader()
+			}
+			out = append(out, a.toAdmission(actors.AdmitAccept{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		case a.h.Status == actors.StatusQueued:
 			a.h.Status, a.h.HoldsSlot, a.h.Queue = actors.StatusAdmitted, true, nil
+			a.h.Heard, a.h.Accepted = false, false
 			a.MarkHeader()
 			out = append(out, a.progress(now), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		case a.h.Status.Terminal() || a.h.Status == actors.StatusWaiting:
@@ -132,14 +153,27 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 			a.h.SlotOwed = true
 			a.MarkHeader()
 			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+		case m.Confirm:
+			// We hold the slot but the pool did not get our acceptance: say it again.
+			out = append(out, a.toAdmission(actors.AdmitAccept{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		}
 	case actors.AdmitTimedOut:
 		if a.h.Status == actors.StatusQueued {
 			out = a.finish(now, actors.StatusFailure, actors.AdmissionTimedOut(m.QueuedFor, m.Position, m.Busy, m.Cap), nil)
 		}
 	case actors.AdmitUnknown:
-		// Our entry expired (a lost request, or a long silence): ask again at our place.
-		if !a.h.Status.Terminal() {
+		switch {
+		case a.h.Status == actors.StatusQueued && a.h.Heard && !a.h.Accepted && a.h.Queue != nil && !now.Before(a.h.Queue.Deadline):
+			// Our wait is over and its AdmitTimedOut was lost: end as it would have.
+			q := a.h.Queue
+			out = a.finish(now, actors.StatusFailure, actors.AdmissionTimedOut(now.Sub(a.queuedAt()), q.Position, q.Busy, q.Cap), nil)
+		case !a.h.Status.Terminal():
+			// Our entry is gone (a lost request, an offer we did not accept in time, a
+			// long silence): ask again at our place.
+			if a.h.Heard || a.h.Accepted {
+				a.h.Heard, a.h.Accepted = false, false
+				a.MarkHeader()
+			}
 			out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
 		}
 	case actors.AdmitReleased:
@@ -233,7 +267,7 @@ func (a *Actor) start(now time.Time, m actors.RunStart) []actors.Effect {
 		order = now
 	}
 	a.h = header{Exec: m.Exec, Run: m.Run, Pool: m.Pool, Sandbox: m.Sandbox, Parent: m.Parent, OrderKey: order,
-		Status: actors.StatusQueued, CreatedAt: now, Deadline: now.Add(maxDur), MaxDuration: maxDur,
+		Status: actors.StatusQueued, CreatedAt: now, QueuedAt: now, Deadline: now.Add(maxDur), MaxDuration: maxDur,
 		MaxAttempts: attempts, NextKeep: now.Add(a.cfg.KeepAlive)}
 	a.MarkHeader()
 	return []actors.Effect{
@@ -339,7 +373,7 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 			out = append(out, a.startAgent(now), a.progress(now))
 		}
 	}
-	if !now.Before(a.h.NextKeep) {
+	if !now.Before(a.h.NextKeep) && (!a.quietWaiter() || !now.Before(a.pollAt())) {
 		a.h.NextKeep = now.Add(a.cfg.KeepAlive)
 		a.MarkHeader()
 		out = append(out, a.keepAlive()...)
@@ -347,10 +381,46 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 	return out
 }
 
-// keepAlive heartbeats whatever the run holds or waits for, and repeats releases that
-// were not acknowledged.
+// quietWaiter reports a queued run that the pool has answered and that has no offer
+// to accept: it sends nothing until pollAt.
+func (a *Actor) quietWaiter() bool {
+	return a.h.Status == actors.StatusQueued && a.h.Heard && !a.h.Accepted
+}
+
+// pollAt is when a quiet waiter asks for the truth: a keep-alive after the deadline of
+// its wait (the pool's clock may be a little behind ours), by when the pool has timed
+// it out and told it so, unless that message was lost.
+func (a *Actor) pollAt() time.Time {
+	if a.h.Queue == nil {
+		return a.h.Deadline
+	}
+	return a.h.Queue.Deadline.Add(a.cfg.KeepAlive)
+}
+
+// queuedAt is when the current ticket queued (state stored before the field existed
+// has only the creation time).
+func (a *Actor) queuedAt() time.Time {
+	if a.h.QueuedAt.IsZero() {
+		return a.h.CreatedAt
+	}
+	return a.h.QueuedAt
+}
+
+// keepAlive heartbeats whatever the run holds, asks the pool whatever a queued run
+// has not heard, and repeats releases that were not acknowledged.
 func (a *Actor) keepAlive() []actors.Effect {
 	var out []actors.Effect
+	if a.h.Status == actors.StatusQueued {
+		switch {
+		case !a.h.Heard:
+			out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
+		case a.h.Accepted:
+			out = append(out, a.toAdmission(actors.AdmitAccept{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+		default:
+			out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+		}
+		return out
+	}
 	if a.h.Status.Terminal() || a.h.Status == actors.StatusWaiting {
 		for _, c := range a.h.WaitFor {
 			out = append(out, actors.Send{To: actors.RunAddr(c), Msg: actors.ChildPoll{Exec: c, Parent: a.h.Exec}})
@@ -464,7 +534,7 @@ func (a *Actor) maybeResume(now time.Time, out []actors.Effect) []actors.Effect 
 	}
 	a.h.Ticket++
 	a.h.Tries = 0
-	a.h.Status = actors.StatusQueued
+	a.h.Status, a.h.QueuedAt, a.h.Heard, a.h.Accepted = actors.StatusQueued, now, false, false
 	a.h.WaitUntil, a.h.WaitFor, a.h.WaitEvent, a.h.Children = time.Time{}, nil, "", false
 	a.MarkHeader()
 	return append(out, a.progress(now), a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
@@ -567,6 +637,9 @@ func (a *Actor) Wake() time.Time {
 		return time.Time{}
 	}
 	w := a.h.NextKeep
+	if a.quietWaiter() && a.pollAt().After(w) {
+		w = a.pollAt() // a waiter costs nothing, not even its own alarm, until then
+	}
 	if a.h.Deadline.Before(w) {
 		w = a.h.Deadline
 	}
@@ -599,6 +672,9 @@ func (a *Actor) Failure() *actors.Failure {
 
 // OrderKey is the execution's place in its pool's FIFO (children inherit it).
 func (a *Actor) OrderKey() time.Time { return a.h.OrderKey }
+
+// Queue is where the run last heard it stands in its pool's queue (nil when not queued).
+func (a *Actor) Queue() *actors.QueueInfo { return a.h.Queue }
 
 // Ticket is the current admission/lease generation.
 func (a *Actor) Ticket() int { return a.h.Ticket }

@@ -319,20 +319,83 @@ func TestReleasesRepeatUntilAcknowledged(t *testing.T) {
 	}
 }
 
-// TestKeepAliveHeartbeatsWhatTheRunHolds: queued runs heartbeat admission only; admitted
-// and later also the lease.
+// TestKeepAliveHeartbeatsWhatTheRunHolds: a run that holds a slot heartbeats admission
+// (and, once admitted, its lease); a queued run says only what the pool has not heard:
+// its request until answered, its acceptance until confirmed, and nothing at all while
+// it waits its turn (issue 15: 2,000 waiters heartbeating one pool every 15 s were
+// ~130 messages/s to a single-threaded object). The "heard" case FAILS with the
+// quietWaiter test removed from alarm (it heartbeats again), and with pollAt removed
+// from Wake (its alarm fires every keep-alive).
 func TestKeepAliveHeartbeatsWhatTheRunHolds(t *testing.T) {
+	q := actors.QueueInfo{Position: 3, Busy: 16, Cap: 16, Deadline: t0.Add(20 * time.Minute)}
+	heard := []actors.Message{actors.AdmitQueued{Exec: exec, Queue: q}}
+	offered := []actors.Message{actors.AdmitGranted{Exec: exec, Confirm: true}}
 	for _, tc := range []struct {
+		name  string
 		state []actors.Message
 		want  []string
+		wake  time.Time // zero: the next keep-alive
 	}{
-		{nil, []string{"Send:admission.heartbeat"}},
-		{admitted, []string{"Send:admission.heartbeat", "Send:lease.heartbeat"}},
+		{"request not answered", nil, []string{"Send:admission.request"}, time.Time{}},
+		{"heard: silent until past its wait's deadline", heard, nil, q.Deadline.Add(cfg.KeepAlive)},
+		{"offer accepted, not confirmed", slices.Concat(heard, offered), []string{"Send:admission.accept"}, time.Time{}},
+		{"admitted", admitted, []string{"Send:admission.heartbeat", "Send:lease.heartbeat"}, time.Time{}},
 	} {
-		f := newRun(t, clone(tc.state)...)
-		if got := kinds(f.a.Apply(t0.Add(time.Second+cfg.KeepAlive), actors.Alarm{})); !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("keep-alive %v, want %v", got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRun(t, clone(tc.state)...)
+			wake := tc.wake
+			if wake.IsZero() {
+				wake = t0.Add(time.Second + cfg.KeepAlive)
+			}
+			if !f.a.Wake().Equal(wake) {
+				t.Errorf("wake %s, want %s", f.a.Wake(), wake)
+			}
+			if got := kinds(f.a.Apply(t0.Add(time.Second+cfg.KeepAlive), actors.Alarm{})); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("keep-alive %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestOfferIsAcceptedBeforeAnythingStarts: an offer makes the run accept and nothing
+// else (no lease, no agent, still queued); the confirmation admits it; a repeated
+// offer to a run that holds the slot is accepted again (its acceptance was lost).
+func TestOfferIsAcceptedBeforeAnythingStarts(t *testing.T) {
+	f := newRun(t)
+	if got := kinds(f.apply(actors.AdmitGranted{Exec: exec, Confirm: true})); !reflect.DeepEqual(got, []string{"Send:admission.accept"}) {
+		t.Fatalf("offer: %v", got)
+	}
+	if f.a.Status() != actors.StatusQueued {
+		t.Fatalf("status %s after an offer, want queued", f.a.Status())
+	}
+	if got := kinds(f.apply(actors.AdmitGranted{Exec: exec})); !reflect.DeepEqual(got, []string{"Progress", "Send:lease.acquire"}) || f.a.Status() != actors.StatusAdmitted {
+		t.Fatalf("confirmation: %v, status %s", got, f.a.Status())
+	}
+	if got := kinds(f.apply(actors.AdmitGranted{Exec: exec, Confirm: true})); !reflect.DeepEqual(got, []string{"Send:admission.accept"}) {
+		t.Fatalf("offer to a holder: %v", got)
+	}
+}
+
+// TestLostTimeOutIsLearnedByPolling: a waiter whose AdmitTimedOut was lost polls once
+// past its wait's deadline, and the pool's AdmitUnknown then ends it with
+// AdmissionTimedOut; before the deadline, AdmitUnknown makes it ask again instead.
+func TestLostTimeOutIsLearnedByPolling(t *testing.T) {
+	q := actors.QueueInfo{Position: 40, Busy: 16, Cap: 16, Deadline: t0.Add(20 * time.Minute)}
+	f := newRun(t, actors.AdmitQueued{Exec: exec, Queue: q})
+	if got := kinds(f.apply(actors.AdmitUnknown{Exec: exec})); !reflect.DeepEqual(got, []string{"Send:admission.request"}) || f.a.Status() != actors.StatusQueued {
+		t.Fatalf("unknown before the deadline: %v, status %s", got, f.a.Status())
+	}
+	f.apply(actors.AdmitQueued{Exec: exec, Queue: q})
+	poll := f.a.Wake()
+	if !poll.Equal(q.Deadline.Add(cfg.KeepAlive)) {
+		t.Fatalf("poll at %s, want %s", poll, q.Deadline.Add(cfg.KeepAlive))
+	}
+	if got := kinds(f.a.Apply(poll, actors.Alarm{})); !reflect.DeepEqual(got, []string{"Send:admission.heartbeat"}) {
+		t.Fatalf("poll: %v", got)
+	}
+	f.a.Apply(poll.Add(time.Millisecond), actors.AdmitUnknown{Exec: exec})
+	if f.a.Status() != actors.StatusFailure || f.a.Failure() == nil || f.a.Failure().Tag != actors.TagAdmissionTimedOut {
+		t.Fatalf("after the poll: %s %+v", f.a.Status(), f.a.Failure())
 	}
 }
 
