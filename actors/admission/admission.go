@@ -121,7 +121,7 @@ type Actor struct {
 	// released remembers the last ticket each execution released (rows "~<exec>"):
 	// a late duplicate request or heartbeat of that ticket must not take a slot again.
 	released map[string]*gone
-	queue    []*entry // queued entries in FIFO order (derived)
+	queue    []*entry          // queued entries in FIFO order (derived)
 	held     map[string]*entry // offered and admitted entries, at most Cap (derived)
 }
 
