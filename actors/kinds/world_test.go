@@ -149,6 +149,13 @@ func (w *world) perform(fx []actors.Effect) (reply actors.Message) {
 			if old := w.agents[e.Exec]; old != nil && old.active && old.attempt != e.Attempt {
 				old.active = false // the sandbox port replaces the process
 			}
+			if e.Sandbox == brokenSandbox || w.rng.IntN(10) == 0 {
+				// The platform refuses the start (always for the broken sandbox, now and
+				// then for the others); the edge tells the run, a send that may be lost.
+				w.mail = append(w.mail, actors.Send{To: actors.RunAddr(e.Exec),
+					Msg: actors.AgentStartFailed{Exec: e.Exec, Attempt: e.Attempt, Cause: "no capacity"}})
+				continue
+			}
 			w.agents[e.Exec] = &agent{exec: e.Exec, attempt: e.Attempt, pool: e.Pool, sandbox: e.Sandbox,
 				steps: 1 + w.rng.IntN(3), active: true, fail: w.rng.IntN(8) == 0}
 		case actors.StopAgent:
@@ -159,6 +166,10 @@ func (w *world) perform(fx []actors.Effect) (reply actors.Message) {
 	}
 	return reply
 }
+
+// brokenSandbox can never start (its image is missing): runs leasing it must end
+// failed, not hold their slot.
+const brokenSandbox = "sb3"
 
 func (w *world) start(exec, pool, sandbox string, order time.Time) {
 	w.startChild(exec, pool, sandbox, order, "")
@@ -586,10 +597,13 @@ func TestRandomInterleavings(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("FLARE_SEEDS")); err == nil {
 		seeds = n // a longer soak: FLARE_SEEDS=2000 go test ./actors/kinds/
 	}
-	totalSuspends := 0
+	totalSuspends, totalStartFailed := 0, 0
 	defer func() {
 		if !t.Failed() && totalSuspends == 0 {
 			t.Error("no agent ever suspended: the test exercised no resume")
+		}
+		if !t.Failed() && totalStartFailed == 0 {
+			t.Error("no run failed with SandboxStartFailed: the test exercised no refused start")
 		}
 	}()
 	for seed := range uint64(seeds) {
@@ -663,6 +677,12 @@ func TestRandomInterleavings(t *testing.T) {
 				ra := w.actor(actors.RunAddr(exec)).(*run.Actor)
 				if !ra.Status().Terminal() {
 					t.Fatalf("%s ended %s", exec, ra.Status())
+				}
+				if f := ra.Failure(); f != nil && f.Tag == actors.TagSandboxStartFailed {
+					totalStartFailed++
+				}
+				if ra.Sandbox() == brokenSandbox && ra.Status() == actors.StatusSuccess {
+					t.Fatalf("%s succeeded on a sandbox that never starts", exec)
 				}
 			}
 		})

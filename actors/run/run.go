@@ -28,13 +28,19 @@ type Config struct {
 	AgentBoot   time.Duration // grace for an agent to send its first beat
 	MaxAttempts int           // agent starts before the run fails with AgentLost
 	MaxDuration time.Duration // default when RunStart has none
+	// StartRetries is how many times a start the platform refused is tried again, after
+	// StartBackoff, then twice that, …, before the run fails with SandboxStartFailed.
+	StartRetries int
+	StartBackoff time.Duration
 }
 
 // DefaultConfig: keep-alive every 15 s; the agent beats every 2 s and is lost after
-// 10 s of silence (90 s to boot); 3 attempts; 30 min runs.
+// 10 s of silence (90 s to boot); 3 attempts; 30 min runs; a refused start is tried
+// again 3 times, after 2, 4 and 8 s (a capacity blip passes; a missing class or image
+// fails the run within 15 s instead of holding its slot for minutes).
 func DefaultConfig() Config {
 	return Config{KeepAlive: 15 * time.Second, AgentDead: 10 * time.Second, AgentBoot: 90 * time.Second,
-		MaxAttempts: 3, MaxDuration: 30 * time.Minute}
+		MaxAttempts: 3, MaxDuration: 30 * time.Minute, StartRetries: 3, StartBackoff: 2 * time.Second}
 }
 
 type header struct {
@@ -57,6 +63,8 @@ type header struct {
 	WaitEvent   string            `json:"waitEvent,omitempty"`
 	Children    bool              `json:"children,omitempty"` // waiting on children
 	LastBeat    time.Time         `json:"lastBeat,omitzero"`
+	StartFails  int               `json:"startFails,omitempty"` // refused starts in a row
+	RetryAt     time.Time         `json:"retryAt,omitzero"`     // when a refused start is tried again
 	HoldsSlot   bool              `json:"holdsSlot,omitempty"`
 	HoldsLease  bool              `json:"holdsLease,omitempty"`
 	QueuedAt    time.Time         `json:"queuedAt,omitzero"`   // when the current ticket queued
@@ -210,6 +218,8 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		}
 	case actors.LeaseWaiting:
 
+	case actors.AgentStartFailed:
+		out = a.startFailed(now, m)
 	case actors.AgentHeartbeat:
 		out = a.fromAgent(now, m.Attempt, func() []actors.Effect {
 			return []actors.Effect{actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, OK: true}}}
@@ -307,7 +317,7 @@ func (a *Actor) fromAgent(now time.Time, attempt int, handle func() []actors.Eff
 	a.h.LastBeat = now
 	var out []actors.Effect
 	if a.h.Status == actors.StatusLeased {
-		a.h.Status = actors.StatusRunning
+		a.h.Status, a.h.StartFails, a.h.RetryAt = actors.StatusRunning, 0, time.Time{}
 		a.MarkHeader()
 		out = append(out, a.progress(now))
 	}
@@ -348,10 +358,34 @@ func (a *Actor) stepEnd(now time.Time, m actors.StepEnd) []actors.Effect {
 	}
 }
 
+// startFailed handles a start the platform refused: tried again after a backoff that
+// doubles, a bounded number of times, then the run fails with SandboxStartFailed (and
+// so frees its slot and lease at once). A report about another attempt, or one that
+// arrives after the agent spoke, is late and changes nothing.
+func (a *Actor) startFailed(now time.Time, m actors.AgentStartFailed) []actors.Effect {
+	if a.h.Status != actors.StatusLeased || m.Attempt != a.h.Attempt || !a.h.RetryAt.IsZero() {
+		return nil
+	}
+	a.h.StartFails++
+	a.MarkHeader()
+	if a.h.StartFails > a.cfg.StartRetries {
+		return a.finish(now, actors.StatusFailure, actors.SandboxStartFailed(a.h.Sandbox, a.h.Pool, a.h.StartFails, m.Cause), nil)
+	}
+	a.h.RetryAt = now.Add(a.cfg.StartBackoff << (a.h.StartFails - 1))
+	return nil
+}
+
 func (a *Actor) startAgent(now time.Time) actors.Effect {
-	a.h.Attempt++
 	a.h.Tries++
-	a.h.Status, a.h.LastBeat = actors.StatusLeased, now
+	a.h.StartFails = 0
+	return a.restartAgent(now)
+}
+
+// restartAgent starts a new attempt without counting it against MaxAttempts: a start
+// the platform refused never ran, and has a bound of its own (StartRetries).
+func (a *Actor) restartAgent(now time.Time) actors.Effect {
+	a.h.Attempt++
+	a.h.Status, a.h.LastBeat, a.h.RetryAt = actors.StatusLeased, now, time.Time{}
 	a.MarkHeader()
 	return actors.StartAgent{Exec: a.h.Exec, Run: a.h.Run, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Pool: a.h.Pool}
 }
@@ -364,6 +398,10 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 		return a.finish(now, actors.StatusTimedOut, actors.RunTimedOut(a.h.MaxDuration), nil)
 	case st == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && !now.Before(a.h.WaitUntil):
 		out = a.maybeResume(now, out)
+	case st == actors.StatusLeased && !a.h.RetryAt.IsZero():
+		if !now.Before(a.h.RetryAt) {
+			out = append(out, a.restartAgent(now), a.progress(now))
+		}
 	case st == actors.StatusLeased || st == actors.StatusRunning:
 		if silent := now.Sub(a.h.LastBeat); silent >= a.agentLimit() {
 			out = append(out, actors.StopAgent{Exec: a.h.Exec, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Reason: "agent stopped heartbeating"})
@@ -533,7 +571,7 @@ func (a *Actor) maybeResume(now time.Time, out []actors.Effect) []actors.Effect 
 		return out
 	}
 	a.h.Ticket++
-	a.h.Tries = 0
+	a.h.Tries, a.h.StartFails = 0, 0
 	a.h.Status, a.h.QueuedAt, a.h.Heard, a.h.Accepted = actors.StatusQueued, now, false, false
 	a.h.WaitUntil, a.h.WaitFor, a.h.WaitEvent, a.h.Children = time.Time{}, nil, "", false
 	a.MarkHeader()
@@ -647,6 +685,9 @@ func (a *Actor) Wake() time.Time {
 	// keep-alive (which repeats them), not at its past wake time again and again.
 	if a.h.Status == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && a.h.WaitUntil.Before(w) && !a.h.SlotOwed && !a.h.LeaseOwed {
 		w = a.h.WaitUntil
+	}
+	if a.h.Status == actors.StatusLeased && !a.h.RetryAt.IsZero() && a.h.RetryAt.Before(w) {
+		w = a.h.RetryAt
 	}
 	if a.h.Status == actors.StatusLeased || a.h.Status == actors.StatusRunning {
 		if d := a.h.LastBeat.Add(a.agentLimit()); d.Before(w) {

@@ -507,3 +507,61 @@ func TestStateSurvivesReload(t *testing.T) {
 		t.Fatalf("no grace after Recover: %v", got)
 	}
 }
+
+// TestRefusedStartEndsTheRunPromptly (issue 15): a start the platform refused reaches
+// the run at once and is tried again after 2, 4 and 8 s (new attempts, not counted as
+// lost agents); the fourth refusal fails the run with SandboxStartFailed naming the
+// cause, and its slot and lease are released, all within 15 s instead of the 90 s boot
+// grace times three attempts. Late reports (an earlier attempt's, or one after the
+// agent spoke) change nothing. FAILS without the AgentStartFailed case of Apply (the
+// run then waits for its boot grace).
+func TestRefusedStartEndsTheRunPromptly(t *testing.T) {
+	f := newRun(t, actors.AdmitGranted{Exec: exec}, actors.LeaseGranted{Exec: exec, Sandbox: "sb"})
+	leasedAt := f.c.now
+	refuse := func(attempt int) []string {
+		return kinds(f.a.Apply(f.c.now, actors.AgentStartFailed{Exec: exec, Attempt: attempt, Cause: "Containers have not been enabled"}))
+	}
+	for i, backoff := range []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second} {
+		attempt := f.a.Attempt()
+		if got := refuse(attempt); len(got) != 0 {
+			t.Fatalf("refusal %d: %v", i+1, got)
+		}
+		if got := refuse(attempt); len(got) != 0 { // a duplicate report
+			t.Fatalf("duplicate refusal %d: %v", i+1, got)
+		}
+		retry := f.c.now.Add(backoff)
+		if w := f.a.Wake(); w.After(retry) {
+			t.Fatalf("refusal %d: wake %s, after the retry at %s", i+1, w, retry)
+		}
+		if got := kinds(f.a.Apply(retry.Add(-time.Millisecond), actors.Alarm{})); slices.Contains(got, "StartAgent") {
+			t.Fatalf("retry %d before its backoff: %v", i+1, got)
+		}
+		f.c.now = retry
+		if got := kinds(f.a.Apply(f.c.now, actors.Alarm{})); !slices.Contains(got, "StartAgent") || f.a.Attempt() != attempt+1 {
+			t.Fatalf("retry %d: %v, attempt %d", i+1, got, f.a.Attempt())
+		}
+		if got := refuse(attempt); len(got) != 0 { // the earlier attempt's, late
+			t.Fatalf("late refusal of attempt %d: %v", attempt, got)
+		}
+	}
+	got := refuse(f.a.Attempt())
+	if want := []string{"StopAgent", "Send:admission.release", "Send:lease.release", "Progress"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("last refusal: %v, want %v", got, want)
+	}
+	if fl := f.a.Failure(); f.a.Status() != actors.StatusFailure || fl == nil || fl.Tag != actors.TagSandboxStartFailed ||
+		!bytes.Contains(fl.Detail, []byte(`"cause":"Containers have not been enabled"`)) || !bytes.Contains(fl.Detail, []byte(`"attempts":4`)) {
+		t.Fatalf("ended %s %+v", f.a.Status(), f.a.Failure())
+	}
+	if took := f.c.now.Sub(leasedAt); took >= 15*time.Second {
+		t.Fatalf("the run failed %s after its lease, want within 15 s", took)
+	}
+}
+
+// TestRefusalAfterTheAgentSpokeIsLate: once the agent has beaten, a start failure
+// report is about a start that in fact succeeded, and changes nothing.
+func TestRefusalAfterTheAgentSpokeIsLate(t *testing.T) {
+	f := newRun(t, clone(running)...)
+	if got := kinds(f.apply(actors.AgentStartFailed{Exec: exec, Attempt: 1, Cause: "x"})); len(got) != 0 || f.a.Status() != actors.StatusRunning {
+		t.Fatalf("%v, status %s", got, f.a.Status())
+	}
+}
