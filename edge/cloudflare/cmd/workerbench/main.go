@@ -255,7 +255,7 @@ func packageSizes(n int) error {
 // position answers to the run objects included), then times, one at a time, what the
 // object pays per message there: a waiter's heartbeat (what every waiter sent every
 // 15 s before the offer protocol), a new arrival at the tail, and a sweep (its alarm).
-func admissionAtDepth(list string) error {
+func admissionAtDepth(list string) (err error) {
 	var depths []int
 	for _, f := range strings.Split(list, ",") {
 		d, err := strconv.Atoi(strings.TrimSpace(f))
@@ -277,6 +277,12 @@ func admissionAtDepth(list string) error {
 		return err
 	}
 	defer w.Stop()
+	defer func() {
+		if err != nil { // what workerd said helps more than the status code
+			logs := w.Logs()
+			fmt.Fprintln(os.Stderr, "wrangler dev's last output:\n"+logs[max(0, len(logs)-6000):])
+		}
+	}()
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 60 * time.Second}
 	send := func(pool string, m actors.Message) (time.Duration, error) {
 		b, _ := actors.Marshal(m)
