@@ -9,11 +9,12 @@ import (
 // Tags of the failures the actors themselves create. The full closed set, and the
 // check-run markdown for each, lives in dsl.
 const (
-	TagAdmissionTimedOut = "AdmissionTimedOut"
-	TagContainerBusy     = "ContainerBusy"
-	TagAgentLost         = "AgentLost"
-	TagRunTimedOut       = "RunTimedOut"
-	TagCancelled         = "Cancelled"
+	TagAdmissionTimedOut  = "AdmissionTimedOut"
+	TagContainerBusy      = "ContainerBusy"
+	TagAgentLost          = "AgentLost"
+	TagRunTimedOut        = "RunTimedOut"
+	TagCancelled          = "Cancelled"
+	TagSandboxStartFailed = "SandboxStartFailed"
 )
 
 func failure(tag, msg string, detail any) *Failure {
@@ -40,6 +41,13 @@ func AgentLost(attempts int, silentFor time.Duration) *Failure {
 	return failure(TagAgentLost,
 		fmt.Sprintf("the agent stopped responding (%d attempt(s); last one silent for %s)", attempts, silentFor.Round(time.Second)),
 		map[string]any{"attempts": attempts, "silentForMs": silentFor.Milliseconds()})
+}
+
+// SandboxStartFailed: the platform refused to start the sandbox on every try.
+func SandboxStartFailed(sandbox, pool string, attempts int, cause string) *Failure {
+	return failure(TagSandboxStartFailed,
+		fmt.Sprintf("sandbox %s (pool %s) could not start after %d attempt(s): %s", sandbox, pool, attempts, cause),
+		map[string]any{"sandbox": sandbox, "pool": pool, "attempts": attempts, "cause": cause})
 }
 
 // RunTimedOut: the execution ran past its run's maxDurationSec.

@@ -27,8 +27,10 @@ type AdmitRequest struct {
 	OrderKey time.Time `json:"orderKey,omitzero"`
 }
 
-// AdmitHeartbeat keeps a waiter or holder alive; it is answered with the current truth
-// (AdmitQueued or AdmitGranted, or AdmitUnknown when the entry is gone).
+// AdmitHeartbeat keeps a holder alive; it is answered with the current truth
+// (AdmitQueued or AdmitGranted, or AdmitUnknown when the entry is gone). Waiters do not
+// heartbeat: a queued run sends one only to learn the truth (its request was not
+// answered, or its wait is past its deadline).
 type AdmitHeartbeat struct {
 	Exec   string `json:"exec"`
 	Ticket int    `json:"ticket,omitempty"`
@@ -47,8 +49,20 @@ type AdmitQueued struct {
 	Queue  QueueInfo `json:"queue"`
 }
 
-// AdmitGranted tells the waiter it holds a slot.
+// AdmitGranted tells the run it holds a slot. With Confirm it is an offer: the slot is
+// held for the run until it answers AdmitAccept (within the pool's AckTTL, else the
+// next waiter gets it), and the run starts nothing before it is confirmed by an
+// AdmitGranted without Confirm. State stored before offers existed granted without
+// Confirm at once; a queued run still takes such a grant.
 type AdmitGranted struct {
+	Exec    string `json:"exec"`
+	Ticket  int    `json:"ticket,omitempty"`
+	Confirm bool   `json:"confirm,omitempty"`
+}
+
+// AdmitAccept accepts an offered slot (idempotent); answered with the current truth
+// (AdmitGranted once admitted, AdmitUnknown when the offer was withdrawn).
+type AdmitAccept struct {
 	Exec   string `json:"exec"`
 	Ticket int    `json:"ticket,omitempty"`
 }
@@ -170,6 +184,16 @@ type AgentHeartbeat struct {
 	Attempt int    `json:"attempt"`
 }
 
+// AgentStartFailed reports that the sandbox port could not start an attempt's agent
+// (the platform said so: a missing Container class, an image pull failure, the
+// instance limit; locally, an agent binary that would not run). The edge sends it as
+// soon as the start fails, so the run does not wait out the agent's boot grace.
+type AgentStartFailed struct {
+	Exec    string `json:"exec"`
+	Attempt int    `json:"attempt"`
+	Cause   string `json:"cause"`
+}
+
 // AgentAck answers the agent's messages. Superseded means this attempt is no longer
 // the current one (the agent must stop); Stop means the run is over (cancelled or
 // timed out).
@@ -275,51 +299,53 @@ type Alarm struct{}
 // the actor re-sends whatever may have been lost between persist and send.
 type Recover struct{}
 
-func (AdmitRequest) Type() string   { return "admission.request" }
-func (AdmitHeartbeat) Type() string { return "admission.heartbeat" }
-func (AdmitRelease) Type() string   { return "admission.release" }
-func (AdmitQueued) Type() string    { return "admission.queued" }
-func (AdmitGranted) Type() string   { return "admission.granted" }
-func (AdmitTimedOut) Type() string  { return "admission.timed_out" }
-func (AdmitReleased) Type() string  { return "admission.released" }
-func (AdmitUnknown) Type() string   { return "admission.unknown" }
-func (LeaseAcquire) Type() string   { return "lease.acquire" }
-func (LeaseHeartbeat) Type() string { return "lease.heartbeat" }
-func (LeaseRelease) Type() string   { return "lease.release" }
-func (LeaseGranted) Type() string   { return "lease.granted" }
-func (LeaseBusy) Type() string      { return "lease.busy" }
-func (LeaseReleased) Type() string  { return "lease.released" }
-func (LeaseUnknown) Type() string   { return "lease.unknown" }
-func (LeaseWaiting) Type() string   { return "lease.waiting" }
-func (RunStart) Type() string       { return "run.start" }
-func (RunStatus) Type() string      { return "run.status" }
-func (RunQuery) Type() string       { return "run.query" }
-func (RunCancel) Type() string      { return "run.cancel" }
-func (AgentHeartbeat) Type() string { return "agent.heartbeat" }
-func (AgentAck) Type() string       { return "agent.ack" }
-func (StepBegin) Type() string      { return "step.begin" }
-func (StepDecision) Type() string   { return "step.decision" }
-func (StepEnd) Type() string        { return "step.end" }
-func (AgentExit) Type() string      { return "agent.exit" }
-func (AgentSuspend) Type() string   { return "agent.suspend" }
-func (ChildDone) Type() string      { return "run.child_done" }
-func (ChildPoll) Type() string      { return "run.child_poll" }
-func (RunEvent) Type() string       { return "run.event" }
-func (RunEventAck) Type() string    { return "run.event_ack" }
-func (Alarm) Type() string          { return "alarm" }
-func (Recover) Type() string        { return "recover" }
+func (AdmitRequest) Type() string     { return "admission.request" }
+func (AdmitHeartbeat) Type() string   { return "admission.heartbeat" }
+func (AdmitRelease) Type() string     { return "admission.release" }
+func (AdmitAccept) Type() string      { return "admission.accept" }
+func (AdmitQueued) Type() string      { return "admission.queued" }
+func (AdmitGranted) Type() string     { return "admission.granted" }
+func (AdmitTimedOut) Type() string    { return "admission.timed_out" }
+func (AdmitReleased) Type() string    { return "admission.released" }
+func (AdmitUnknown) Type() string     { return "admission.unknown" }
+func (LeaseAcquire) Type() string     { return "lease.acquire" }
+func (LeaseHeartbeat) Type() string   { return "lease.heartbeat" }
+func (LeaseRelease) Type() string     { return "lease.release" }
+func (LeaseGranted) Type() string     { return "lease.granted" }
+func (LeaseBusy) Type() string        { return "lease.busy" }
+func (LeaseReleased) Type() string    { return "lease.released" }
+func (LeaseUnknown) Type() string     { return "lease.unknown" }
+func (LeaseWaiting) Type() string     { return "lease.waiting" }
+func (RunStart) Type() string         { return "run.start" }
+func (RunStatus) Type() string        { return "run.status" }
+func (RunQuery) Type() string         { return "run.query" }
+func (RunCancel) Type() string        { return "run.cancel" }
+func (AgentHeartbeat) Type() string   { return "agent.heartbeat" }
+func (AgentAck) Type() string         { return "agent.ack" }
+func (AgentStartFailed) Type() string { return "agent.start_failed" }
+func (StepBegin) Type() string        { return "step.begin" }
+func (StepDecision) Type() string     { return "step.decision" }
+func (StepEnd) Type() string          { return "step.end" }
+func (AgentExit) Type() string        { return "agent.exit" }
+func (AgentSuspend) Type() string     { return "agent.suspend" }
+func (ChildDone) Type() string        { return "run.child_done" }
+func (ChildPoll) Type() string        { return "run.child_poll" }
+func (RunEvent) Type() string         { return "run.event" }
+func (RunEventAck) Type() string      { return "run.event_ack" }
+func (Alarm) Type() string            { return "alarm" }
+func (Recover) Type() string          { return "recover" }
 
 // messageTypes maps each tag to its Go type; Unmarshal uses it.
 var messageTypes = map[string]reflect.Type{}
 
 func init() {
 	for _, m := range []Message{
-		AdmitRequest{}, AdmitHeartbeat{}, AdmitRelease{}, AdmitQueued{}, AdmitGranted{},
+		AdmitRequest{}, AdmitHeartbeat{}, AdmitRelease{}, AdmitAccept{}, AdmitQueued{}, AdmitGranted{},
 		AdmitTimedOut{}, AdmitReleased{}, AdmitUnknown{},
 		LeaseAcquire{}, LeaseHeartbeat{}, LeaseRelease{}, LeaseGranted{}, LeaseBusy{},
 		LeaseReleased{}, LeaseUnknown{}, LeaseWaiting{},
 		RunStart{}, RunStatus{}, RunQuery{}, RunCancel{},
-		AgentHeartbeat{}, AgentAck{}, StepBegin{}, StepDecision{}, StepEnd{}, AgentExit{},
+		AgentHeartbeat{}, AgentAck{}, AgentStartFailed{}, StepBegin{}, StepDecision{}, StepEnd{}, AgentExit{},
 		AgentSuspend{}, ChildDone{}, ChildPoll{}, RunEvent{}, RunEventAck{},
 		Alarm{}, Recover{},
 	} {

@@ -55,6 +55,7 @@ const (
 	TagAgentLost               = "AgentLost"
 	TagRunTimedOut             = "RunTimedOut"
 	TagCancelled               = "Cancelled"
+	TagSandboxStartFailed      = "SandboxStartFailed"
 )
 
 // newByTag makes an empty failure of each tag, to rebuild one from the journal or the wire.
@@ -88,6 +89,7 @@ var newByTag = map[string]func() TypedError{
 	TagAgentLost:               func() TypedError { return new(AgentLost) },
 	TagRunTimedOut:             func() TypedError { return new(RunTimedOut) },
 	TagCancelled:               func() TypedError { return new(Cancelled) },
+	TagSandboxStartFailed:      func() TypedError { return new(SandboxStartFailed) },
 }
 
 // Tags lists every tag of the closed set, in no particular order.
@@ -538,6 +540,25 @@ func (e *AgentLost) Error() string {
 }
 func (e *AgentLost) Failure() Failure { return toFailure(TagAgentLost, e) }
 func (*AgentLost) isTypedError()      {}
+
+// SandboxStartFailed: the platform refused to start the run's sandbox on every try
+// (the Container class is missing, the image could not be pulled, the instance limit
+// was reached; locally, the agent binary would not start). Created by the run actor
+// from the start failures the edge reports, so the run ends at once instead of after
+// the agent's boot grace.
+type SandboxStartFailed struct {
+	msg
+	Sandbox  string `json:"sandbox"`
+	Pool     string `json:"pool"`
+	Attempts int    `json:"attempts"`
+	Cause    string `json:"cause"`
+}
+
+func (e *SandboxStartFailed) Error() string {
+	return e.or(fmt.Sprintf("sandbox %s (pool %s) could not start after %d attempt(s): %s", e.Sandbox, e.Pool, e.Attempts, e.Cause))
+}
+func (e *SandboxStartFailed) Failure() Failure { return toFailure(TagSandboxStartFailed, e) }
+func (*SandboxStartFailed) isTypedError()      {}
 
 // RunTimedOut: the execution ran past its run's MaxDuration.
 type RunTimedOut struct {

@@ -119,6 +119,12 @@ func Markdown(f Failure) string {
 	case *AgentLost:
 		return fmt.Sprintf("**The agent stopped responding** (%d attempt(s); the last was silent for %s). The sandbox may have run out of memory or been restarted.",
 			e.Attempts, millis(e.SilentForMs))
+	case *SandboxStartFailed:
+		return fmt.Sprintf("**The sandbox could not start** (%s, pool %s; %d attempt(s)).\n\n%s\n\n"+
+			"To fix: on Cloudflare, check that the deploy has Containers enabled (Workers Paid), that the "+
+			"sandbox image was built and pushed (`wrangler deploy` builds it) and that `max_instances` is not "+
+			"exhausted; locally, check that `flare up` finds its agent binary. Then dispatch the run again.",
+			code(e.Sandbox), code(e.Pool), e.Attempts, fence(clip(e.Cause, maxText)))
 	case *RunTimedOut:
 		return fmt.Sprintf("⏱ **The run exceeded its limit** of %s and was stopped.", seconds(e.MaxDurationSec))
 	case *Cancelled:

@@ -45,6 +45,7 @@ var samples = []dsl.TypedError{
 	&dsl.StructuredOutputInvalid{Surface: "review", Reason: "findings[0].level is not one of info|warn|error"},
 	&dsl.AgentLost{Attempts: 3, SilentForMs: 30000},
 	&dsl.RunTimedOut{MaxDurationSec: 1800},
+	&dsl.SandboxStartFailed{Sandbox: "offload-test-acme-web-0123456789ab", Pool: "lean", Attempts: 4, Cause: "Containers have not been enabled"},
 	&dsl.Cancelled{Reason: "cancelled by the user"},
 }
 

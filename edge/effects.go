@@ -14,13 +14,21 @@ import (
 
 // Perform carries out one effect now; both platforms call it from the effect queue
 // (edge/effectqueue), which keeps each execution's effects in order. Failures are
-// logged: every effect is repeated by the actors when it matters (Recover re-projects;
-// a missed agent start is a silent agent, restarted after its boot grace).
+// logged: every effect is repeated by the actors when it matters (Recover re-projects).
+// A start the sandbox port refused is also reported to the run actor at once
+// (AgentStartFailed), which retries it with backoff and then fails the run with
+// SandboxStartFailed, instead of holding its slot through the agent's boot grace; if
+// that report is lost too, the boot grace still ends the attempt.
 func (s *Server) Perform(ctx context.Context, from actors.Addr, e actors.Effect) {
 	var err error
 	switch e := e.(type) {
 	case actors.StartAgent:
-		err = s.startAgent(ctx, e)
+		if err = s.startAgent(ctx, e); err != nil && ctx.Err() == nil {
+			m := actors.AgentStartFailed{Exec: e.Exec, Attempt: e.Attempt, Cause: err.Error()}
+			if serr := s.Actors.Send(actors.RunAddr(e.Exec), m); serr != nil {
+				s.Log.Warn("reporting a refused agent start failed", "execution", e.Exec, "err", serr)
+			}
+		}
 	case actors.StopAgent:
 		err = s.Sandboxes.Stop(ctx, e.Sandbox, agentapi.Cancel{Exec: e.Exec, Attempt: e.Attempt, ServerToken: AgentServerToken(s.Config, e.Sandbox)})
 	case actors.Progress:

@@ -1,9 +1,21 @@
-// Package admission is the per-pool admission queue: FIFO, capped, with heartbeats.
+// Package admission is the per-pool admission queue: FIFO, capped, with a grant
+// that must be accepted.
 //
 // One actor per pool (lean, browser). Waiters are ordered by (order key, execution
 // id); a fan-out child passes its parent's order key and so keeps the parent's place.
-// Holders and waiters heartbeat; every heartbeat is answered with the current truth,
-// which heals lost grants. Expiry, timeouts and queue-position reports run on a
+//
+// A waiter costs the pool nothing until its turn: it sends one request, is answered
+// with its position, and is silent from then on (it used to heartbeat every 15 s,
+// O(waiters) messages forever). Its liveness is checked when its turn comes: the
+// grant is an offer (AdmitGranted with Confirm) that holds the slot for AckTTL; the
+// run accepts it (AdmitAccept) and is confirmed (AdmitGranted without Confirm), and
+// only then starts anything. An offer not accepted in time is withdrawn (the run is
+// told AdmitUnknown, in case it is alive and only its messages were lost) and the
+// slot goes to the next waiter. Offers are re-sent on every sweep until accepted or
+// withdrawn, which heals a lost offer or accept. Holders (at most Cap) heartbeat, and
+// every heartbeat is answered with the current truth.
+//
+// Expiry, offers' deadlines, wait timeouts and queue-position reports run on a
 // periodic sweep (the actor's one alarm), so a message does no scan of the queue: it
 // finds its place by binary search (O(log n) compares) and moves the waiters behind it
 // with slices.Insert (an O(n) memmove, cheap beside a scan that runs code per waiter).
@@ -23,24 +35,47 @@ import (
 type Config struct {
 	Cap       int           // slots; ADMISSION_CAP, default 16
 	HolderTTL time.Duration // a holder silent this long is reclaimed
-	WaiterTTL time.Duration // a waiter silent this long drops out
+	AckTTL    time.Duration // an offered slot not accepted this long goes to the next waiter
 	MaxWait   time.Duration // a request waits at most this long
 	Tick      time.Duration // sweep period while the pool is not empty
 	Forget    time.Duration // how long a released ticket is remembered
 }
 
-// DefaultConfig is the contract's: cap 16, holder TTL 10 min, waiter TTL 100 s,
-// max wait 20 min; sweep every 5 s; released tickets remembered for 2 min (a late
-// duplicate is a message already in flight: hosts deliver within milliseconds).
+// DefaultConfig is the contract's: cap 16, holder TTL 10 min, max wait 20 min; an
+// offer is accepted within 30 s (a live run answers in milliseconds; 30 s rides out a
+// few lost messages, as offers are re-sent every sweep); sweep every 5 s; released
+// tickets remembered for 2 min (a late duplicate is a message already in flight:
+// hosts deliver within milliseconds).
 func DefaultConfig() Config {
-	return Config{Cap: 16, HolderTTL: 10 * time.Minute, WaiterTTL: 100 * time.Second, MaxWait: 20 * time.Minute,
+	return Config{Cap: 16, HolderTTL: 10 * time.Minute, AckTTL: 30 * time.Second, MaxWait: 20 * time.Minute,
 		Tick: 5 * time.Second, Forget: 2 * time.Minute}
 }
 
+// An entry is queued, then offered (it holds a slot until accepted or withdrawn),
+// then admitted. State written before offers existed has only queued and admitted.
 const (
 	stateQueued   = "queued"
+	stateOffered  = "offered"
 	stateAdmitted = "admitted"
 )
+
+// Position reports: every change is reported while a waiter is among the first
+// exactPositions; deeper, a change is reported once it is at least 1/8 of the last
+// reported position. A waiter then gets O(log depth) reports over its whole wait
+// instead of one per sweep in which the head moved, and the check-run still shows
+// where it stands within 12.5 %.
+const exactPositions = 32
+
+func worthReporting(reported, pos int) bool {
+	if reported < 0 || pos < exactPositions || reported < exactPositions {
+		return pos != reported
+	}
+	d := reported - pos
+	if d < 0 {
+		d = -d
+	}
+	return d*8 >= reported
+}
 
 // entry is one row: a waiter or a holder.
 type entry struct {
@@ -49,10 +84,14 @@ type entry struct {
 	State       string    `json:"state"`
 	OrderKey    time.Time `json:"orderKey"`
 	QueuedAt    time.Time `json:"queuedAt"`
-	HeartbeatAt time.Time `json:"heartbeatAt"`
+	HeartbeatAt time.Time `json:"heartbeatAt"` // holders only: waiters do not heartbeat
+	OfferedAt   time.Time `json:"offeredAt,omitzero"`
 	AdmittedAt  time.Time `json:"admittedAt,omitzero"`
 	Reported    int       `json:"reported"` // last position reported; -1 none
 }
+
+// holds reports that the entry takes a slot: offered or admitted.
+func (e *entry) holds() bool { return e.State != stateQueued }
 
 func (e *entry) before(o *entry) bool {
 	if !e.OrderKey.Equal(o.OrderKey) {
@@ -82,8 +121,8 @@ type Actor struct {
 	// released remembers the last ticket each execution released (rows "~<exec>"):
 	// a late duplicate request or heartbeat of that ticket must not take a slot again.
 	released map[string]*gone
-	queue    []*entry // queued entries in FIFO order (derived)
-	holders  int      // admitted entries (derived)
+	queue    []*entry          // queued entries in FIFO order (derived)
+	held     map[string]*entry // offered and admitted entries, at most Cap (derived)
 }
 
 var _ actors.Actor = (*Actor)(nil)
@@ -96,7 +135,8 @@ func New(pool string, cfg Config) *Actor {
 	if cfg.Forget <= 0 {
 		cfg.Forget = DefaultConfig().Forget
 	}
-	return &Actor{cfg: cfg, h: header{Pool: pool}, entries: map[string]*entry{}, released: map[string]*gone{}}
+	return &Actor{cfg: cfg, h: header{Pool: pool}, entries: map[string]*entry{}, released: map[string]*gone{},
+		held: map[string]*entry{}}
 }
 
 // Apply is the whole behaviour.
@@ -109,21 +149,24 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		}
 		out = a.request(now, m)
 	case actors.AdmitHeartbeat:
-		e := a.entries[m.Exec]
-		switch {
-		case e != nil && m.Ticket < e.Ticket, a.wasReleased(m.Exec, m.Ticket):
-			// A heartbeat of an earlier or released ticket, late: nothing to say.
-		case e == nil || m.Ticket > e.Ticket:
-			if e != nil { // the run has moved on: its old entry is stale
-				a.remove(e)
-				out = a.pump(now, out)
+		out = a.fromHolder(now, m.Exec, m.Ticket, func(e *entry) []actors.Effect {
+			if e.State == stateAdmitted {
+				e.HeartbeatAt = now
+				a.MarkRow(e.Exec)
 			}
-			out = append(out, a.send(m.Exec, actors.AdmitUnknown{Exec: m.Exec, Ticket: m.Ticket}))
-		default:
-			e.HeartbeatAt = now
-			a.MarkRow(e.Exec)
-			out = append(out, a.truth(e))
-		}
+			return []actors.Effect{a.truth(e)}
+		})
+	case actors.AdmitAccept:
+		out = a.fromHolder(now, m.Exec, m.Ticket, func(e *entry) []actors.Effect {
+			if e.State == stateOffered {
+				e.State, e.AdmittedAt = stateAdmitted, now
+			}
+			if e.State == stateAdmitted {
+				e.HeartbeatAt = now
+				a.MarkRow(e.Exec)
+			}
+			return []actors.Effect{a.truth(e)}
+		})
 	case actors.AdmitRelease:
 		if e := a.entries[m.Exec]; e != nil && m.Ticket >= e.Ticket {
 			a.remove(e)
@@ -137,19 +180,41 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 	case actors.Alarm:
 		out = a.sweep(now)
 	case actors.Recover:
-		// The host was down, not the runs: give everyone a fresh heartbeat so a long
-		// outage does not reclaim every holder before they can speak.
-		for _, e := range a.entries {
+		// The host was down, not the runs: give holders a fresh heartbeat and offers a
+		// fresh deadline, so a long outage reclaims nobody before they can speak, and
+		// re-send what they may have missed. Waiters need nothing: a run that never
+		// heard its position asks again on its own.
+		for _, e := range a.holding() {
 			e.HeartbeatAt = now
+			if e.State == stateOffered {
+				e.OfferedAt = now
+			}
 			a.MarkRow(e.Exec)
-		}
-		for _, e := range a.sorted() {
 			out = append(out, a.truth(e))
 		}
 		out = a.pump(now, out)
 	}
 	a.schedule(now)
 	return out
+}
+
+// fromHolder routes a heartbeat or an acceptance: one of an earlier or released ticket
+// is late and draws no answer; one the pool does not know (or of a later ticket) is
+// answered AdmitUnknown, so the run asks again; the rest go to handle.
+func (a *Actor) fromHolder(now time.Time, exec string, ticket int, handle func(e *entry) []actors.Effect) []actors.Effect {
+	e := a.entries[exec]
+	switch {
+	case e != nil && ticket < e.Ticket, a.wasReleased(exec, ticket):
+		return nil
+	case e == nil || ticket > e.Ticket:
+		var out []actors.Effect
+		if e != nil { // the run has moved on: its old entry is stale
+			a.remove(e)
+			out = a.pump(now, out)
+		}
+		return append(out, a.send(exec, actors.AdmitUnknown{Exec: exec, Ticket: ticket}))
+	}
+	return handle(e)
 }
 
 func (a *Actor) request(now time.Time, m actors.AdmitRequest) []actors.Effect {
@@ -159,8 +224,10 @@ func (a *Actor) request(now time.Time, m actors.AdmitRequest) []actors.Effect {
 		case m.Ticket < e.Ticket:
 			return nil // a late request of an earlier ticket
 		case m.Ticket == e.Ticket:
-			e.HeartbeatAt = now
-			a.MarkRow(e.Exec)
+			if e.State == stateAdmitted {
+				e.HeartbeatAt = now
+				a.MarkRow(e.Exec)
+			}
 			return []actors.Effect{a.truth(e)}
 		}
 		a.remove(e) // the run released that ticket and queues again
@@ -182,20 +249,17 @@ func (a *Actor) request(now time.Time, m actors.AdmitRequest) []actors.Effect {
 	return out
 }
 
-// pump grants free slots to the head of the queue, skipping waiters that went silent.
+// pump offers free slots to the head of the queue. Waiters are not checked here:
+// the offer is the check.
 func (a *Actor) pump(now time.Time, out []actors.Effect) []actors.Effect {
-	for a.holders < a.cfg.Cap && len(a.queue) > 0 {
+	for len(a.held) < a.cfg.Cap && len(a.queue) > 0 {
 		e := a.queue[0]
+		a.queue[0] = nil
 		a.queue = a.queue[1:]
-		if now.Sub(e.HeartbeatAt) >= a.cfg.WaiterTTL {
-			delete(a.entries, e.Exec)
-			a.MarkRow(e.Exec)
-			continue
-		}
-		e.State, e.AdmittedAt = stateAdmitted, now
-		a.holders++
+		e.State, e.OfferedAt = stateOffered, now
+		a.held[e.Exec] = e
 		a.MarkRow(e.Exec)
-		out = append(out, a.send(e.Exec, actors.AdmitGranted{Exec: e.Exec, Ticket: e.Ticket}))
+		out = append(out, a.truth(e))
 	}
 	return out
 }
@@ -206,8 +270,9 @@ func (a *Actor) wasReleased(exec string, ticket int) bool {
 	return g != nil && ticket <= g.Ticket
 }
 
-// sweep reclaims silent holders, drops silent waiters, times out old requests, grants
-// what became free and reports every position that changed since the last report.
+// sweep reclaims silent holders, withdraws offers not accepted in time (re-sending the
+// others), times out old requests, offers what became free and reports the positions
+// that changed enough since the last report.
 func (a *Actor) sweep(now time.Time) []actors.Effect {
 	var out []actors.Effect
 	for exec, g := range a.released {
@@ -216,46 +281,56 @@ func (a *Actor) sweep(now time.Time) []actors.Effect {
 			a.MarkRow(goneRow + exec)
 		}
 	}
-	for _, e := range a.sorted() {
+	for _, e := range a.holding() {
 		switch {
 		case e.State == stateAdmitted && now.Sub(e.HeartbeatAt) >= a.cfg.HolderTTL:
 			a.remove(e)
-		case e.State == stateQueued && now.Sub(e.QueuedAt) >= a.cfg.MaxWait:
-			pos := a.position(e)
+		case e.State == stateOffered && now.Sub(e.OfferedAt) >= a.cfg.AckTTL:
+			// Nobody accepted: a live run whose messages were lost asks again at
+			// its place; a dead one never hears this and costs nothing more.
 			a.remove(e)
-			out = append(out, a.send(e.Exec, actors.AdmitTimedOut{
-				Exec: e.Exec, Ticket: e.Ticket, QueuedFor: now.Sub(e.QueuedAt), Position: pos, Busy: a.holders, Cap: a.cfg.Cap}))
-		case e.State == stateQueued && now.Sub(e.HeartbeatAt) >= a.cfg.WaiterTTL:
-			a.remove(e)
+			out = append(out, a.send(e.Exec, actors.AdmitUnknown{Exec: e.Exec, Ticket: e.Ticket}))
+		case e.State == stateOffered && now.Sub(e.OfferedAt) >= a.cfg.Tick:
+			out = append(out, a.truth(e)) // the offer or its acceptance may have been lost
 		}
+	}
+	var late []*entry
+	for _, e := range a.queue {
+		if now.Sub(e.QueuedAt) >= a.cfg.MaxWait {
+			late = append(late, e)
+		}
+	}
+	for _, e := range late {
+		pos := a.position(e)
+		a.remove(e)
+		out = append(out, a.send(e.Exec, actors.AdmitTimedOut{
+			Exec: e.Exec, Ticket: e.Ticket, QueuedFor: now.Sub(e.QueuedAt), Position: pos, Busy: len(a.held), Cap: a.cfg.Cap}))
 	}
 	out = a.pump(now, out)
 	for i, e := range a.queue {
-		if e.Reported != i {
+		if worthReporting(e.Reported, i) {
 			out = append(out, a.report(e, i))
 		}
 	}
 	return out
 }
 
-// sorted returns the entries in a stable order (holders, then queue order), so the
-// effects of a sweep do not depend on map iteration.
-func (a *Actor) sorted() []*entry {
-	all := make([]*entry, 0, len(a.entries))
-	for _, e := range a.entries {
-		if e.State == stateAdmitted {
-			all = append(all, e)
-		}
+// holding returns the entries that hold a slot in a stable order, so the effects of a
+// sweep do not depend on map iteration.
+func (a *Actor) holding() []*entry {
+	all := make([]*entry, 0, len(a.held))
+	for _, e := range a.held {
+		all = append(all, e)
 	}
 	slices.SortFunc(all, compare)
-	return append(all, a.queue...)
+	return all
 }
 
 func (a *Actor) remove(e *entry) {
 	delete(a.entries, e.Exec)
 	a.MarkRow(e.Exec)
-	if e.State == stateAdmitted {
-		a.holders--
+	if e.holds() {
+		delete(a.held, e.Exec)
 		return
 	}
 	if i, ok := slices.BinarySearchFunc(a.queue, e, compare); ok {
@@ -268,9 +343,13 @@ func (a *Actor) position(e *entry) int {
 	return i
 }
 
-// truth answers a heartbeat or a repeated request with where the entry stands.
+// truth answers a heartbeat, an acceptance or a repeated request with where the
+// entry stands: offered (accept it), admitted, or queued at its position.
 func (a *Actor) truth(e *entry) actors.Effect {
-	if e.State == stateAdmitted {
+	switch e.State {
+	case stateOffered:
+		return a.send(e.Exec, actors.AdmitGranted{Exec: e.Exec, Ticket: e.Ticket, Confirm: true})
+	case stateAdmitted:
 		return a.send(e.Exec, actors.AdmitGranted{Exec: e.Exec, Ticket: e.Ticket})
 	}
 	return a.report(e, a.position(e))
@@ -280,7 +359,7 @@ func (a *Actor) report(e *entry, pos int) actors.Effect {
 	e.Reported = pos
 	a.MarkRow(e.Exec)
 	return a.send(e.Exec, actors.AdmitQueued{Exec: e.Exec, Ticket: e.Ticket, Queue: actors.QueueInfo{
-		Position: pos, Busy: a.holders, Cap: a.cfg.Cap, Deadline: e.QueuedAt.Add(a.cfg.MaxWait)}})
+		Position: pos, Busy: len(a.held), Cap: a.cfg.Cap, Deadline: e.QueuedAt.Add(a.cfg.MaxWait)}})
 }
 
 func (a *Actor) send(exec string, m actors.Message) actors.Effect {
@@ -346,7 +425,7 @@ func (a *Actor) Load(h []byte, rows map[string][]byte) error {
 			return fmt.Errorf("admission %s header: %w", a.h.Pool, err)
 		}
 	}
-	a.entries, a.released, a.queue, a.holders = map[string]*entry{}, map[string]*gone{}, nil, 0
+	a.entries, a.released, a.queue, a.held = map[string]*entry{}, map[string]*gone{}, nil, map[string]*entry{}
 	for k, b := range rows {
 		if exec, ok := strings.CutPrefix(k, goneRow); ok {
 			g := &gone{}
@@ -360,22 +439,52 @@ func (a *Actor) Load(h []byte, rows map[string][]byte) error {
 		if err := json.Unmarshal(b, e); err != nil {
 			return fmt.Errorf("admission %s row %s: %w", a.h.Pool, k, err)
 		}
-		a.entries[e.Exec] = e
-		if e.State == stateAdmitted {
-			a.holders++
-		} else {
+		switch e.State {
+		case stateQueued:
 			a.queue = append(a.queue, e)
+		case stateOffered, stateAdmitted:
+			a.held[e.Exec] = e
+		default:
+			return fmt.Errorf("admission %s row %s: state %q is not queued, offered or admitted", a.h.Pool, k, e.State)
 		}
+		a.entries[e.Exec] = e
 	}
 	slices.SortFunc(a.queue, compare)
 	return nil
 }
 
-// Holders and Queue expose the state to tests and invariant checks.
-func (a *Actor) Holders() []string {
+// Holders, Admitted, Offers and Queue expose the state to tests and invariant
+// checks. Holders are the executions that take a slot: offered or admitted.
+func (a *Actor) Holders() []string { return a.with(func(e *entry) bool { return e.holds() }) }
+
+// Admitted lists the holders that accepted their offer.
+func (a *Actor) Admitted() []string {
+	return a.with(func(e *entry) bool { return e.State == stateAdmitted })
+}
+
+// Offers maps each execution with an offer not yet accepted to when it was offered.
+func (a *Actor) Offers() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, e := range a.entries {
+		if e.State == stateOffered {
+			out[e.Exec] = e.OfferedAt
+		}
+	}
+	return out
+}
+
+// Ticket is the ticket of the execution's entry, if it has one.
+func (a *Actor) Ticket(exec string) (int, bool) {
+	if e := a.entries[exec]; e != nil {
+		return e.Ticket, true
+	}
+	return 0, false
+}
+
+func (a *Actor) with(keep func(e *entry) bool) []string {
 	var out []string
 	for _, e := range a.entries {
-		if e.State == stateAdmitted {
+		if keep(e) {
 			out = append(out, e.Exec)
 		}
 	}

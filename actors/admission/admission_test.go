@@ -1,6 +1,7 @@
 package admission_test
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -47,6 +48,12 @@ func beat(exec string, ticket int) actors.AdmitHeartbeat {
 func granted(exec string, ticket int) actors.AdmitGranted {
 	return actors.AdmitGranted{Exec: exec, Ticket: ticket}
 }
+func offered(exec string, ticket int) actors.AdmitGranted {
+	return actors.AdmitGranted{Exec: exec, Ticket: ticket, Confirm: true}
+}
+func accept(exec string, ticket int) actors.AdmitAccept {
+	return actors.AdmitAccept{Exec: exec, Ticket: ticket}
+}
 
 func queued(exec string, ticket, pos, busy, capacity int, queuedAt time.Duration) actors.AdmitQueued {
 	return actors.AdmitQueued{Exec: exec, Ticket: ticket, Queue: actors.QueueInfo{
@@ -90,10 +97,10 @@ func TestReleasedTicketMemory(t *testing.T) {
 			setup: []step{{0, req("a", 0)}, {time.Second, rel("a", 0)}}, late: beat("a", 0)},
 		{name: "a newer ticket is admitted",
 			setup: []step{{0, req("a", 0)}, {time.Second, rel("a", 0)}}, late: req("a", 1),
-			want: []actors.Message{granted("a", 1)}, holders: []string{"a"}},
+			want: []actors.Message{offered("a", 1)}, holders: []string{"a"}},
 		{name: "another execution is admitted",
 			setup: []step{{0, req("a", 0)}, {time.Second, rel("a", 0)}}, late: req("b", 0),
-			want: []actors.Message{granted("b", 0)}, holders: []string{"b"}},
+			want: []actors.Message{offered("b", 0)}, holders: []string{"b"}},
 		{name: "a late release of an older ticket does not lower the memory",
 			setup: []step{{0, rel("a", 2)}, {time.Second, rel("a", 1)}}, late: req("a", 2)},
 	} {
@@ -129,7 +136,7 @@ func TestReleasedTicketMemoryIsStoredAndForgotten(t *testing.T) {
 	if len(st.Rows) != 0 {
 		t.Fatalf("rows %v after Forget, want none", st.Rows)
 	}
-	sameSends(t, a.Apply(t0.Add(time.Second+c.Forget), req("a", 0)), granted("a", 0))
+	sameSends(t, a.Apply(t0.Add(time.Second+c.Forget), req("a", 0)), offered("a", 0))
 }
 
 // TestEarlierTicketThanTheEntry: a request or heartbeat of an older ticket than the
@@ -151,8 +158,9 @@ func TestEarlierTicketThanTheEntry(t *testing.T) {
 
 func TestFIFOUnderTheCap(t *testing.T) {
 	a := admission.New("lean", cfg(2))
-	sameSends(t, a.Apply(t0, req("a", 0)), granted("a", 0))
-	sameSends(t, a.Apply(t0.Add(1*time.Second), req("b", 0)), granted("b", 0))
+	sameSends(t, a.Apply(t0, req("a", 0)), offered("a", 0))
+	sameSends(t, a.Apply(t0.Add(1*time.Second), req("b", 0)), offered("b", 0))
+	sameSends(t, a.Apply(t0.Add(1*time.Second), accept("b", 0)), granted("b", 0))
 	sameSends(t, a.Apply(t0.Add(2*time.Second), req("c", 0)), queued("c", 0, 0, 2, 2, 2*time.Second))
 	sameSends(t, a.Apply(t0.Add(3*time.Second), req("d", 0)), queued("d", 0, 1, 2, 2, 3*time.Second))
 	// A fan-out child with its parent's order key goes ahead of both waiters.
@@ -163,9 +171,11 @@ func TestFIFOUnderTheCap(t *testing.T) {
 	}
 	// A repeated request is answered with the truth and changes nothing.
 	sameSends(t, a.Apply(t0.Add(5*time.Second), req("b", 0)), granted("b", 0))
+	sameSends(t, a.Apply(t0.Add(5*time.Second), req("a", 0)), offered("a", 0))
 	sameSends(t, a.Apply(t0.Add(5*time.Second), req("d", 0)), queued("d", 0, 2, 2, 2, 3*time.Second))
-	// A holder releases: the head of the queue is granted at once, the release acknowledged.
-	sameSends(t, a.Apply(t0.Add(6*time.Second), rel("a", 0)), granted("a.1", 0), actors.AdmitReleased{Exec: "a"})
+	// A holder releases: the head of the queue is offered the slot at once, the
+	// release acknowledged.
+	sameSends(t, a.Apply(t0.Add(6*time.Second), rel("a", 0)), offered("a.1", 0), actors.AdmitReleased{Exec: "a"})
 	if got := a.Holders(); !slices.Equal(got, []string{"a.1", "b"}) {
 		t.Fatalf("holders %v", got)
 	}
@@ -183,6 +193,8 @@ func TestFIFOUnderTheCap(t *testing.T) {
 func TestHeartbeatsAnswerTheTruth(t *testing.T) {
 	a := admission.New("lean", cfg(1))
 	apply(a, step{0, req("a", 0)}, step{time.Second, req("b", 0)})
+	sameSends(t, a.Apply(t0.Add(2*time.Second), beat("a", 0)), offered("a", 0))
+	sameSends(t, a.Apply(t0.Add(2*time.Second), accept("a", 0)), granted("a", 0))
 	sameSends(t, a.Apply(t0.Add(2*time.Second), beat("a", 0)), granted("a", 0))
 	sameSends(t, a.Apply(t0.Add(2*time.Second), beat("b", 0)), queued("b", 0, 0, 1, 1, time.Second))
 	sameSends(t, a.Apply(t0.Add(2*time.Second), beat("x", 3)), actors.AdmitUnknown{Exec: "x", Ticket: 3})
@@ -195,29 +207,27 @@ func TestExpiry(t *testing.T) {
 	c.Cap = 1
 	for _, tc := range []struct {
 		name    string
-		steps   []step // a requests at 0 and holds; b requests at 1s and waits
+		steps   []step // a requests at 0 and accepts; b requests at 1s and waits
 		sweepAt time.Duration
 		want    []actors.Message
 		holders []string
 		queue   []string
 	}{
 		{name: "holder just inside its TTL", sweepAt: c.HolderTTL - time.Millisecond,
-			steps: []step{{c.HolderTTL - 2*time.Second, beat("b", 0)}}, holders: []string{"a"}, queue: []string{"b"}},
-		{name: "silent holder reclaimed at its TTL, waiter granted", sweepAt: c.HolderTTL,
-			steps: []step{{c.HolderTTL - 2*time.Second, beat("b", 0)}},
-			want:  []actors.Message{granted("b", 0)}, holders: []string{"b"}},
-		{name: "silent waiter dropped at its TTL", sweepAt: time.Second + c.WaiterTTL,
-			steps: []step{{c.WaiterTTL, beat("a", 0)}}, holders: []string{"a"}},
-		{name: "silent waiter kept just inside its TTL", sweepAt: time.Second + c.WaiterTTL - time.Millisecond,
 			holders: []string{"a"}, queue: []string{"b"}},
+		{name: "silent holder reclaimed at its TTL, waiter offered the slot", sweepAt: c.HolderTTL,
+			want: []actors.Message{offered("b", 0)}, holders: []string{"b"}},
+		{name: "a silent waiter keeps its place: it is checked when its turn comes",
+			sweepAt: c.MaxWait, holders: []string{"a"}, queue: []string{"b"},
+			steps: beats(c.MaxWait, 60*time.Second, "a")},
 		{name: "waiter times out at MaxWait", sweepAt: time.Second + c.MaxWait,
-			steps:   beats(c.MaxWait, 60*time.Second, "a", "b"),
+			steps:   beats(c.MaxWait, 60*time.Second, "a"),
 			want:    []actors.Message{actors.AdmitTimedOut{Exec: "b", QueuedFor: c.MaxWait, Position: 0, Busy: 1, Cap: 1}},
 			holders: []string{"a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := admission.New("lean", c)
-			apply(a, step{0, req("a", 0)}, step{time.Second, req("b", 0)})
+			apply(a, step{0, req("a", 0)}, step{0, accept("a", 0)}, step{time.Second, req("b", 0)})
 			apply(a, tc.steps...)
 			sameSends(t, a.Apply(t0.Add(tc.sweepAt), actors.Alarm{}), tc.want...)
 			if got := a.Holders(); !slices.Equal(got, tc.holders) {
@@ -230,15 +240,66 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
-// beats heartbeats every exec each period up to end.
-func beats(end, period time.Duration, execs ...string) []step {
-	var out []step
-	for at := period; at < end; at += period {
-		for _, e := range execs {
-			out = append(out, step{at, beat(e, 0)})
-		}
+// TestOfferMustBeAccepted pins the grant/accept protocol: an offer holds the slot for
+// AckTTL and is re-sent on each sweep meanwhile; not accepted by then, it is withdrawn
+// (the run is told AdmitUnknown) and the next waiter is offered the slot. An
+// acceptance admits (answered with the confirmation); an acceptance of a withdrawn
+// offer is answered AdmitUnknown and takes nothing. The withdrawal case FAILS without
+// the AckTTL case of the sweep (a dead waiter would hold the slot until its MaxWait).
+func TestOfferMustBeAccepted(t *testing.T) {
+	c := admission.DefaultConfig()
+	c.Cap = 1
+	a := admission.New("lean", c)
+	sameSends(t, a.Apply(t0, req("a", 0)), offered("a", 0))
+	apply(a, step{time.Second, req("b", 0)})
+	sameSends(t, a.Apply(t0.Add(c.Tick), actors.Alarm{}), offered("a", 0)) // re-sent
+	sameSends(t, a.Apply(t0.Add(c.AckTTL-time.Millisecond), actors.Alarm{}), offered("a", 0))
+	if got := a.Offers(); !got["a"].Equal(t0) || len(got) != 1 {
+		t.Fatalf("offers %v", got)
 	}
-	return out
+	sameSends(t, a.Apply(t0.Add(c.AckTTL), actors.Alarm{}), actors.AdmitUnknown{Exec: "a"}, offered("b", 0))
+	if got := a.Holders(); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("holders %v after the withdrawal", got)
+	}
+	sameSends(t, a.Apply(t0.Add(c.AckTTL+time.Second), accept("a", 0)), actors.AdmitUnknown{Exec: "a"})
+	sameSends(t, a.Apply(t0.Add(c.AckTTL+time.Second), accept("b", 0)), granted("b", 0))
+	sameSends(t, a.Apply(t0.Add(c.AckTTL+time.Second), accept("b", 0)), granted("b", 0)) // idempotent
+	if got := a.Admitted(); !slices.Equal(got, []string{"b"}) || len(a.Offers()) != 0 {
+		t.Fatalf("admitted %v offers %v", got, a.Offers())
+	}
+	// Accepted, the holder is no longer re-offered: the sweep says nothing.
+	sameSends(t, a.Apply(t0.Add(c.AckTTL+c.Tick*2), actors.Alarm{}))
+}
+
+// TestDeepPositionsAreReportedCoarsely: the first exactPositions waiters hear every
+// change of their position; deeper ones when it moved by at least 1/8 since the last
+// report, so a waiter hears O(log depth) reports while the queue drains.
+func TestDeepPositionsAreReportedCoarsely(t *testing.T) {
+	c := admission.DefaultConfig()
+	c.Cap = 1
+	a := admission.New("lean", c)
+	const depth = 200
+	for i := range depth + 1 {
+		apply(a, step{time.Duration(i) * time.Millisecond, req(fmt.Sprintf("e%03d", i), 0)})
+	}
+	reports := map[string]int{}
+	at := time.Second
+	for i := range depth {
+		exec := fmt.Sprintf("e%03d", i)
+		apply(a, step{at, accept(exec, 0)}, step{at, rel(exec, 0)})
+		for _, m := range actortest.Sent(a.Apply(t0.Add(at), actors.Alarm{})) {
+			if q, ok := m.(actors.AdmitQueued); ok {
+				reports[q.Exec]++
+			}
+		}
+		at += c.Tick
+	}
+	if n := reports["e200"]; n > 32+20 || n < 32 {
+		t.Fatalf("the last waiter heard %d reports while 199 ahead of it left, want 32 + a few", n)
+	}
+	if n := reports["e010"]; n != 9 {
+		t.Fatalf("a waiter at 9 heard %d reports, want one per change (9)", n)
+	}
 }
 
 // TestWakeRunsTheSweepOnlyWhileOccupied: the alarm ticks while anyone is in the pool
@@ -267,17 +328,18 @@ func TestWakeRunsTheSweepOnlyWhileOccupied(t *testing.T) {
 	}
 }
 
-// TestRecoverRefreshesAndResends: after a host outage every entry gets a fresh
-// heartbeat (a long outage must not reclaim holders that could not speak) and is told
-// the truth again.
+// TestRecoverRefreshesAndResends: after a host outage every holder gets a fresh
+// heartbeat and every offer a fresh deadline (a long outage must not reclaim runs that
+// could not speak), and both are told the truth again; waiters are told nothing (a run
+// that did not hear its position asks again on its own: O(holders), not O(waiters)).
 func TestRecoverRefreshesAndResends(t *testing.T) {
-	c := cfg(1)
+	c := cfg(2)
 	a := admission.New("lean", c)
-	apply(a, step{0, req("a", 0)}, step{time.Second, req("b", 0)})
+	apply(a, step{0, req("a", 0)}, step{0, accept("a", 0)}, step{time.Second, req("b", 0)}, step{2 * time.Second, req("c", 0)})
 	out := a.Apply(t0.Add(c.HolderTTL-time.Second), actors.Recover{})
-	sameSends(t, out, granted("a", 0), queued("b", 0, 0, 1, 1, time.Second))
-	sameSends(t, a.Apply(t0.Add(c.HolderTTL+time.Second), actors.Alarm{}))
-	if !slices.Equal(a.Holders(), []string{"a"}) {
+	sameSends(t, out, granted("a", 0), offered("b", 0))
+	sameSends(t, a.Apply(t0.Add(c.HolderTTL+c.Tick), actors.Alarm{}), offered("b", 0))
+	if !slices.Equal(a.Holders(), []string{"a", "b"}) {
 		t.Fatalf("holder reclaimed despite Recover: %v", a.Holders())
 	}
 }
@@ -308,8 +370,19 @@ func TestStateSurvivesReload(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	a := admission.New("lean", admission.Config{HolderTTL: time.Minute, WaiterTTL: time.Minute, MaxWait: time.Minute, Tick: time.Second})
+	a := admission.New("lean", admission.Config{HolderTTL: time.Minute, AckTTL: time.Minute, MaxWait: time.Minute, Tick: time.Second})
 	if a.Cap() != 16 {
 		t.Fatalf("cap %d, want the contract's 16", a.Cap())
 	}
+}
+
+// beats heartbeats every exec each period up to end.
+func beats(end, period time.Duration, execs ...string) []step {
+	var out []step
+	for at := period; at < end; at += period {
+		for _, e := range execs {
+			out = append(out, step{at, beat(e, 0)})
+		}
+	}
+	return out
 }

@@ -3,6 +3,9 @@ package kinds_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/flare-dispatch/flare-dispatch/actors/admission"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -281,4 +284,78 @@ func TestSleepSuspendsAndResumesAtItsTime(t *testing.T) {
 	if w.status("s") != actors.StatusLeased {
 		t.Fatalf("s = %s after its wake time", w.status("s"))
 	}
+}
+
+// TestStateWrittenBeforeOffersLoads: state stored by the code before the offer
+// protocol (testdata/state-before-offers.json, dumped by that code: a pool of cap 2
+// with two admitted holders, two queued waiters that heartbeat, a released-ticket row;
+// an admitted run; a queued run that never recorded being heard) loads and carries on,
+// as teams' Durable Objects must after a deploy: holders keep their slots, the old
+// waiter asks once and then falls silent, and a freed slot is offered to it, accepted
+// and confirmed.
+func TestStateWrittenBeforeOffersLoads(t *testing.T) {
+	b, err := os.ReadFile("testdata/state-before-offers.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old []struct {
+		Addr   string            `json:"addr"`
+		Header json.RawMessage   `json:"header"`
+		Rows   map[string]string `json:"rows"`
+	}
+	if err := json.Unmarshal(b, &old); err != nil {
+		t.Fatal(err)
+	}
+	cfg := kinds.DefaultConfig()
+	cfg.Admission.Cap = 2
+	w := newWorld(t, 1, cfg)
+	w.now = time.Date(2026, 11, 30, 12, 0, 6, 0, time.UTC)
+	for _, s := range old {
+		addr, err := actors.ParseAddr(s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &stored{header: s.Header, rows: map[string][]byte{}}
+		for k, v := range s.Rows {
+			st.rows[k] = []byte(v)
+		}
+		w.stored[addr] = st
+	}
+	pool := w.actor(actors.AdmissionAddr("lean")).(*admission.Actor)
+	queue, _ := pool.Queue()
+	if !slices.Equal(pool.Admitted(), []string{"a", "b"}) || !slices.Equal(queue, []string{"c", "d"}) {
+		t.Fatalf("loaded admitted %v queue %v, want [a b] [c d]", pool.Admitted(), queue)
+	}
+	c := w.actor(actors.RunAddr("c")).(*run.Actor)
+	w.advance(20 * time.Second) // c's keep-alive: it asks once, is answered, falls silent
+	if w.status("c") != actors.StatusQueued || !c.Wake().After(w.now.Add(10*time.Minute)) {
+		t.Fatalf("old waiter: %s, wakes at %s (now %s)", w.status("c"), c.Wake(), w.now)
+	}
+	w.perform(w.apply(actors.RunAddr("a"), actors.RunCancel{Exec: "a", Reason: "test"}))
+	w.drain()
+	if !slices.Contains(pool.Admitted(), "c") || w.status("c") == actors.StatusQueued {
+		t.Fatalf("after a's release: admitted %v, c %s", pool.Admitted(), w.status("c"))
+	}
+}
+
+// TestWaitersCostThePoolNothing: 300 runs wait behind a pool of one slot for ten
+// virtual minutes. Each sends its pool one request and, when its turn comes, one
+// acceptance; nothing else (issue 15: each used to heartbeat every 15 s, 40 messages a
+// waiter here, O(waiters) messages a second to one single-threaded object forever).
+// FAILS with the run's quiet-waiter guards (in alarm and Wake) removed: the world's
+// invariant catches the first heartbeat of a waiter (checked by removing them).
+func TestWaitersCostThePoolNothing(t *testing.T) {
+	cfg := kinds.DefaultConfig()
+	cfg.Admission.Cap = 1
+	w := newWorld(t, 1, cfg)
+	const n = 300
+	for i := range n {
+		w.start(fmt.Sprintf("w%03d", i), "lean", fmt.Sprintf("sb%03d", i), time.Time{})
+	}
+	w.drain()
+	w.advance(10 * time.Minute)
+	if w.fromWaiters > n+10 {
+		t.Fatalf("%d waiters sent their pool %d messages in 10 minutes, want about one each", n, w.fromWaiters)
+	}
+	t.Logf("%d waiters, %d messages to the pool in 10 virtual minutes", n, w.fromWaiters)
 }

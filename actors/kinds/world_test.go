@@ -37,6 +37,8 @@ type world struct {
 	suspends  bool // agents may suspend (sleep, approval, fan-out)
 	stuck     int  // alarm rounds in a row that did not advance the clock
 	suspended int
+	// fromWaiters counts the messages queued runs sent their pool.
+	fromWaiters int
 }
 
 type stored struct {
@@ -98,6 +100,13 @@ func (w *world) apply(a actors.Addr, m actors.Message) []actors.Effect {
 	w.persist(a, x)
 	w.steps++
 	w.check(a, m, fx, before)
+	if r, ok := x.(*run.Actor); ok && r.Status() == actors.StatusQueued {
+		for _, e := range fx {
+			if s, ok := e.(actors.Send); ok && s.To.Kind == actors.KindAdmission {
+				w.fromWaiters++
+			}
+		}
+	}
 	return fx
 }
 
@@ -140,6 +149,13 @@ func (w *world) perform(fx []actors.Effect) (reply actors.Message) {
 			if old := w.agents[e.Exec]; old != nil && old.active && old.attempt != e.Attempt {
 				old.active = false // the sandbox port replaces the process
 			}
+			if e.Sandbox == brokenSandbox || w.rng.IntN(10) == 0 {
+				// The platform refuses the start (always for the broken sandbox, now and
+				// then for the others); the edge tells the run, a send that may be lost.
+				w.mail = append(w.mail, actors.Send{To: actors.RunAddr(e.Exec),
+					Msg: actors.AgentStartFailed{Exec: e.Exec, Attempt: e.Attempt, Cause: "no capacity"}})
+				continue
+			}
 			w.agents[e.Exec] = &agent{exec: e.Exec, attempt: e.Attempt, pool: e.Pool, sandbox: e.Sandbox,
 				steps: 1 + w.rng.IntN(3), active: true, fail: w.rng.IntN(8) == 0}
 		case actors.StopAgent:
@@ -150,6 +166,10 @@ func (w *world) perform(fx []actors.Effect) (reply actors.Message) {
 	}
 	return reply
 }
+
+// brokenSandbox can never start (its image is missing): runs leasing it must end
+// failed, not hold their slot.
+const brokenSandbox = "sb3"
 
 func (w *world) start(exec, pool, sandbox string, order time.Time) {
 	w.startChild(exec, pool, sandbox, order, "")
@@ -371,6 +391,7 @@ func (w *world) check(a actors.Addr, m actors.Message, fx []actors.Effect, befor
 			t.Fatalf("step %d: waiting %s still holds its sandbox", w.steps, ra.Key)
 		}
 	}
+	w.checkOffers(a, fx)
 	// FIFO: a grant goes to nobody behind a live waiter that is still queued.
 	ad, ok := w.live[a].(*admission.Actor)
 	if !ok {
@@ -407,6 +428,60 @@ func (w *world) check(a actors.Addr, m actors.Message, fx []actors.Effect, befor
 		for i, q := range queued {
 			if qkeys[i].Before(gk) || qkeys[i].Equal(gk) && q < g.Exec {
 				t.Fatalf("step %d: %s granted while %s (earlier) still queued in %s", w.steps, g.Exec, q, a.Key)
+			}
+		}
+	}
+}
+
+// checkOffers asserts the grant/accept protocol after one Apply:
+//   - a run holds a slot (admitted, leased, running: it may lease and start an agent)
+//     only if its pool admitted it, i.e. received its acceptance of an offer: an offer
+//     alone starts nothing;
+//   - an offer not accepted is withdrawn within AckTTL plus one sweep, so a dead
+//     waiter cannot hold a slot;
+//   - a queued run heartbeats its pool only once its wait is past its deadline (it
+//     polls for a time-out it may have missed); before that a waiter is silent.
+func (w *world) checkOffers(a actors.Addr, fx []actors.Effect) {
+	t := w.t
+	t.Helper()
+	for ra, x := range w.live {
+		r, ok := x.(*run.Actor)
+		if !ok || w.dead[ra.Key] {
+			continue
+		}
+		switch r.Status() {
+		case actors.StatusAdmitted, actors.StatusLeased, actors.StatusRunning:
+		default:
+			continue
+		}
+		ad, ok := w.live[actors.AdmissionAddr(r.Pool())].(*admission.Actor)
+		if !ok {
+			continue
+		}
+		if tk, ok := ad.Ticket(ra.Key); !ok || tk != r.Ticket() || !slices.Contains(ad.Admitted(), ra.Key) {
+			t.Fatalf("step %d: %s is %s (ticket %d) but its pool has not admitted it (entry ticket %d, known %v; offers %v)",
+				w.steps, ra.Key, r.Status(), r.Ticket(), tk, ok, ad.Offers())
+		}
+	}
+	for pa, x := range w.live {
+		ad, ok := x.(*admission.Actor)
+		if !ok {
+			continue
+		}
+		for exec, at := range ad.Offers() {
+			if d := w.now.Sub(at); d > w.cfg.Admission.AckTTL+w.cfg.Admission.Tick {
+				t.Fatalf("step %d: %s's offer in %s pending for %s", w.steps, exec, pa.Key, d)
+			}
+		}
+	}
+	r, ok := w.live[a].(*run.Actor)
+	if !ok || r.Status() != actors.StatusQueued {
+		return
+	}
+	for _, e := range fx {
+		if s, ok := e.(actors.Send); ok && s.To.Kind == actors.KindAdmission {
+			if _, beat := s.Msg.(actors.AdmitHeartbeat); beat && (r.Queue() == nil || w.now.Before(r.Queue().Deadline)) {
+				t.Fatalf("step %d: waiter %s heartbeats its pool before its wait's deadline (queue %+v)", w.steps, a.Key, r.Queue())
 			}
 		}
 	}
@@ -522,10 +597,13 @@ func TestRandomInterleavings(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("FLARE_SEEDS")); err == nil {
 		seeds = n // a longer soak: FLARE_SEEDS=2000 go test ./actors/kinds/
 	}
-	totalSuspends := 0
+	totalSuspends, totalStartFailed := 0, 0
 	defer func() {
 		if !t.Failed() && totalSuspends == 0 {
 			t.Error("no agent ever suspended: the test exercised no resume")
+		}
+		if !t.Failed() && totalStartFailed == 0 {
+			t.Error("no run failed with SandboxStartFailed: the test exercised no refused start")
 		}
 	}()
 	for seed := range uint64(seeds) {
@@ -599,6 +677,12 @@ func TestRandomInterleavings(t *testing.T) {
 				ra := w.actor(actors.RunAddr(exec)).(*run.Actor)
 				if !ra.Status().Terminal() {
 					t.Fatalf("%s ended %s", exec, ra.Status())
+				}
+				if f := ra.Failure(); f != nil && f.Tag == actors.TagSandboxStartFailed {
+					totalStartFailed++
+				}
+				if ra.Sandbox() == brokenSandbox && ra.Status() == actors.StatusSuccess {
+					t.Fatalf("%s succeeded on a sandbox that never starts", exec)
 				}
 			}
 		})

@@ -3,8 +3,11 @@
 // its step journal, and the liveness of its agent.
 //
 // The run actor, not the agent, keeps the admission slot and the lease alive: it
-// heartbeats both on its alarm, and releases both on every exit path, repeating the
-// release until it is acknowledged. The agent heartbeats the run actor; a silent agent
+// heartbeats both on its alarm while it holds them, and releases both on every exit
+// path, repeating the release until it is acknowledged. While it waits for a slot it
+// is silent once the pool has answered its request: it accepts the pool's offer when
+// its turn comes (admission's package comment has the protocol), and asks for the
+// truth only when its wait is past its deadline and nobody told it so. The agent heartbeats the run actor; a silent agent
 // is stopped and started again for the same execution (a new attempt, which skips the
 // steps the journal already holds) a bounded number of times.
 package run
@@ -25,13 +28,19 @@ type Config struct {
 	AgentBoot   time.Duration // grace for an agent to send its first beat
 	MaxAttempts int           // agent starts before the run fails with AgentLost
 	MaxDuration time.Duration // default when RunStart has none
+	// StartRetries is how many times a start the platform refused is tried again, after
+	// StartBackoff, then twice that, …, before the run fails with SandboxStartFailed.
+	StartRetries int
+	StartBackoff time.Duration
 }
 
 // DefaultConfig: keep-alive every 15 s; the agent beats every 2 s and is lost after
-// 10 s of silence (90 s to boot); 3 attempts; 30 min runs.
+// 10 s of silence (90 s to boot); 3 attempts; 30 min runs; a refused start is tried
+// again 3 times, after 2, 4 and 8 s (a capacity blip passes; a missing class or image
+// fails the run within 15 s instead of holding its slot for minutes).
 func DefaultConfig() Config {
 	return Config{KeepAlive: 15 * time.Second, AgentDead: 10 * time.Second, AgentBoot: 90 * time.Second,
-		MaxAttempts: 3, MaxDuration: 30 * time.Minute}
+		MaxAttempts: 3, MaxDuration: 30 * time.Minute, StartRetries: 3, StartBackoff: 2 * time.Second}
 }
 
 type header struct {
@@ -54,8 +63,13 @@ type header struct {
 	WaitEvent   string            `json:"waitEvent,omitempty"`
 	Children    bool              `json:"children,omitempty"` // waiting on children
 	LastBeat    time.Time         `json:"lastBeat,omitzero"`
+	StartFails  int               `json:"startFails,omitempty"` // refused starts in a row
+	RetryAt     time.Time         `json:"retryAt,omitzero"`     // when a refused start is tried again
 	HoldsSlot   bool              `json:"holdsSlot,omitempty"`
 	HoldsLease  bool              `json:"holdsLease,omitempty"`
+	QueuedAt    time.Time         `json:"queuedAt,omitzero"`   // when the current ticket queued
+	Heard       bool              `json:"heard,omitempty"`     // the pool answered the current ticket's request
+	Accepted    bool              `json:"accepted,omitempty"`  // accepted an offer, not yet confirmed
 	SlotOwed    bool              `json:"slotOwed,omitempty"`  // release sent, not yet acknowledged
 	LeaseOwed   bool              `json:"leaseOwed,omitempty"` // idem
 	NextKeep    time.Time         `json:"nextKeep,omitzero"`
@@ -115,7 +129,14 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		out = append(out, actors.Reply{Msg: a.status(false)})
 
 	case actors.AdmitQueued:
-		if a.h.Status == actors.StatusQueued && (a.h.Queue == nil || *a.h.Queue != m.Queue) {
+		if a.h.Status != actors.StatusQueued {
+			break
+		}
+		if !a.h.Heard {
+			a.h.Heard = true
+			a.MarkHeader()
+		}
+		if a.h.Queue == nil || *a.h.Queue != m.Queue {
 			q := m.Queue
 			a.h.Queue = &q
 			a.MarkHeader()
@@ -123,8 +144,16 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		}
 	case actors.AdmitGranted:
 		switch {
+		case a.h.Status == actors.StatusQueued && m.Confirm:
+			// Our turn: accept, and start nothing until the pool confirms.
+			if !a.h.Heard || !a.h.Accepted {
+				a.h.Heard, a.h.Accepted = true, true
+				a.MarkHeader()
+			}
+			out = append(out, a.toAdmission(actors.AdmitAccept{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		case a.h.Status == actors.StatusQueued:
 			a.h.Status, a.h.HoldsSlot, a.h.Queue = actors.StatusAdmitted, true, nil
+			a.h.Heard, a.h.Accepted = false, false
 			a.MarkHeader()
 			out = append(out, a.progress(now), a.toLease(actors.LeaseAcquire{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		case a.h.Status.Terminal() || a.h.Status == actors.StatusWaiting:
@@ -132,14 +161,27 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 			a.h.SlotOwed = true
 			a.MarkHeader()
 			out = append(out, a.toAdmission(actors.AdmitRelease{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+		case m.Confirm:
+			// We hold the slot but the pool did not get our acceptance: say it again.
+			out = append(out, a.toAdmission(actors.AdmitAccept{Exec: a.h.Exec, Ticket: a.h.Ticket}))
 		}
 	case actors.AdmitTimedOut:
 		if a.h.Status == actors.StatusQueued {
 			out = a.finish(now, actors.StatusFailure, actors.AdmissionTimedOut(m.QueuedFor, m.Position, m.Busy, m.Cap), nil)
 		}
 	case actors.AdmitUnknown:
-		// Our entry expired (a lost request, or a long silence): ask again at our place.
-		if !a.h.Status.Terminal() {
+		switch {
+		case a.h.Status == actors.StatusQueued && a.h.Heard && !a.h.Accepted && a.h.Queue != nil && !now.Before(a.h.Queue.Deadline):
+			// Our wait is over and its AdmitTimedOut was lost: end as it would have.
+			q := a.h.Queue
+			out = a.finish(now, actors.StatusFailure, actors.AdmissionTimedOut(now.Sub(a.queuedAt()), q.Position, q.Busy, q.Cap), nil)
+		case !a.h.Status.Terminal():
+			// Our entry is gone (a lost request, an offer we did not accept in time, a
+			// long silence): ask again at our place.
+			if a.h.Heard || a.h.Accepted {
+				a.h.Heard, a.h.Accepted = false, false
+				a.MarkHeader()
+			}
 			out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
 		}
 	case actors.AdmitReleased:
@@ -176,6 +218,8 @@ func (a *Actor) Apply(now time.Time, m actors.Message) []actors.Effect {
 		}
 	case actors.LeaseWaiting:
 
+	case actors.AgentStartFailed:
+		out = a.startFailed(now, m)
 	case actors.AgentHeartbeat:
 		out = a.fromAgent(now, m.Attempt, func() []actors.Effect {
 			return []actors.Effect{actors.Reply{Msg: actors.AgentAck{Exec: a.h.Exec, OK: true}}}
@@ -233,7 +277,7 @@ func (a *Actor) start(now time.Time, m actors.RunStart) []actors.Effect {
 		order = now
 	}
 	a.h = header{Exec: m.Exec, Run: m.Run, Pool: m.Pool, Sandbox: m.Sandbox, Parent: m.Parent, OrderKey: order,
-		Status: actors.StatusQueued, CreatedAt: now, Deadline: now.Add(maxDur), MaxDuration: maxDur,
+		Status: actors.StatusQueued, CreatedAt: now, QueuedAt: now, Deadline: now.Add(maxDur), MaxDuration: maxDur,
 		MaxAttempts: attempts, NextKeep: now.Add(a.cfg.KeepAlive)}
 	a.MarkHeader()
 	return []actors.Effect{
@@ -273,7 +317,7 @@ func (a *Actor) fromAgent(now time.Time, attempt int, handle func() []actors.Eff
 	a.h.LastBeat = now
 	var out []actors.Effect
 	if a.h.Status == actors.StatusLeased {
-		a.h.Status = actors.StatusRunning
+		a.h.Status, a.h.StartFails, a.h.RetryAt = actors.StatusRunning, 0, time.Time{}
 		a.MarkHeader()
 		out = append(out, a.progress(now))
 	}
@@ -314,10 +358,34 @@ func (a *Actor) stepEnd(now time.Time, m actors.StepEnd) []actors.Effect {
 	}
 }
 
+// startFailed handles a start the platform refused: tried again after a backoff that
+// doubles, a bounded number of times, then the run fails with SandboxStartFailed (and
+// so frees its slot and lease at once). A report about another attempt, or one that
+// arrives after the agent spoke, is late and changes nothing.
+func (a *Actor) startFailed(now time.Time, m actors.AgentStartFailed) []actors.Effect {
+	if a.h.Status != actors.StatusLeased || m.Attempt != a.h.Attempt || !a.h.RetryAt.IsZero() {
+		return nil
+	}
+	a.h.StartFails++
+	a.MarkHeader()
+	if a.h.StartFails > a.cfg.StartRetries {
+		return a.finish(now, actors.StatusFailure, actors.SandboxStartFailed(a.h.Sandbox, a.h.Pool, a.h.StartFails, m.Cause), nil)
+	}
+	a.h.RetryAt = now.Add(a.cfg.StartBackoff << (a.h.StartFails - 1))
+	return nil
+}
+
 func (a *Actor) startAgent(now time.Time) actors.Effect {
-	a.h.Attempt++
 	a.h.Tries++
-	a.h.Status, a.h.LastBeat = actors.StatusLeased, now
+	a.h.StartFails = 0
+	return a.restartAgent(now)
+}
+
+// restartAgent starts a new attempt without counting it against MaxAttempts: a start
+// the platform refused never ran, and has a bound of its own (StartRetries).
+func (a *Actor) restartAgent(now time.Time) actors.Effect {
+	a.h.Attempt++
+	a.h.Status, a.h.LastBeat, a.h.RetryAt = actors.StatusLeased, now, time.Time{}
 	a.MarkHeader()
 	return actors.StartAgent{Exec: a.h.Exec, Run: a.h.Run, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Pool: a.h.Pool}
 }
@@ -330,6 +398,10 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 		return a.finish(now, actors.StatusTimedOut, actors.RunTimedOut(a.h.MaxDuration), nil)
 	case st == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && !now.Before(a.h.WaitUntil):
 		out = a.maybeResume(now, out)
+	case st == actors.StatusLeased && !a.h.RetryAt.IsZero():
+		if !now.Before(a.h.RetryAt) {
+			out = append(out, a.restartAgent(now), a.progress(now))
+		}
 	case st == actors.StatusLeased || st == actors.StatusRunning:
 		if silent := now.Sub(a.h.LastBeat); silent >= a.agentLimit() {
 			out = append(out, actors.StopAgent{Exec: a.h.Exec, Attempt: a.h.Attempt, Sandbox: a.h.Sandbox, Reason: "agent stopped heartbeating"})
@@ -339,7 +411,7 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 			out = append(out, a.startAgent(now), a.progress(now))
 		}
 	}
-	if !now.Before(a.h.NextKeep) {
+	if !now.Before(a.h.NextKeep) && (!a.quietWaiter() || !now.Before(a.pollAt())) {
 		a.h.NextKeep = now.Add(a.cfg.KeepAlive)
 		a.MarkHeader()
 		out = append(out, a.keepAlive()...)
@@ -347,10 +419,46 @@ func (a *Actor) alarm(now time.Time) []actors.Effect {
 	return out
 }
 
-// keepAlive heartbeats whatever the run holds or waits for, and repeats releases that
-// were not acknowledged.
+// quietWaiter reports a queued run that the pool has answered and that has no offer
+// to accept: it sends nothing until pollAt.
+func (a *Actor) quietWaiter() bool {
+	return a.h.Status == actors.StatusQueued && a.h.Heard && !a.h.Accepted
+}
+
+// pollAt is when a quiet waiter asks for the truth: a keep-alive after the deadline of
+// its wait (the pool's clock may be a little behind ours), by when the pool has timed
+// it out and told it so, unless that message was lost.
+func (a *Actor) pollAt() time.Time {
+	if a.h.Queue == nil {
+		return a.h.Deadline
+	}
+	return a.h.Queue.Deadline.Add(a.cfg.KeepAlive)
+}
+
+// queuedAt is when the current ticket queued (state stored before the field existed
+// has only the creation time).
+func (a *Actor) queuedAt() time.Time {
+	if a.h.QueuedAt.IsZero() {
+		return a.h.CreatedAt
+	}
+	return a.h.QueuedAt
+}
+
+// keepAlive heartbeats whatever the run holds, asks the pool whatever a queued run
+// has not heard, and repeats releases that were not acknowledged.
 func (a *Actor) keepAlive() []actors.Effect {
 	var out []actors.Effect
+	if a.h.Status == actors.StatusQueued {
+		switch {
+		case !a.h.Heard:
+			out = append(out, a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
+		case a.h.Accepted:
+			out = append(out, a.toAdmission(actors.AdmitAccept{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+		default:
+			out = append(out, a.toAdmission(actors.AdmitHeartbeat{Exec: a.h.Exec, Ticket: a.h.Ticket}))
+		}
+		return out
+	}
 	if a.h.Status.Terminal() || a.h.Status == actors.StatusWaiting {
 		for _, c := range a.h.WaitFor {
 			out = append(out, actors.Send{To: actors.RunAddr(c), Msg: actors.ChildPoll{Exec: c, Parent: a.h.Exec}})
@@ -463,8 +571,8 @@ func (a *Actor) maybeResume(now time.Time, out []actors.Effect) []actors.Effect 
 		return out
 	}
 	a.h.Ticket++
-	a.h.Tries = 0
-	a.h.Status = actors.StatusQueued
+	a.h.Tries, a.h.StartFails = 0, 0
+	a.h.Status, a.h.QueuedAt, a.h.Heard, a.h.Accepted = actors.StatusQueued, now, false, false
 	a.h.WaitUntil, a.h.WaitFor, a.h.WaitEvent, a.h.Children = time.Time{}, nil, "", false
 	a.MarkHeader()
 	return append(out, a.progress(now), a.toAdmission(actors.AdmitRequest{Exec: a.h.Exec, Ticket: a.h.Ticket, OrderKey: a.h.OrderKey}))
@@ -567,6 +675,9 @@ func (a *Actor) Wake() time.Time {
 		return time.Time{}
 	}
 	w := a.h.NextKeep
+	if a.quietWaiter() && a.pollAt().After(w) {
+		w = a.pollAt() // a waiter costs nothing, not even its own alarm, until then
+	}
 	if a.h.Deadline.Before(w) {
 		w = a.h.Deadline
 	}
@@ -574,6 +685,9 @@ func (a *Actor) Wake() time.Time {
 	// keep-alive (which repeats them), not at its past wake time again and again.
 	if a.h.Status == actors.StatusWaiting && !a.h.WaitUntil.IsZero() && a.h.WaitUntil.Before(w) && !a.h.SlotOwed && !a.h.LeaseOwed {
 		w = a.h.WaitUntil
+	}
+	if a.h.Status == actors.StatusLeased && !a.h.RetryAt.IsZero() && a.h.RetryAt.Before(w) {
+		w = a.h.RetryAt
 	}
 	if a.h.Status == actors.StatusLeased || a.h.Status == actors.StatusRunning {
 		if d := a.h.LastBeat.Add(a.agentLimit()); d.Before(w) {
@@ -599,6 +713,9 @@ func (a *Actor) Failure() *actors.Failure {
 
 // OrderKey is the execution's place in its pool's FIFO (children inherit it).
 func (a *Actor) OrderKey() time.Time { return a.h.OrderKey }
+
+// Queue is where the run last heard it stands in its pool's queue (nil when not queued).
+func (a *Actor) Queue() *actors.QueueInfo { return a.h.Queue }
 
 // Ticket is the current admission/lease generation.
 func (a *Actor) Ticket() int { return a.h.Ticket }

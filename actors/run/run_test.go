@@ -319,20 +319,83 @@ func TestReleasesRepeatUntilAcknowledged(t *testing.T) {
 	}
 }
 
-// TestKeepAliveHeartbeatsWhatTheRunHolds: queued runs heartbeat admission only; admitted
-// and later also the lease.
+// TestKeepAliveHeartbeatsWhatTheRunHolds: a run that holds a slot heartbeats admission
+// (and, once admitted, its lease); a queued run says only what the pool has not heard:
+// its request until answered, its acceptance until confirmed, and nothing at all while
+// it waits its turn (issue 15: 2,000 waiters heartbeating one pool every 15 s were
+// ~130 messages/s to a single-threaded object). The "heard" case FAILS with the
+// quietWaiter test removed from alarm (it heartbeats again), and with pollAt removed
+// from Wake (its alarm fires every keep-alive).
 func TestKeepAliveHeartbeatsWhatTheRunHolds(t *testing.T) {
+	q := actors.QueueInfo{Position: 3, Busy: 16, Cap: 16, Deadline: t0.Add(20 * time.Minute)}
+	heard := []actors.Message{actors.AdmitQueued{Exec: exec, Queue: q}}
+	offered := []actors.Message{actors.AdmitGranted{Exec: exec, Confirm: true}}
 	for _, tc := range []struct {
+		name  string
 		state []actors.Message
 		want  []string
+		wake  time.Time // zero: the next keep-alive
 	}{
-		{nil, []string{"Send:admission.heartbeat"}},
-		{admitted, []string{"Send:admission.heartbeat", "Send:lease.heartbeat"}},
+		{"request not answered", nil, []string{"Send:admission.request"}, time.Time{}},
+		{"heard: silent until past its wait's deadline", heard, nil, q.Deadline.Add(cfg.KeepAlive)},
+		{"offer accepted, not confirmed", slices.Concat(heard, offered), []string{"Send:admission.accept"}, time.Time{}},
+		{"admitted", admitted, []string{"Send:admission.heartbeat", "Send:lease.heartbeat"}, time.Time{}},
 	} {
-		f := newRun(t, clone(tc.state)...)
-		if got := kinds(f.a.Apply(t0.Add(time.Second+cfg.KeepAlive), actors.Alarm{})); !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("keep-alive %v, want %v", got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRun(t, clone(tc.state)...)
+			wake := tc.wake
+			if wake.IsZero() {
+				wake = t0.Add(time.Second + cfg.KeepAlive)
+			}
+			if !f.a.Wake().Equal(wake) {
+				t.Errorf("wake %s, want %s", f.a.Wake(), wake)
+			}
+			if got := kinds(f.a.Apply(t0.Add(time.Second+cfg.KeepAlive), actors.Alarm{})); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("keep-alive %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestOfferIsAcceptedBeforeAnythingStarts: an offer makes the run accept and nothing
+// else (no lease, no agent, still queued); the confirmation admits it; a repeated
+// offer to a run that holds the slot is accepted again (its acceptance was lost).
+func TestOfferIsAcceptedBeforeAnythingStarts(t *testing.T) {
+	f := newRun(t)
+	if got := kinds(f.apply(actors.AdmitGranted{Exec: exec, Confirm: true})); !reflect.DeepEqual(got, []string{"Send:admission.accept"}) {
+		t.Fatalf("offer: %v", got)
+	}
+	if f.a.Status() != actors.StatusQueued {
+		t.Fatalf("status %s after an offer, want queued", f.a.Status())
+	}
+	if got := kinds(f.apply(actors.AdmitGranted{Exec: exec})); !reflect.DeepEqual(got, []string{"Progress", "Send:lease.acquire"}) || f.a.Status() != actors.StatusAdmitted {
+		t.Fatalf("confirmation: %v, status %s", got, f.a.Status())
+	}
+	if got := kinds(f.apply(actors.AdmitGranted{Exec: exec, Confirm: true})); !reflect.DeepEqual(got, []string{"Send:admission.accept"}) {
+		t.Fatalf("offer to a holder: %v", got)
+	}
+}
+
+// TestLostTimeOutIsLearnedByPolling: a waiter whose AdmitTimedOut was lost polls once
+// past its wait's deadline, and the pool's AdmitUnknown then ends it with
+// AdmissionTimedOut; before the deadline, AdmitUnknown makes it ask again instead.
+func TestLostTimeOutIsLearnedByPolling(t *testing.T) {
+	q := actors.QueueInfo{Position: 40, Busy: 16, Cap: 16, Deadline: t0.Add(20 * time.Minute)}
+	f := newRun(t, actors.AdmitQueued{Exec: exec, Queue: q})
+	if got := kinds(f.apply(actors.AdmitUnknown{Exec: exec})); !reflect.DeepEqual(got, []string{"Send:admission.request"}) || f.a.Status() != actors.StatusQueued {
+		t.Fatalf("unknown before the deadline: %v, status %s", got, f.a.Status())
+	}
+	f.apply(actors.AdmitQueued{Exec: exec, Queue: q})
+	poll := f.a.Wake()
+	if !poll.Equal(q.Deadline.Add(cfg.KeepAlive)) {
+		t.Fatalf("poll at %s, want %s", poll, q.Deadline.Add(cfg.KeepAlive))
+	}
+	if got := kinds(f.a.Apply(poll, actors.Alarm{})); !reflect.DeepEqual(got, []string{"Send:admission.heartbeat"}) {
+		t.Fatalf("poll: %v", got)
+	}
+	f.a.Apply(poll.Add(time.Millisecond), actors.AdmitUnknown{Exec: exec})
+	if f.a.Status() != actors.StatusFailure || f.a.Failure() == nil || f.a.Failure().Tag != actors.TagAdmissionTimedOut {
+		t.Fatalf("after the poll: %s %+v", f.a.Status(), f.a.Failure())
 	}
 }
 
@@ -442,5 +505,63 @@ func TestStateSurvivesReload(t *testing.T) {
 	}
 	if got := kinds(b.Apply(later.Add(cfg.AgentDead-time.Millisecond), actors.Alarm{})); slices.Contains(got, "StopAgent") {
 		t.Fatalf("no grace after Recover: %v", got)
+	}
+}
+
+// TestRefusedStartEndsTheRunPromptly (issue 15): a start the platform refused reaches
+// the run at once and is tried again after 2, 4 and 8 s (new attempts, not counted as
+// lost agents); the fourth refusal fails the run with SandboxStartFailed naming the
+// cause, and its slot and lease are released, all within 15 s instead of the 90 s boot
+// grace times three attempts. Late reports (an earlier attempt's, or one after the
+// agent spoke) change nothing. FAILS without the AgentStartFailed case of Apply (the
+// run then waits for its boot grace).
+func TestRefusedStartEndsTheRunPromptly(t *testing.T) {
+	f := newRun(t, actors.AdmitGranted{Exec: exec}, actors.LeaseGranted{Exec: exec, Sandbox: "sb"})
+	leasedAt := f.c.now
+	refuse := func(attempt int) []string {
+		return kinds(f.a.Apply(f.c.now, actors.AgentStartFailed{Exec: exec, Attempt: attempt, Cause: "Containers have not been enabled"}))
+	}
+	for i, backoff := range []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second} {
+		attempt := f.a.Attempt()
+		if got := refuse(attempt); len(got) != 0 {
+			t.Fatalf("refusal %d: %v", i+1, got)
+		}
+		if got := refuse(attempt); len(got) != 0 { // a duplicate report
+			t.Fatalf("duplicate refusal %d: %v", i+1, got)
+		}
+		retry := f.c.now.Add(backoff)
+		if w := f.a.Wake(); w.After(retry) {
+			t.Fatalf("refusal %d: wake %s, after the retry at %s", i+1, w, retry)
+		}
+		if got := kinds(f.a.Apply(retry.Add(-time.Millisecond), actors.Alarm{})); slices.Contains(got, "StartAgent") {
+			t.Fatalf("retry %d before its backoff: %v", i+1, got)
+		}
+		f.c.now = retry
+		if got := kinds(f.a.Apply(f.c.now, actors.Alarm{})); !slices.Contains(got, "StartAgent") || f.a.Attempt() != attempt+1 {
+			t.Fatalf("retry %d: %v, attempt %d", i+1, got, f.a.Attempt())
+		}
+		if got := refuse(attempt); len(got) != 0 { // the earlier attempt's, late
+			t.Fatalf("late refusal of attempt %d: %v", attempt, got)
+		}
+	}
+	got := refuse(f.a.Attempt())
+	if want := []string{"StopAgent", "Send:admission.release", "Send:lease.release", "Progress"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("last refusal: %v, want %v", got, want)
+	}
+	if fl := f.a.Failure(); f.a.Status() != actors.StatusFailure || fl == nil || fl.Tag != actors.TagSandboxStartFailed ||
+		!bytes.Contains(fl.Detail, []byte(`"cause":"Containers have not been enabled"`)) || !bytes.Contains(fl.Detail, []byte(`"attempts":4`)) {
+		t.Fatalf("ended %s %+v", f.a.Status(), f.a.Failure())
+	}
+	if took := f.c.now.Sub(leasedAt); took >= 15*time.Second {
+		t.Fatalf("the run failed %s after its lease, want within 15 s", took)
+	}
+}
+
+// TestRefusalAfterTheAgentSpokeIsLate: once the agent has beaten, a start failure
+// report is about a start that in fact succeeded, and changes nothing.
+func TestRefusalAfterTheAgentSpokeIsLate(t *testing.T) {
+	f := newRun(t, clone(running)...)
+	if got := kinds(f.apply(actors.AgentStartFailed{Exec: exec, Attempt: 1, Cause: "x"})); len(got) != 0 || f.a.Status() != actors.StatusRunning {
+		t.Fatalf("%v, status %s", got, f.a.Status())
 	}
 }

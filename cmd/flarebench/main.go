@@ -1,10 +1,11 @@
 // Command flarebench measures the local stack as a whole and prints the figures:
 // dispatch accept latency and throughput, dispatch → first step started, offload-test
 // overhead against the same command run bare, and 200 concurrent dispatches under
-// ADMISSION_CAP=4 (cap counted inside the sandboxes, FIFO).
+// ADMISSION_CAP=4 (cap counted inside the sandboxes, FIFO), and dispatch accept with 0
+// and with 2,000 runs queued.
 //
 //	go run ./cmd/flarebench            # all
-//	go run ./cmd/flarebench -only cap  # one of: accept, first-step, overhead, cap
+//	go run ./cmd/flarebench -only cap  # one of: accept, backlog, first-step, overhead, cap
 package main
 
 import (
@@ -31,7 +32,7 @@ import (
 )
 
 func main() {
-	only := flag.String("only", "", "run one measurement: accept, first-step, overhead, cap")
+	only := flag.String("only", "", "run one measurement: accept, backlog, first-step, overhead, cap")
 	flag.Parse()
 	tmp, err := os.MkdirTemp("", "flarebench-")
 	check(err)
@@ -45,7 +46,7 @@ func main() {
 	for _, m := range []struct {
 		name string
 		f    func()
-	}{{"accept", b.accept}, {"first-step", b.firstStep}, {"overhead", b.overhead}, {"cap", b.capFIFO}} {
+	}{{"accept", b.accept}, {"backlog", b.backlog}, {"first-step", b.firstStep}, {"overhead", b.overhead}, {"cap", b.capFIFO}} {
 		if *only == "" || *only == m.name {
 			m.f()
 		}
@@ -68,6 +69,17 @@ func (b *bench) stack(vars map[string]string) *local.Stack {
 
 // dispatch posts a signed offload-test and returns the execution id.
 func dispatch(st *local.Stack, key, sha, command string, env map[string]string) (string, time.Duration) {
+	status, raw, took := post(st, key, sha, command, env)
+	if status != http.StatusAccepted {
+		panic(fmt.Sprintf("dispatch: %d %s", status, raw))
+	}
+	var out struct{ ExecutionID string }
+	check(json.Unmarshal(raw, &out))
+	return out.ExecutionID, took
+}
+
+// post posts a signed offload-test and returns the answer and how long it took.
+func post(st *local.Stack, key, sha, command string, env map[string]string) (int, []byte, time.Duration) {
 	body, _ := json.Marshal(map[string]any{"run": "offload-test", "github": map[string]any{"repo": "local/bench", "sha": sha},
 		"inputs": map[string]any{"repo": repoPath, "sha": sha, "command": command, "env": env}})
 	req, _ := http.NewRequest(http.MethodPost, st.URL+"/v1/dispatch/offload-test", bytes.NewReader(body))
@@ -79,12 +91,63 @@ func dispatch(st *local.Stack, key, sha, command string, env map[string]string) 
 	took := time.Since(t0)
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		panic(fmt.Sprintf("dispatch: %d %s", resp.StatusCode, raw))
+	return resp.StatusCode, raw, took
+}
+
+// backlog: dispatch accept with 0 and with 2,000 runs already queued (issue 15: accept
+// must not depend on the backlog; goal ≤ 1.2× apart, no 5xx). On each of two fresh
+// stacks, ADMISSION_CAP=4 is held by four runs that sleep, then (second stack only)
+// 2,000 runs are queued behind them and left 15 s to settle (their queue positions
+// reported, the pool swept), then 300 dispatches from 8 clients are timed.
+func (b *bench) backlog() {
+	measure := func(depth int) (lat []time.Duration, errs int) {
+		st := b.stack(map[string]string{"ADMISSION_CAP": "4"})
+		defer st.Close(context.Background())
+		for i := range 4 {
+			id, _ := dispatch(st, fmt.Sprintf("hold-%d", i), b.shas[20+i], "sleep 600", nil)
+			for get(st, id).Execution.Status != string(actors.StatusRunning) {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		burst := func(n int, prefix string) ([]time.Duration, int) {
+			lat := make([]time.Duration, n)
+			var bad sync.Map
+			next := make(chan int, n)
+			for i := range n {
+				next <- i
+			}
+			close(next)
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range next {
+						status, raw, took := post(st, fmt.Sprintf("%s-%d", prefix, i), b.shas[30+i%100], "true", nil)
+						lat[i] = took
+						if status != http.StatusAccepted {
+							bad.Store(i, fmt.Sprintf("%d %s", status, raw))
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			errs := 0
+			bad.Range(func(_, v any) bool { errs++; fmt.Fprintln(os.Stderr, "dispatch:", v); return true })
+			return lat, errs
+		}
+		if depth > 0 {
+			_, errs = burst(depth, "queued")
+			time.Sleep(15 * time.Second)
+		}
+		lat, e := burst(300, "measured")
+		return lat, errs + e
 	}
-	var out struct{ ExecutionID string }
-	check(json.Unmarshal(raw, &out))
-	return out.ExecutionID, took
+	empty, e0 := measure(0)
+	deep, e1 := measure(2000)
+	fmt.Printf("dispatch accept, ADMISSION_CAP=4 held, 300 dispatches from 8 clients: 0 queued p50 %s p99 %s; 2,000 queued p50 %s p99 %s (%.2f× p50, %.2f× p99; goal ≤ 1.2×); non-202 answers: %d, %d\n",
+		pct(empty, 50), pct(empty, 99), pct(deep, 50), pct(deep, 99),
+		float64(pct(deep, 50))/float64(pct(empty, 50)), float64(pct(deep, 99))/float64(pct(empty, 99)), e0, e1)
 }
 
 var repoPath string

@@ -8,6 +8,7 @@
 //
 //	go run ./edge/cloudflare/cmd/workerbench [-n 1000] [-c 8] [-dry-run=false]
 //	go run ./edge/cloudflare/cmd/workerbench -sizes 40   # what is big in the wasm
+//	go run ./edge/cloudflare/cmd/workerbench -admission 2000,20000  # one pool at depth
 //
 // It needs worker/node_modules (cd worker && npm ci).
 package main
@@ -23,6 +24,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +41,15 @@ func main() {
 	dur := flag.Duration("d", 3*time.Second, "duration of each throughput run")
 	dry := flag.Bool("dry-run", true, "run wrangler deploy --dry-run for the bundle size")
 	sizes := flag.Int("sizes", 0, "only print the N largest packages of the Worker's wasm (code, gzip -9 alone) and exit")
+	depths := flag.String("admission", "", "only measure one pool's admission Durable Object at these queue depths (e.g. 2000,20000) and exit")
 	flag.Parse()
+	if *depths != "" {
+		if err := admissionAtDepth(*depths); err != nil {
+			fmt.Fprintln(os.Stderr, "workerbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *sizes > 0 {
 		if err := packageSizes(*sizes); err != nil {
 			fmt.Fprintln(os.Stderr, "workerbench:", err)
@@ -234,6 +245,108 @@ func packageSizes(n int) error {
 	fmt.Printf("| package | functions | code | gzip alone |\n|---|---|---|---|\n")
 	for _, p := range all[:min(n, len(all))] {
 		fmt.Printf("| %s | %d | %d | %d |\n", p.Package, p.Functions, p.Code, p.Gz)
+	}
+	return nil
+}
+
+// admissionAtDepth measures one pool's admission Durable Object under workerd at each
+// queue depth (issue 15): it queues depth runs behind a full pool (cap 16) through the
+// dev route, 8 senders at once (the rate the object absorbs a burst at, its queue-
+// position answers to the run objects included), then times, one at a time, what the
+// object pays per message there: a waiter's heartbeat (what every waiter sent every
+// 15 s before the offer protocol), a new arrival at the tail, and a sweep (its alarm).
+func admissionAtDepth(list string) (err error) {
+	var depths []int
+	for _, f := range strings.Split(list, ",") {
+		d, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || d < 0 {
+			return fmt.Errorf("-admission %q: want depths like 2000,20000", list)
+		}
+		depths = append(depths, d)
+	}
+	root, err := workertest.Root()
+	if err != nil {
+		return err
+	}
+	if err := workertest.Build(root); err != nil {
+		return err
+	}
+	w, err := workertest.Start(context.Background(), root, workertest.Options{Migrate: true,
+		Vars: map[string]string{"HMAC_SECRET": benchSecret}})
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	defer func() {
+		if err != nil { // what workerd said helps more than the status code
+			logs := w.Logs()
+			fmt.Fprintln(os.Stderr, "wrangler dev's last output:\n"+logs[max(0, len(logs)-6000):])
+		}
+	}()
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 60 * time.Second}
+	send := func(pool string, m actors.Message) (time.Duration, error) {
+		b, _ := actors.Marshal(m)
+		t0 := time.Now()
+		res, err := c.Post(w.URL+"/__dev/actors/admission/"+pool, "application/json", bytes.NewReader(b))
+		if err != nil {
+			return 0, err
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		took := time.Since(t0)
+		// Admission answers runs with sends, not replies: the dev route reports that as 502.
+		if res.StatusCode != http.StatusOK && !bytes.Contains(body, []byte("no reply")) {
+			return took, fmt.Errorf("%s: %d %s", m.Type(), res.StatusCode, body)
+		}
+		return took, nil
+	}
+	fmt.Printf("| queued | burst absorbed (8 senders) | waiter heartbeat p50 / p99 | arrival at the tail p50 / p99 | sweep (alarm) p50 |\n|---|---|---|---|---|\n")
+	for _, depth := range append([]int{0}, depths...) {
+		pool := fmt.Sprintf("bench%d", depth)
+		exec := func(i int) string { return fmt.Sprintf("%s-w%06d", pool, i) }
+		total := depth + 16 // the first 16 hold the pool's slots
+		next := make(chan int, total)
+		for i := range total {
+			next <- i
+		}
+		close(next)
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		t0 := time.Now()
+		for range 8 {
+			wg.Go(func() {
+				for i := range next {
+					if _, err := send(pool, actors.AdmitRequest{Exec: exec(i)}); err != nil {
+						if failed.Add(1) == 1 {
+							fmt.Fprintln(os.Stderr, "enqueue:", err)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		rate := float64(total) / time.Since(t0).Seconds()
+		var beats, arrivals, sweeps []time.Duration
+		for i := range 200 {
+			d, err := send(pool, actors.AdmitHeartbeat{Exec: exec(16 + i*max(depth, 1)/200)})
+			if err != nil {
+				return err
+			}
+			beats = append(beats, d)
+			if d, err = send(pool, actors.AdmitRequest{Exec: exec(total + i)}); err != nil {
+				return err
+			}
+			arrivals = append(arrivals, d)
+		}
+		for range 10 {
+			d, err := send(pool, actors.Alarm{})
+			if err != nil {
+				return err
+			}
+			sweeps = append(sweeps, d)
+		}
+		fmt.Printf("| %d | %.0f msg/s (%d failed) | %s / %s | %s / %s | %s |\n", depth, rate, failed.Load(),
+			pct(beats, 50), pct(beats, 99), pct(arrivals, 50), pct(arrivals, 99), pct(sweeps, 50))
 	}
 	return nil
 }
