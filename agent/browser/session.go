@@ -20,6 +20,7 @@ import (
 type session struct {
 	b    *Browser
 	opts dsl.SessionOptions
+	n    int // its order among the browser's sessions (Browser.Endpoint)
 
 	proc    *chromium // nil for a remote browser
 	ws      string

@@ -1,0 +1,4 @@
+package edge
+
+// PreviewURL exposes previewURL to the external tests.
+var PreviewURL = previewURL
