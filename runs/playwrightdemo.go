@@ -3,7 +3,6 @@ package runs
 import (
 	"context"
 	"fmt"
-	"maps"
 	"path"
 	"strings"
 	"time"
@@ -81,18 +80,12 @@ var PlaywrightDemo = dsl.Define(dsl.Spec{
 	Pool:        dsl.PoolBrowser,
 	MaxDuration: 1800 * time.Second,
 }, func(c *dsl.Ctx, in PlaywrightDemoInputs) (PlaywrightDemoOutput, error) {
-	ws, err := dsl.NewWorkspace(c, dsl.WorkspaceOptions{Repo: in.Repo, SHA: in.SHA, Install: true})
+	ws, secrets, err := checkoutWithSecrets(c, in.Repo, in.SHA, in.Secrets, in.SecretPrefix)
 	if err != nil {
 		return PlaywrightDemoOutput{}, err
 	}
-	secrets, err := dsl.LoadSecrets(c, in.Secrets, in.SecretPrefix, true)
-	if err != nil {
-		return PlaywrightDemoOutput{}, err
-	}
-	env := map[string]string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
-	maps.Copy(env, ws.Env)
-	maps.Copy(env, in.Env)
-	maps.Copy(env, secrets) // contract: env, then secrets override
+	// contract: env, then secrets override
+	env := mergeEnv(map[string]string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}, ws.Env, in.Env, secrets)
 	logFile := path.Join(ws.Dir, demoLogFile)
 	// The output goes to the live command log and to playwright.log; the exit code
 	// survives the pipe through a file (sh has no pipefail).
