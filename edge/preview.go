@@ -115,10 +115,11 @@ func parsePreviewHost(host, hostname string) (port int, sandbox, token string, o
 		return 0, "", "", false
 	}
 	port, err := strconv.Atoi(p)
-	if err != nil || port < 1 || port > 65535 || len(rest[i+1:]) != previewTokenLen {
+	token = rest[i+1:]
+	if err != nil || port < 1 || port > 65535 || len(token) != previewTokenLen || strings.Trim(token, "0123456789abcdef") != "" {
 		return 0, "", "", false
 	}
-	return port, rest[:i], rest[i+1:], true
+	return port, rest[:i], token, true
 }
 
 // IsPreviewHost reports whether a request is for a preview URL (the Worker and the

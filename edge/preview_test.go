@@ -176,3 +176,21 @@ func TestPreviewURLKeepsToOneDNSLabel(t *testing.T) {
 		}
 	}
 }
+
+// The preview host parser takes any Host header: it never panics, and what it accepts
+// is a port, a sandbox and a token of the right length that previewURL would write.
+func FuzzParsePreviewHost(f *testing.F) {
+	f.Add("3000-previewer-acme-app-0123456789ab-0123456789abcdef0123.p.example.com")
+	f.Add("3000--0123456789abcdef0123.p.example.com:443")
+	f.Add("-.p.example.com")
+	f.Add("99999-a-0123456789abcdef0123.p.example.com")
+	f.Fuzz(func(t *testing.T, host string) {
+		port, sandbox, token, ok := edge.ParsePreviewHost(host, "p.example.com")
+		if !ok {
+			return
+		}
+		if port < 1 || port > 65535 || len(token) != 20 || strings.Trim(token, "0123456789abcdef") != "" || strings.ContainsAny(sandbox, ".:") {
+			t.Fatalf("%q → %d %q %q", host, port, sandbox, token)
+		}
+	})
+}
