@@ -9,6 +9,7 @@
 //
 //	POST /start   agentapi.Start  → 202 {"exec","attempt"}; the attempt runs in the background
 //	POST /cancel  agentapi.Cancel → 200 {"cancelled":bool}
+//	GET  /cdp?exec=&attempt=      → 101: the attempt's browser session's CDP websocket (cdp.go)
 //	GET  /health                  → 200 {"status":"ok","runs":[…],"attempts":[…]}
 package agent
 
@@ -119,7 +120,8 @@ type attempt struct {
 	start     agentapi.Start
 	cancel    context.CancelCauseFunc
 	done      chan struct{}
-	suspended atomic.Bool // the run suspended itself: no exit is reported
+	suspended atomic.Bool                     // the run suspended itself: no exit is reported
+	browser   atomic.Pointer[browser.Browser] // the run's browser (GET /cdp), once set up
 }
 
 func newServer(cfg Config) (*server, error) {
@@ -173,6 +175,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleCancel(w, r)
 	case agentapi.PathHealth:
 		s.handleHealth(w, r)
+	case PathCDP:
+		s.handleCDP(w, r)
 	default:
 		writeJSON(w, http.StatusNotFound, agentapi.ErrorBody{Error: "not_found", Message: "no route " + r.URL.Path})
 	}
@@ -183,18 +187,24 @@ func (s *server) authorized(w http.ResponseWriter, r *http.Request) bool {
 		writeJSON(w, http.StatusMethodNotAllowed, agentapi.ErrorBody{Error: "method_not_allowed", Message: r.Method + " " + r.URL.Path})
 		return false
 	}
-	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	s.mu.Lock()
-	if s.token == "" && got != "" && r.URL.Path == agentapi.PathStart {
-		s.token = got // a Container's first /start: pinned for the agent's life
-	}
-	want := s.token
-	s.mu.Unlock()
-	if got == "" || want == "" || !constantTimeEqual(got, want) {
+	if !s.tokenOK(r) {
 		writeJSON(w, http.StatusUnauthorized, agentapi.ErrorBody{Error: "unauthorized", Message: "missing or wrong bearer token"})
 		return false
 	}
 	return true
+}
+
+// tokenOK checks the request's bearer token against the server token (a Container's
+// first /start pins it).
+func (s *server) tokenOK(r *http.Request) bool {
+	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	if s.token == "" && got != "" && r.URL.Path == agentapi.PathStart && r.Method == http.MethodPost {
+		s.token = got // a Container's first /start: pinned for the agent's life
+	}
+	want := s.token
+	s.mu.Unlock()
+	return got != "" && want != "" && constantTimeEqual(got, want)
 }
 
 func (s *server) handleStart(w http.ResponseWriter, r *http.Request) {
@@ -394,6 +404,11 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 		GitHubURL: s.cfg.GitHubURL,
 		KillGrace: s.cfg.KillGrace,
 		Log:       log,
+		// Preview URLs are the edge's (SANDBOX_PREVIEW_HOSTNAME).
+		Expose: func(ctx context.Context, port int) (string, error) {
+			p, err := client.Preview(ctx, port)
+			return p.URL, err
+		},
 	})
 	if err != nil {
 		return nil, &dsl.ContainerLaunchFailed{Image: "agent", Cause: err.Error()}
@@ -423,6 +438,7 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 	// Starts nothing until a run asks; the edge chose a remote browser or none.
 	br := browser.New(browser.Config{Bin: s.cfg.ChromiumBin, RemoteURL: st.Browser.CDPURL, Log: log})
 	defer br.Close()
+	a.browser.Store(br)
 	c.Browser = br
 	out, err = run.Execute(c, st.Inputs)
 	if err == nil && ctx.Err() == nil && !a.suspended.Load() {

@@ -246,3 +246,22 @@ func (c *Client) Prior(ctx context.Context, family string) (Prior, error) {
 	err := c.post(ctx, c.path("prior"), PriorRequest{Attempt: c.Attempt, Family: family}, &out)
 	return out, err
 }
+
+// PreviewRequest asks for a preview URL of a port of the attempt's sandbox
+// (POST /v1/agent/<exec>/preview); 503 preview_not_configured where there are none.
+type PreviewRequest struct {
+	Attempt int `json:"attempt"`
+	Port    int `json:"port"`
+}
+
+// Preview answers PreviewRequest: a URL that serves the port while the attempt runs.
+type Preview struct {
+	URL string `json:"url"`
+}
+
+// Preview asks the edge for a preview URL of port.
+func (c *Client) Preview(ctx context.Context, port int) (Preview, error) {
+	var out Preview
+	err := c.post(ctx, c.path("preview"), PreviewRequest{Attempt: c.Attempt, Port: port}, &out)
+	return out, err
+}

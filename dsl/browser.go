@@ -20,6 +20,9 @@ type SessionOptions struct {
 	Record bool
 	// Trace records a Chromium performance trace until Capture.
 	Trace bool
+	// Screencast records every page the session watches as video frames (CDP
+	// screencast), which Capture writes under video/.
+	Screencast bool
 }
 
 // Viewport is the first page's window.
@@ -45,7 +48,8 @@ type CDPSession interface {
 	Page() BrowserPage
 	// Capture writes what the session saw so far under dir (a sandbox path):
 	// console.ndjson and network.ndjson of every page, screenshots/page-<n>.png of each
-	// page still open, trace.json when tracing. It can be called more than once.
+	// page still open, trace.json when tracing, video/ when screencasting (frames,
+	// frames.json, an index.html player and video.gif). It can be called more than once.
 	Capture(ctx context.Context, dir string) (Capture, error)
 	// Recording returns the rrweb events of the first page so far (SessionOptions.Record),
 	// in order, each one JSON object ({"type":…, "data":…, "timestamp":ms}).
@@ -63,6 +67,7 @@ type Capture struct {
 	Requests      int   `json:"requests"`
 	FailedLoads   int   `json:"failedLoads"` // responses ≥ 400 and requests that never got one
 	TraceBytes    int64 `json:"traceBytes,omitempty"`
+	VideoFrames   int   `json:"videoFrames,omitempty"`
 }
 
 // BrowserPage is one page a run drives: what a model-driven walkthrough needs.

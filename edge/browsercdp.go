@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
 )
 
 // GET /v1/browser/cdp: the CDP websocket of a browser, passed through byte for byte,
@@ -24,12 +25,27 @@ import (
 // BrowserCDP is where /v1/browser/cdp connects: it answers the upgrade with the
 // browser's and relays both ways until ctx ends or either side closes. An error
 // wrapping ErrBrowserUpstream means nothing was answered yet (the edge answers 502).
+// The target says whose socket it is, so that an adapter can choose the browser per
+// run (on Cloudflare: the chromium of a `browser`-pool run's own sandbox, else
+// Browser Rendering).
 type BrowserCDP interface {
-	Relay(ctx context.Context, w http.ResponseWriter, r *http.Request) error
+	Relay(ctx context.Context, w http.ResponseWriter, r *http.Request, t CDPTarget) error
+}
+
+// CDPTarget is the attempt a CDP socket belongs to.
+type CDPTarget struct {
+	Exec    string
+	Attempt int
+	Run     string
+	Pool    string // the run's pool (dsl.PoolLean, dsl.PoolBrowser)
+	Sandbox string // the sandbox the attempt runs in
 }
 
 // ErrBrowserUpstream is a browser that could not be reached or refused the socket.
 var ErrBrowserUpstream = errors.New("the browser refused the connection")
+
+// ErrBrowserUnconfigured is a BrowserCDP that has no browser for this run (503).
+var ErrBrowserUnconfigured = errors.New("no browser is configured")
 
 // ScopeCDP marks an agent token that is good for /v1/browser/cdp only: it is what a
 // sandbox's commands get in CDP_WS_URL, so it must not open the agent API.
@@ -72,18 +88,44 @@ func (s *Server) browserCDP(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.callRun(w, r, exec, actors.AgentHeartbeat{Exec: exec, Attempt: claims.Attempt}); !ok {
 		return
 	}
+	target, err := s.cdpTarget(r.Context(), exec, claims.Attempt)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
+		return
+	}
 	// The socket outlives the request's handler context only as long as the attempt:
 	// it is closed when the run actor stops accepting the attempt.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	go s.watchAttempt(ctx, cancel, exec, claims.Attempt)
-	if err := s.BrowserCDP.Relay(ctx, w, r); err != nil {
-		if errors.Is(err, ErrBrowserUpstream) {
+	if err := s.BrowserCDP.Relay(ctx, w, r, target); err != nil {
+		switch {
+		case errors.Is(err, ErrBrowserUpstream):
 			writeError(w, http.StatusBadGateway, "browser_unavailable", err.Error())
+			return
+		case errors.Is(err, ErrBrowserUnconfigured):
+			writeError(w, http.StatusServiceUnavailable, "browser_not_configured", err.Error())
 			return
 		}
 		s.Log.Warn("cdp pass-through ended", "execution", exec, "err", err)
 	}
+}
+
+// cdpTarget reads the execution's run, pool and sandbox from its metadata row.
+func (s *Server) cdpTarget(ctx context.Context, exec string, attempt int) (CDPTarget, error) {
+	ex, err := s.Meta.Execution(ctx, exec)
+	if err != nil {
+		return CDPTarget{}, fmt.Errorf("execution %s: %w", exec, err)
+	}
+	var p Params
+	if err := json.Unmarshal(ex.Input, &p); err != nil {
+		return CDPTarget{}, fmt.Errorf("execution %s: params: %w", exec, err)
+	}
+	t := CDPTarget{Exec: exec, Attempt: attempt, Run: ex.Run, Pool: dsl.PoolLean, Sandbox: sandboxFor(p)}
+	if run, ok := s.Runs[ex.Run]; ok {
+		t.Pool = run.Spec().PoolName()
+	}
+	return t, nil
 }
 
 // watchAttempt cancels when the execution's attempt is no longer live.

@@ -21,20 +21,24 @@ type Config struct {
 	// BrowserMode is BROWSER_MODE: "sandbox" (default; browser runs launch chromium in
 	// their sandbox) or "remote" (they use /v1/browser/cdp, when a browser is configured).
 	BrowserMode string
+	// PreviewHostname is SANDBOX_PREVIEW_HOSTNAME: the zone of preview URLs
+	// (<port>-<sandbox>-<token>.<hostname>, preview.go); "" means none.
+	PreviewHostname string
 }
 
 // ConfigFromEnv reads a Config with getenv (os.Getenv locally, the Worker's env on
 // Cloudflare).
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
-		HMACSecret:    getenv("HMAC_SECRET"),
-		LogLinkSecret: getenv("LOG_LINK_SECRET"),
-		AdminToken:    getenv("ADMIN_TOKEN"),
-		PublicOrigin:  strings.TrimRight(getenv("PUBLIC_ORIGIN"), "/"),
-		AdmissionCap:  ParseCap(getenv("ADMISSION_CAP")),
-		WebhookSecret: getenv("GITHUB_WEBHOOK_SECRET"),
-		GitHubAPIURL:  getenv("GITHUB_API_URL"),
-		BrowserMode:   strings.TrimSpace(getenv("BROWSER_MODE")),
+		HMACSecret:      getenv("HMAC_SECRET"),
+		LogLinkSecret:   getenv("LOG_LINK_SECRET"),
+		AdminToken:      getenv("ADMIN_TOKEN"),
+		PublicOrigin:    strings.TrimRight(getenv("PUBLIC_ORIGIN"), "/"),
+		AdmissionCap:    ParseCap(getenv("ADMISSION_CAP")),
+		WebhookSecret:   getenv("GITHUB_WEBHOOK_SECRET"),
+		GitHubAPIURL:    getenv("GITHUB_API_URL"),
+		BrowserMode:     strings.TrimSpace(getenv("BROWSER_MODE")),
+		PreviewHostname: strings.Trim(strings.TrimSpace(getenv("SANDBOX_PREVIEW_HOSTNAME")), "."),
 	}
 }
 

@@ -182,10 +182,7 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 	if pool == "" {
 		pool = dsl.PoolLean
 	}
-	sandbox := SandboxID(SemanticID(p.Run, p.Repo, p.SHA))
-	if p.Parent != "" { // each child has a sandbox of its own (siblings share run, repo and sha)
-		sandbox = SandboxID(p.Exec)
-	}
+	sandbox := sandboxFor(p)
 	reply, err := s.Actors.Call(ctx, actors.RunAddr(p.Exec), actors.RunStart{
 		Exec: p.Exec, Run: p.Run, Pool: pool, Sandbox: sandbox,
 		Parent: p.Parent, OrderKey: p.OrderKey, MaxDuration: spec.MaxDuration})
@@ -197,6 +194,14 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 		return actors.RunStatus{}, fmt.Errorf("run actor answered %T", reply)
 	}
 	return st, nil
+}
+
+// sandboxFor is the sandbox an execution runs in.
+func sandboxFor(p Params) string {
+	if p.Parent != "" { // each child has a sandbox of its own (siblings share run, repo and sha)
+		return SandboxID(p.Exec)
+	}
+	return SandboxID(SemanticID(p.Run, p.Repo, p.SHA))
 }
 
 // validateEnvelope returns the first wrong field and why.

@@ -94,6 +94,7 @@ func New(d Deps) *Server {
 	s.route("/v1/agent/{id}/github/pulls", http.MethodPost, s.agentGitHubPulls)
 	s.route("/v1/agent/{id}/github/pull-request", http.MethodPost, s.agentGitHubPullRequest)
 	s.route("/v1/agent/{id}/prior", http.MethodPost, s.agentPrior)
+	s.route("/v1/agent/{id}/preview", http.MethodPost, s.agentPreview) // preview.go
 	// the agentic runs' capabilities (agentic.go)
 	s.route("/v1/agent/{id}/model", http.MethodPost, s.agentModel)
 	s.route("/v1/agent/{id}/github/comment", http.MethodPost, s.agentFindComment)
@@ -138,6 +139,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "internal", "message": "internal error"})
 		}
 	}()
+	if s.Config.PreviewHostname != "" && s.IsPreviewHost(r.Host) {
+		s.servePreview(w, r) // before the router (contract §3)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

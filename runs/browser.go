@@ -3,13 +3,37 @@ package runs
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 )
 
-// What the browser runs share: opening the run's browser session and linking
-// artifacts from a check-run summary.
+// What the browser runs share: the checkout with its secrets, opening the run's
+// browser session, and linking artifacts from a check-run summary.
+
+// checkoutWithSecrets is the browser runs' first steps: the checkout at sha with its
+// dependencies installed (checkout, install), then the declared secrets, all required.
+func checkoutWithSecrets(c *dsl.Ctx, repo, sha string, secrets []string, prefix string) (dsl.Workspace, map[string]string, error) {
+	ws, err := dsl.NewWorkspace(c, dsl.WorkspaceOptions{Repo: repo, SHA: sha, Install: true})
+	if err != nil {
+		return dsl.Workspace{}, nil, err
+	}
+	loaded, err := dsl.LoadSecrets(c, secrets, prefix, true)
+	if err != nil {
+		return dsl.Workspace{}, nil, err
+	}
+	return ws, loaded, nil
+}
+
+// mergeEnv is one environment from layers, a later layer's keys winning.
+func mergeEnv(layers ...map[string]string) map[string]string {
+	env := map[string]string{}
+	for _, l := range layers {
+		maps.Copy(env, l)
+	}
+	return env
+}
 
 // openBrowser opens the run's browser session and records its websocket endpoint as
 // the step attach-cdp (contract: only the endpoint string is checkpointed; the session

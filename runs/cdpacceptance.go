@@ -3,7 +3,6 @@ package runs
 import (
 	"context"
 	"fmt"
-	"maps"
 	"path"
 	"strings"
 	"time"
@@ -110,18 +109,11 @@ var CDPAcceptance = dsl.Define(dsl.Spec{
 	Pool:        dsl.PoolBrowser,
 	MaxDuration: 1800 * time.Second,
 }, func(c *dsl.Ctx, in CDPAcceptanceInputs) (CDPAcceptanceOutput, error) {
-	ws, err := dsl.NewWorkspace(c, dsl.WorkspaceOptions{Repo: in.Repo, SHA: in.SHA, Install: true})
+	ws, secrets, err := checkoutWithSecrets(c, in.Repo, in.SHA, in.Secrets, in.SecretPrefix)
 	if err != nil {
 		return CDPAcceptanceOutput{}, err
 	}
-	secrets, err := dsl.LoadSecrets(c, in.Secrets, in.SecretPrefix, true)
-	if err != nil {
-		return CDPAcceptanceOutput{}, err
-	}
-	env := map[string]string{}
-	maps.Copy(env, ws.Env)
-	maps.Copy(env, secrets)
-	maps.Copy(env, in.Env)
+	env := mergeEnv(ws.Env, secrets, in.Env)
 
 	app, err := dsl.BootApp(c, dsl.BootSpec{Dir: ws.Dir, Command: in.AppBootCommand, Port: in.AppPort,
 		Timeout: time.Duration(in.BootTimeoutSec) * time.Second, Env: env})
@@ -134,11 +126,7 @@ var CDPAcceptance = dsl.Define(dsl.Spec{
 	}
 	defer sess.Close(context.WithoutCancel(c))
 
-	testEnv := map[string]string{}
-	maps.Copy(testEnv, env)
-	testEnv["CDP_WS_URL"] = sess.WSEndpoint()
-	testEnv["CDP_TARGET_URL"] = app.URL
-	testEnv["BASE_URL"] = app.URL
+	testEnv := mergeEnv(env, map[string]string{"CDP_WS_URL": sess.WSEndpoint(), "CDP_TARGET_URL": app.URL, "BASE_URL": app.URL})
 	timeout := time.Duration(in.TimeoutSec) * time.Second
 	res, err := dsl.Step(c, "run-tests", func(ctx context.Context) (dsl.ExecResult, error) {
 		return c.Sandbox.Exec(ctx, dsl.ExecRequest{Dir: ws.Dir, Command: in.TestCommand, Env: testEnv, Timeout: timeout})

@@ -3,7 +3,6 @@ package runs
 import (
 	"context"
 	"fmt"
-	"maps"
 	"path"
 	"strings"
 	"time"
@@ -12,10 +11,14 @@ import (
 )
 
 // playwright-demo: run a Playwright script (any command) at a commit and upload what
-// it recorded — the directory artifactPath as the demo-bundle artifact (videos,
-// screenshots, traces) — and its output as playwright.log. Red when the command fails,
-// unless reportOnly. The step gets the command's timeout plus two minutes (at most
-// 30 min) and is never retried: a demo that half-ran is not run twice.
+// it recorded — the directory artifactPath as the demo-bundle artifact (screenshots,
+// traces) — its output as playwright.log, and the video: the run opens a screencasting
+// browser session first and gives the script its CDP websocket (CDP_WS_URL, for
+// chromium.connectOverCDP), so every page the script opens there is recorded and
+// uploaded as the video artifact (an index.html player, video.gif, the JPEG frames;
+// Playwright's own recordVideo needs an ffmpeg build we do not download). Red when the
+// command fails, unless reportOnly. The step gets the command's timeout plus two
+// minutes (at most 30 min) and is never retried: a demo that half-ran is not run twice.
 
 // PlaywrightDemoInputs are playwright-demo's inputs.
 type PlaywrightDemoInputs struct {
@@ -34,8 +37,10 @@ type PlaywrightDemoInputs struct {
 type PlaywrightDemoOutput struct {
 	ExitCode   int    `json:"exitCode"`
 	DurationMs int64  `json:"durationMs"`
-	VideoURI   string `json:"videoUri,omitempty"` // the demo-bundle artifact
-	LogURI     string `json:"logUri,omitempty"`   // the playwright.log artifact
+	VideoURI   string `json:"videoUri,omitempty"`  // the screencast's player, else the demo-bundle artifact
+	BundleURI  string `json:"bundleUri,omitempty"` // the demo-bundle artifact
+	GIFURI     string `json:"gifUri,omitempty"`    // the screencast as an animated GIF
+	LogURI     string `json:"logUri,omitempty"`    // the playwright.log artifact
 	SummaryMd  string `json:"summaryMd"`
 }
 
@@ -81,18 +86,17 @@ var PlaywrightDemo = dsl.Define(dsl.Spec{
 	Pool:        dsl.PoolBrowser,
 	MaxDuration: 1800 * time.Second,
 }, func(c *dsl.Ctx, in PlaywrightDemoInputs) (PlaywrightDemoOutput, error) {
-	ws, err := dsl.NewWorkspace(c, dsl.WorkspaceOptions{Repo: in.Repo, SHA: in.SHA, Install: true})
+	ws, secrets, err := checkoutWithSecrets(c, in.Repo, in.SHA, in.Secrets, in.SecretPrefix)
 	if err != nil {
 		return PlaywrightDemoOutput{}, err
 	}
-	secrets, err := dsl.LoadSecrets(c, in.Secrets, in.SecretPrefix, true)
+	sess, err := openBrowser(c, dsl.SessionOptions{Screencast: true})
 	if err != nil {
 		return PlaywrightDemoOutput{}, err
 	}
-	env := map[string]string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
-	maps.Copy(env, ws.Env)
-	maps.Copy(env, in.Env)
-	maps.Copy(env, secrets) // contract: env, then secrets override
+	defer sess.Close(context.WithoutCancel(c))
+	// contract: env, then secrets override
+	env := mergeEnv(map[string]string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1", "CDP_WS_URL": sess.WSEndpoint()}, ws.Env, in.Env, secrets)
 	logFile := path.Join(ws.Dir, demoLogFile)
 	// The output goes to the live command log and to playwright.log; the exit code
 	// survives the pipe through a file (sh has no pipefail).
@@ -105,7 +109,18 @@ var PlaywrightDemo = dsl.Define(dsl.Spec{
 	if err != nil {
 		return PlaywrightDemoOutput{}, err
 	}
-	bundle, err := dsl.UploadArtifact(c, "upload-video", "demo-bundle", path.Join(ws.Dir, in.ArtifactPath), true)
+	videoDir := path.Join(ws.Dir, ".flare-video")
+	capture, err := dsl.Step(c, "capture-video", func(ctx context.Context) (dsl.Capture, error) {
+		return sess.Capture(ctx, videoDir)
+	}, dsl.Timeout(5*time.Minute))
+	if err != nil {
+		return PlaywrightDemoOutput{}, err
+	}
+	bundle, err := dsl.UploadArtifact(c, "upload-bundle", "demo-bundle", path.Join(ws.Dir, in.ArtifactPath), true)
+	if err != nil {
+		return PlaywrightDemoOutput{}, err
+	}
+	video, err := dsl.UploadArtifact(c, "upload-video", "video", videoDir, true)
 	if err != nil {
 		return PlaywrightDemoOutput{}, err
 	}
@@ -113,14 +128,26 @@ var PlaywrightDemo = dsl.Define(dsl.Spec{
 	if err != nil {
 		return PlaywrightDemoOutput{}, err
 	}
-	out := PlaywrightDemoOutput{ExitCode: res.ExitCode, DurationMs: res.DurationMs, VideoURI: dirURL(bundle), LogURI: log.URL}
+	out := PlaywrightDemoOutput{ExitCode: res.ExitCode, DurationMs: res.DurationMs, VideoURI: dirURL(bundle), BundleURI: dirURL(bundle), LogURI: log.URL}
+	player := dsl.Artifact{}
+	if capture.VideoFrames > 0 && video.URL != "" {
+		out.VideoURI = dirURL(video) + "video/"
+		out.GIFURI = dirURL(video) + "video/video.gif"
+		player = dsl.Artifact{URL: out.VideoURI}
+	}
 	var b strings.Builder
 	if res.ExitCode == 0 {
 		b.WriteString("**Demo recorded** (exit code 0)")
 	} else {
 		fmt.Fprintf(&b, "**Demo failed** (exit code %d)", res.ExitCode)
 	}
-	fmt.Fprintf(&b, " in %.1f s\n\n| Bundle | Log |\n|---|---|\n| %s | %s |", float64(res.DurationMs)/1000, link("demo-bundle", bundle), link("playwright.log", log))
+	fmt.Fprintf(&b, " in %.1f s\n\n| Video | Bundle | Log |\n|---|---|---|\n| %s | %s | %s |", float64(res.DurationMs)/1000,
+		link(plural(capture.VideoFrames, "frame"), player), link("demo-bundle", bundle), link("playwright.log", log))
+	if out.GIFURI != "" {
+		fmt.Fprintf(&b, "\n\n![the demo](%s)", out.GIFURI)
+	} else {
+		b.WriteString("\n\nNo video: the script opened no page in the run's browser (connect to `CDP_WS_URL`).")
+	}
 	if bundle.URL == "" {
 		fmt.Fprintf(&b, "\n\nThe command wrote nothing at `%s`.", mdCell(in.ArtifactPath))
 	}

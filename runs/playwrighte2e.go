@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -228,18 +227,11 @@ func (o *PlaywrightE2EOutput) add(sh PlaywrightShard) {
 
 // playwrightShard runs one shard in this sandbox.
 func playwrightShard(c *dsl.Ctx, in PlaywrightE2EInputs) (PlaywrightE2EOutput, error) {
-	ws, err := dsl.NewWorkspace(c, dsl.WorkspaceOptions{Repo: in.Repo, SHA: in.SHA, Install: true})
+	ws, secrets, err := checkoutWithSecrets(c, in.Repo, in.SHA, in.Secrets, in.SecretPrefix)
 	if err != nil {
 		return PlaywrightE2EOutput{}, err
 	}
-	secrets, err := dsl.LoadSecrets(c, in.Secrets, in.SecretPrefix, true)
-	if err != nil {
-		return PlaywrightE2EOutput{}, err
-	}
-	env := map[string]string{}
-	maps.Copy(env, ws.Env)
-	maps.Copy(env, secrets)
-	maps.Copy(env, in.Env)
+	env := mergeEnv(ws.Env, secrets, in.Env)
 	results := path.Join(ws.Dir, playwrightResultsFile)
 	env["BASE_URL"] = in.BaseURL
 	env["PLAYWRIGHT_JSON_OUTPUT_NAME"] = results

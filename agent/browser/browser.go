@@ -54,6 +54,7 @@ type Browser struct {
 	mu       sync.Mutex
 	closed   bool
 	sessions map[*session]struct{}
+	opened   int // sessions opened so far (session.n)
 }
 
 var _ dsl.Browser = (*Browser)(nil)
@@ -96,6 +97,8 @@ func (b *Browser) NewCDPSession(ctx context.Context, o dsl.SessionOptions) (dsl.
 		s.shutdown()
 		return nil, &dsl.BrowserUnavailable{Reason: "transient", Cause: "the agent is closing its browsers"}
 	}
+	b.opened++
+	s.n = b.opened
 	b.sessions[s] = struct{}{}
 	b.mu.Unlock()
 	return s, nil
@@ -115,6 +118,22 @@ func (b *Browser) Close() error {
 		errs = append(errs, s.Close(context.Background()))
 	}
 	return errors.Join(errs...)
+}
+
+// Endpoint is the CDP websocket of the newest open session ("" without one).
+func (b *Browser) Endpoint() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var newest *session
+	for s := range b.sessions {
+		if newest == nil || s.n > newest.n {
+			newest = s
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	return newest.WSEndpoint()
 }
 
 func (b *Browser) forget(s *session) {

@@ -20,6 +20,7 @@ import (
 type session struct {
 	b    *Browser
 	opts dsl.SessionOptions
+	n    int // its order among the browser's sessions (Browser.Endpoint)
 
 	proc    *chromium // nil for a remote browser
 	ws      string
@@ -38,6 +39,8 @@ type session struct {
 	netSeq     []proto.NetworkRequestID
 	events     []json.RawMessage // rrweb events of the first page
 	eventBytes int
+	frames     []frame // the screencast (screencast.go)
+	frameBytes int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -189,11 +192,17 @@ func (s *session) watch(p *rod.Page) *watched {
 			func(e *proto.NetworkRequestWillBeSent) { s.onRequest(w, e) },
 			func(e *proto.NetworkResponseReceived) { s.onResponse(w, e) },
 			func(e *proto.NetworkLoadingFailed) { s.onFailed(e) },
+			func(e *proto.PageScreencastFrame) { s.onFrame(w, e) },
 		)
 		close(ready) // the domains are enabled once EachEvent returned
 		wait()
 	}()
 	<-ready
+	if s.opts.Screencast {
+		if err := s.startScreencast(w); err != nil {
+			s.b.cfg.Log.Warn("screencast did not start", "page", w.n, "err", err)
+		}
+	}
 	return w
 }
 
@@ -240,6 +249,11 @@ func (s *session) Capture(ctx context.Context, dir string) (dsl.Capture, error) 
 	if err := s.writeLogs(dir, &c); err != nil {
 		return c, err
 	}
+	n, err := s.writeVideo(dir)
+	if err != nil {
+		return c, err
+	}
+	c.VideoFrames = n
 	if s.tracing {
 		n, err := s.writeTrace(ctx, filepath.Join(dir, "trace.json"))
 		if err != nil {

@@ -114,14 +114,20 @@ func (s *Sandbox) WaitForPort(ctx context.Context, p dsl.Process, port int, time
 }
 
 // ExposePort implements dsl.Sandbox: a local agent's ports are reachable on loopback;
-// a production sandbox needs the platform's preview URLs, which this agent does not
-// have.
-func (s *Sandbox) ExposePort(_ context.Context, port int) (string, error) {
+// a production sandbox's get a preview URL from the platform (Config.Expose).
+func (s *Sandbox) ExposePort(ctx context.Context, port int) (string, error) {
 	if port < 1 || port > 65535 {
 		return "", &dsl.ExposePortFailed{Port: port, Cause: "not a TCP port"}
 	}
 	if s.cfg.Local {
 		return "http://127.0.0.1:" + strconv.Itoa(port), nil
 	}
-	return "", &dsl.ExposePortFailed{Port: port, Cause: "preview URLs are not configured (SANDBOX_PREVIEW_HOSTNAME)"}
+	if s.cfg.Expose == nil {
+		return "", &dsl.ExposePortFailed{Port: port, Cause: "preview URLs are not configured (SANDBOX_PREVIEW_HOSTNAME)"}
+	}
+	u, err := s.cfg.Expose(ctx, port)
+	if err != nil {
+		return "", &dsl.ExposePortFailed{Port: port, Cause: err.Error()}
+	}
+	return u, nil
 }

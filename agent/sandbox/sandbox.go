@@ -39,6 +39,9 @@ type Config struct {
 	GitHubURL string
 	KillGrace time.Duration // SIGTERM → SIGKILL on timeout or cancel (default 5 s)
 	Log       *slog.Logger
+	// Expose asks the platform for a preview URL of a port (the edge's agent API);
+	// nil, or a local sandbox: ports are on loopback.
+	Expose func(ctx context.Context, port int) (string, error)
 }
 
 // Sandbox runs one attempt's checkouts and commands.

@@ -271,6 +271,13 @@ func (w *responseWriter) Flush() {
 	_ = w.push()
 }
 
+// FlushError is Flush with the error of a stream JavaScript no longer reads
+// (http.ResponseController uses it).
+func (w *responseWriter) FlushError() error {
+	w.Flush()
+	return w.writeErr
+}
+
 // push writes the buffer to the stream and waits for the stream to take it.
 func (w *responseWriter) push() error {
 	if w.writeErr != nil || w.buf.Len() == 0 {

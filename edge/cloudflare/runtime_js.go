@@ -192,3 +192,6 @@ func Getenv(name string) string {
 	}
 	return v.String()
 }
+
+// Bound reports whether env has a binding (an object) called name.
+func Bound(name string) bool { return Env().Get(name).Type() == js.TypeObject }

@@ -15,7 +15,7 @@ import (
 // client leaving does not close it.
 type browserCDP struct{ url string }
 
-func (b browserCDP) Relay(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+func (b browserCDP) Relay(ctx context.Context, w http.ResponseWriter, r *http.Request, _ edge.CDPTarget) error {
 	up, err := wsrelay.Dial(ctx, b.url, r, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %v", edge.ErrBrowserUpstream, err)

@@ -110,11 +110,24 @@ func TestPlaywrightDemoUploadsTheBundleAndTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := decode[runs.PlaywrightDemoOutput](t, raw)
-	if st, body := fetch(t, out.VideoURI+"after-click.png"); st != 200 || !strings.HasPrefix(body, "\x89PNG") {
-		t.Fatalf("bundle %s: %d", out.VideoURI, st)
+	if st, body := fetch(t, out.BundleURI+"after-click.png"); st != 200 || !strings.HasPrefix(body, "\x89PNG") {
+		t.Fatalf("bundle %s: %d", out.BundleURI, st)
 	}
-	if st, body := fetch(t, out.LogURI); st != 200 || !strings.Contains(body, "opened Fixture shop") || !strings.Contains(body, "count is 1") {
+	if st, body := fetch(t, out.LogURI); st != 200 || !strings.Contains(body, "opened Fixture shop") || !strings.Contains(body, "count is 2") {
 		t.Fatalf("log %d %q", st, body)
+	}
+	// The video: the script drove the run's screencasting browser over CDP_WS_URL.
+	if !strings.HasSuffix(out.VideoURI, "/video/") || !strings.HasSuffix(out.GIFURI, "/video/video.gif") {
+		t.Fatalf("video %q gif %q", out.VideoURI, out.GIFURI)
+	}
+	if st, body := fetch(t, out.GIFURI); st != 200 || !strings.HasPrefix(body, "GIF89a") {
+		t.Fatalf("video.gif: %d %.10q", st, body)
+	}
+	if st, body := fetch(t, out.VideoURI); st != 200 || !strings.Contains(body, `id="frames"`) || !strings.Contains(body, "frames/00001.jpg") {
+		t.Fatalf("player: %d %.300s", st, body)
+	}
+	if !strings.Contains(out.SummaryMd, "![the demo]("+out.GIFURI+")") {
+		t.Fatalf("summary has no GIF:\n%s", out.SummaryMd)
 	}
 
 	// A failing script is red, its log still uploaded.

@@ -93,6 +93,121 @@ async function devDispatch(request, env) {
   return Response.json({ executionId: exec, status: reply.body?.status, deduped: !reply.body?.created }, { status: 202 });
 }
 
+// Websockets (specs/cloudflare.md, "WebSockets"). Go cannot hijack a connection, so
+// it accepts a websocket by answering 101 with x-flare-websocket naming the upstream
+// (edge/cloudflare/browsercdp.go, UpstreamWS) and a body that stays open while the
+// socket may live. Here the upstream is connected, the client gets the other end of a
+// WebSocketPair, and messages are copied both ways unchanged (text stays text, binary
+// binary). The end of Go's body (the execution ended) closes both sockets; either
+// socket closing cancels Go's body (Go's next heartbeat write fails and it returns).
+
+// What Browser Rendering's clients send as cf-brapi-client (contract §3).
+const brapiClient = "@cloudflare/playwright@1.3.0";
+
+// Close codes a socket may send on: others (outside 1000–4999, or the reserved
+// 1005/1006/1015 that only describe a connection) become 1011, 1005 (no code) 1000.
+function closeCode(code) {
+  if (code === 1005) return 1000;
+  if (code < 1000 || code > 4999 || code === 1006 || code === 1015) return 1011;
+  return code;
+}
+
+function upgradedSocket(res, what) {
+  if (!res.webSocket) throw new Error(`${what} answered ${res.status} without a websocket`);
+  return res.webSocket;
+}
+
+async function connectUpstream(spec, env) {
+  const upgrade = { Upgrade: "websocket" };
+  switch (spec.kind) {
+    case "url": // a local chromium standing in for Browser Rendering (local runs only)
+      return { ws: upgradedSocket(await fetch(spec.url.replace(/^ws/, "http"), { headers: upgrade }), spec.url) };
+    case "browser": {
+      if (!env.BROWSER) throw new Error("the BROWSER binding is not bound");
+      const headers = { "cf-brapi-client": brapiClient };
+      let session = spec.session;
+      if (!session) {
+        const res = await env.BROWSER.fetch(`https://browser.flare/v1/acquire?keep_alive=${spec.keepAliveMs}`, { headers });
+        const text = await res.text();
+        if (res.status !== 200) throw new Error(`Browser Rendering's acquire answered ${res.status}: ${text.slice(0, 200)}`);
+        session = JSON.parse(text).sessionId;
+        if (!session) throw new Error("Browser Rendering's acquire returned no sessionId");
+      }
+      const res = await env.BROWSER.fetch(`https://browser.flare/v1/devtools/browser/${encodeURIComponent(session)}`, {
+        headers: { ...headers, ...upgrade },
+      });
+      // A session this socket acquired is closed with it; a re-attached one is not.
+      return { ws: upgradedSocket(res, "Browser Rendering"), closeBrowser: !spec.session };
+    }
+    case "sandbox": {
+      const ns = env[spec.binding];
+      const stub = ns.get(ns.idFromName(spec.name));
+      const res = await stub.fetch(`http://sandbox${spec.path}`, {
+        headers: { ...upgrade, authorization: `Bearer ${spec.token}`, "x-flare-sandbox": spec.name },
+      });
+      return { ws: upgradedSocket(res, `the agent of sandbox ${spec.name}`) };
+    }
+  }
+  throw new Error(`unknown websocket upstream ${spec.kind}`);
+}
+
+async function webSocketResponse(r, env) {
+  const reader = r.body.getReader();
+  const release = () => reader.cancel().catch(() => {});
+  let up;
+  try {
+    up = await connectUpstream(JSON.parse(headersFromString(r.headers).get("x-flare-websocket")), env);
+  } catch (err) {
+    release();
+    return Response.json({ error: "browser_unavailable", message: String(err?.message ?? err) }, { status: 502 });
+  }
+  const [client, server] = Object.values(new WebSocketPair());
+  server.accept();
+  up.ws.accept();
+  let ended = false;
+  let resolveEnded;
+  const endedP = new Promise((resolve) => (resolveEnded = resolve));
+  const end = (code, reason) => {
+    if (ended) return;
+    ended = true;
+    if (up.closeBrowser) {
+      try {
+        up.ws.send(JSON.stringify({ id: -9999, method: "Browser.close", params: {} }));
+      } catch {}
+    }
+    for (const ws of [server, up.ws]) {
+      try {
+        ws.close(closeCode(code), reason);
+      } catch {}
+    }
+    release();
+    resolveEnded();
+  };
+  const forward = (to) => (e) => {
+    try {
+      to.send(e.data);
+    } catch (err) {
+      end(1011, "send failed");
+    }
+  };
+  server.addEventListener("message", forward(up.ws));
+  up.ws.addEventListener("message", forward(server));
+  for (const ws of [server, up.ws]) {
+    ws.addEventListener("close", (e) => end(e.code, e.reason));
+    ws.addEventListener("error", () => end(1011, "socket error"));
+  }
+  // Go's body: heartbeats until the execution ends.
+  (async () => {
+    try {
+      while (!(await reader.read()).done);
+    } catch {}
+    end(1000, "the execution ended");
+  })();
+  // Go's timers (its watch of the execution) run while the socket is open.
+  go.keepAwake(endedP);
+  return new Response(null, { status: 101, webSocket: client });
+}
+
 export default {
   async fetch(request, env, ctx) {
     if (env.FLARE_DEV_ROUTES === "true") {
@@ -104,6 +219,7 @@ export default {
     }
     try {
       const r = await go.call("fetch", [request.method, request.url, headersToString(request.headers), request.body, ctx]);
+      if (r.status === 101) return webSocketResponse(r, env);
       return new Response(nullBodyStatus.has(r.status) ? null : r.body, {
         status: r.status,
         headers: headersFromString(r.headers),
@@ -170,11 +286,21 @@ export class LeaseActor extends ActorObject {
 // LocalAgentProxy stands in for a sandbox container under `wrangler dev`: it forwards
 // every request to the agent process at AGENT_URL (the caller names the sandbox in its
 // own headers, e.g. X-Flare-Sandbox).
+// A request with cf-container-target-port (the Container class's switchPort header) is
+// for that port of the sandbox instead (preview URLs): a local agent's commands
+// listen on this host's loopback.
 export class LocalAgentProxy extends DurableObject {
   async fetch(request) {
     const url = new URL(request.url);
-    const target = new URL(url.pathname + url.search, env.AGENT_URL);
-    return fetch(new Request(target, request));
+    const port = request.headers.get("cf-container-target-port");
+    if (port !== null && !/^[1-9][0-9]{0,4}$/.test(port)) return new Response("bad port\n", { status: 400 });
+    const target = new URL(url.pathname + url.search, port ? `http://127.0.0.1:${port}` : env.AGENT_URL);
+    const req = new Request(target, request);
+    if (port) {
+      req.headers.delete("cf-container-target-port");
+      req.headers.delete("x-flare-sandbox");
+    }
+    return fetch(req);
   }
 }
 

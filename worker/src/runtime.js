@@ -222,6 +222,12 @@ export class GoRuntime {
     return inst.call(name, args);
   }
 
+  /** Keeps Go's timers ticking in the calling request until promise settles. */
+  keepAwake(promise) {
+    const inst = this.current;
+    if (inst && !inst.dead) inst.pumpUntil(promise);
+  }
+
   /** Calls a synchronous Go entry point on the live instance, if there is one. */
   callSync(name, args, generation) {
     const inst = this.current;

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/flare-dispatch/flare-dispatch/agentapi"
@@ -126,6 +127,40 @@ func (s *Sandboxes) post(ctx context.Context, binding, sandbox, path, token stri
 		return fmt.Errorf("POST %s to sandbox %s: %d %s", path, sandbox, res.StatusCode, strings.TrimSpace(string(msg)))
 	}
 	return nil
+}
+
+// PortHeader asks a sandbox class for a port other than the agent's: the Container
+// class's own switchPort header (@cloudflare/containers); LocalAgentProxy sends such
+// a request to that port on the host, where local agents' commands listen.
+const PortHeader = "Cf-Container-Target-Port"
+
+var _ edge.PreviewPorts = (*Sandboxes)(nil)
+
+// PortTransport implements edge.PreviewPorts: requests to a port of the sandbox,
+// through its class's stub like the agent's own.
+func (s *Sandboxes) PortTransport(sandbox, pool string, port int) (http.RoundTripper, error) {
+	binding, err := Binding(pool)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := s.Transport(binding, sandbox)
+	if err != nil {
+		return nil, err
+	}
+	return portTransport{rt: rt, sandbox: sandbox, port: strconv.Itoa(port)}, nil
+}
+
+type portTransport struct {
+	rt            http.RoundTripper
+	sandbox, port string
+}
+
+func (t portTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	out := *r // not r.Clone: it links multipart cloning into the Worker (~17 KB)
+	out.Header = r.Header.Clone()
+	out.Header.Set(SandboxHeader, t.sandbox)
+	out.Header.Set(PortHeader, t.port)
+	return t.rt.RoundTrip(&out)
 }
 
 // PoolFromMetadata is a PoolOf that reads the execution's run from the metadata

@@ -225,9 +225,9 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("BrowserCDPRefusesWithoutUpgradeTokenOrBrowser", func(t *testing.T) {
-		// The Worker has no Browser Rendering binding wired yet: after the upgrade and
-		// token checks, /v1/browser/cdp is 503, as the contract says when unconfigured.
+	t.Run("BrowserCDPRefusesWithoutUpgradeTokenOrLiveAttempt", func(t *testing.T) {
+		// After the upgrade and token checks, an attempt that is not running is 409
+		// (browser_test.go passes a live one through).
 		if r := s.do(t, http.MethodGet, "/v1/browser/cdp", nil, nil); r.status != http.StatusUpgradeRequired {
 			t.Fatalf("no upgrade: %d %s", r.status, r.raw)
 		}
@@ -236,8 +236,8 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 			t.Fatalf("bad token: %d %s", r.status, r.raw)
 		}
 		u := edge.BrowserCDPURL(edge.Config{HMACSecret: hmacSecret}, s.URL, edge.AgentClaims{Exec: "cdp-check", Attempt: 1, Expires: time.Now().Add(time.Hour).Unix()})
-		if r := s.do(t, http.MethodGet, "/v1/browser/cdp"+u[strings.Index(u, "?"):], nil, ws); r.status != http.StatusServiceUnavailable || r.body["error"] != "browser_not_configured" {
-			t.Fatalf("unconfigured: %d %s", r.status, r.raw)
+		if r := s.do(t, http.MethodGet, "/v1/browser/cdp"+u[strings.Index(u, "?"):], nil, ws); r.status != http.StatusConflict {
+			t.Fatalf("no such attempt: %d %s", r.status, r.raw)
 		}
 	})
 

@@ -15,7 +15,9 @@
 //
 //	BLOB_BUCKET       the bucket name agents use in S3 paths (default flare-dispatch-runs)
 //	BLOB_ENDPOINT     the agents' S3 endpoint (default /s3 on the edge's own origin)
+//	KEEP_ALIVE_MS     how long an acquired Browser Rendering session outlives its socket
 //	AGENT_URL         local runs only: sandboxes are agents on this host (local repos allowed)
+//	BROWSER_CDP_DEV_URL  local runs only: a chromium's CDP websocket in place of Browser Rendering
 //	FLARE_DEV_ROUTES  local runs only: "true" mounts /__dev/ (tests, bench)
 //	FLARE_TEST_RUNS   local runs only: "true" registers the test runs (internal/testruns)
 package main
@@ -91,6 +93,7 @@ func main() {
 		deps.IdempotencyKV = idemKV
 	}
 	deps.Models, deps.OIDC = edge.AgenticFromEnv(getenv, deps.HTTPClient, log)
+	deps.BrowserCDP = browserCDP(cfg, getenv)
 	if err := githubApp(&deps, getenv); err != nil {
 		log.Error("GitHub App disabled", "err", err)
 	}
@@ -122,8 +125,16 @@ func main() {
 		mux.Handle("/__dev/", cloudflare.DevHandler(effectLog))
 		devRoutes(mux, db, bucket, fired, map[string]edge.KV{"CONFIG_KV": deps.ConfigKV, "IDEMPOTENCY_KV": deps.IdempotencyKV})
 	}
+	// Preview URLs are offered to the edge before any route (contract §3).
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.PreviewHostname != "" && server.IsPreviewHost(r.Host) {
+			server.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	cloudflare.Serve(cloudflare.Worker{
-		Handler: mux,
+		Handler: handler,
 		Actors:  host,
 		Logger:  log,
 		Scheduled: func(ctx context.Context, cron string, at time.Time) error {
@@ -133,6 +144,22 @@ func main() {
 			return nil
 		},
 	})
+}
+
+// browserCDP is /v1/browser/cdp's browser (specs/cloudflare.md, "WebSockets"): a
+// `browser`-pool run's own chromium, reached through its agent, unless BROWSER_MODE
+// is "remote" (then every run gets Browser Rendering, as its agent does).
+// BROWSER_CDP_DEV_URL stands in for Browser Rendering in local runs only.
+func browserCDP(cfg edge.Config, getenv func(string) string) cloudflare.BrowserCDP {
+	b := cloudflare.BrowserCDP{Rendering: cloudflare.Bound("BROWSER")}
+	b.KeepAliveMS, _ = strconv.Atoi(getenv("KEEP_ALIVE_MS"))
+	if cfg.Local {
+		b.DevURL = getenv("BROWSER_CDP_DEV_URL")
+	}
+	if cfg.BrowserMode != "remote" {
+		b.SandboxToken = func(sandbox string) string { return edge.AgentServerToken(cfg, sandbox) }
+	}
+	return b
 }
 
 // kvBinding is the KV namespace bound as name, or nil (logged) when it is not bound.
