@@ -24,21 +24,30 @@ type Config struct {
 	// PreviewHostname is SANDBOX_PREVIEW_HOSTNAME: the zone of preview URLs
 	// (<port>-<sandbox>-<token>.<hostname>, preview.go); "" means none.
 	PreviewHostname string
+	// EmailFrom, EmailFromName and EmailAllowedRecipients are EMAIL_FROM,
+	// EMAIL_FROM_NAME and EMAIL_ALLOWED_RECIPIENTS (comma-separated): completion emails
+	// (notify.go) go out only with a sender, and only to listed recipients.
+	EmailFrom              string
+	EmailFromName          string
+	EmailAllowedRecipients []string
 }
 
 // ConfigFromEnv reads a Config with getenv (os.Getenv locally, the Worker's env on
 // Cloudflare).
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
-		HMACSecret:      getenv("HMAC_SECRET"),
-		LogLinkSecret:   getenv("LOG_LINK_SECRET"),
-		AdminToken:      getenv("ADMIN_TOKEN"),
-		PublicOrigin:    strings.TrimRight(getenv("PUBLIC_ORIGIN"), "/"),
-		AdmissionCap:    ParseCap(getenv("ADMISSION_CAP")),
-		WebhookSecret:   getenv("GITHUB_WEBHOOK_SECRET"),
-		GitHubAPIURL:    getenv("GITHUB_API_URL"),
-		BrowserMode:     strings.TrimSpace(getenv("BROWSER_MODE")),
-		PreviewHostname: strings.Trim(strings.TrimSpace(getenv("SANDBOX_PREVIEW_HOSTNAME")), "."),
+		HMACSecret:             getenv("HMAC_SECRET"),
+		LogLinkSecret:          getenv("LOG_LINK_SECRET"),
+		AdminToken:             getenv("ADMIN_TOKEN"),
+		PublicOrigin:           strings.TrimRight(getenv("PUBLIC_ORIGIN"), "/"),
+		AdmissionCap:           ParseCap(getenv("ADMISSION_CAP")),
+		WebhookSecret:          getenv("GITHUB_WEBHOOK_SECRET"),
+		GitHubAPIURL:           getenv("GITHUB_API_URL"),
+		BrowserMode:            strings.TrimSpace(getenv("BROWSER_MODE")),
+		PreviewHostname:        strings.Trim(strings.TrimSpace(getenv("SANDBOX_PREVIEW_HOSTNAME")), "."),
+		EmailFrom:              strings.TrimSpace(getenv("EMAIL_FROM")),
+		EmailFromName:          strings.TrimSpace(getenv("EMAIL_FROM_NAME")),
+		EmailAllowedRecipients: SplitList(getenv("EMAIL_ALLOWED_RECIPIENTS")),
 	}
 }
 
@@ -49,4 +58,9 @@ func ParseCap(s string) int {
 		return 16
 	}
 	return n
+}
+
+// SplitList reads a comma- or space-separated list, dropping empty items.
+func SplitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
 }

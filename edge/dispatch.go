@@ -20,9 +20,16 @@ type DispatchBody struct {
 	GitHub  DispatchGitHub  `json:"github"`
 	Inputs  json.RawMessage `json:"inputs"`
 	Trigger json.RawMessage `json:"trigger,omitempty"`
-	Notify  *struct {
-		Emails []string `json:"emails"`
-	} `json:"notify,omitempty"`
+	Notify  *Notify         `json:"notify,omitempty"`
+}
+
+// Notify is a dispatch's notify block (contract §2.1): who gets the completion email
+// and when (notify.go).
+type Notify struct {
+	Emails []string `json:"emails"`
+	// On is "failure" (the default: failed, cancelled or timed out) or "always"
+	// (successes too).
+	On string `json:"on,omitempty"`
 }
 
 // DispatchGitHub is the envelope's target.
@@ -47,6 +54,8 @@ type Params struct {
 	Inputs         json.RawMessage `json:"inputs"`
 	Origin         string          `json:"origin"`
 	Parent         string          `json:"parentExecutionId,omitempty"`
+	// Notify is the dispatch's notify block, when it named recipients.
+	Notify *Notify `json:"notify,omitempty"`
 	// OrderKey is the admission queue position of a child execution: its parent's
 	// (children.go). Zero means the execution's own arrival.
 	OrderKey time.Time `json:"orderKey,omitzero"`
@@ -136,6 +145,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	}
 	p := Params{Exec: exec, Run: d.Run, Repo: d.GitHub.Repo, Ref: d.GitHub.Ref, SHA: d.GitHub.SHA, PRNumber: d.GitHub.PRNumber,
 		Inputs: inputs, Origin: s.origin(r)}
+	if d.Notify != nil && len(d.Notify.Emails) > 0 { // an empty list is dropped (contract §2.1)
+		p.Notify = d.Notify
+	}
 	if d.GitHub.InstallationID != nil { // 0 is "unknown": Start uses the learned one
 		p.InstallationID = *d.GitHub.InstallationID
 	}
@@ -229,6 +241,9 @@ func validateEnvelope(d DispatchBody, path string) (field, msg string) {
 			if !validEmail(e) {
 				return fmt.Sprintf("notify.emails[%d]", i), fmt.Sprintf("%q is not an email address", e)
 			}
+		}
+		if on := d.Notify.On; on != "" && on != NotifyOnFailure && on != NotifyAlways {
+			return "notify.on", fmt.Sprintf("%q is neither %q nor %q", on, NotifyOnFailure, NotifyAlways)
 		}
 	}
 	return "", ""

@@ -51,6 +51,9 @@ type Deps struct {
 	// OIDC makes the edge an OIDC issuer (/.well-known/…, Bedrock's STS); nil or
 	// unconfigured: those routes answer 503.
 	OIDC *oidc.Issuer
+	// Mailer sends completion emails (notify.go): the send_email binding on
+	// Cloudflare, SMTP or a logged sink locally; nil: no email.
+	Mailer Mailer
 }
 
 // Server is the edge.

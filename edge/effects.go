@@ -121,7 +121,10 @@ func (s *Server) project(ctx context.Context, p actors.Progress) error {
 			}
 		}
 	}
-	return s.Meta.UpdateExecution(ctx, upd)
+	err = s.Meta.UpdateExecution(ctx, upd)
+	// last: a slow mail server delays nothing people look at
+	s.notify(ctx, ex, params, p, report.Summary)
+	return err
 }
 
 // originOf is where an execution's links and agent calls go: PUBLIC_ORIGIN when set

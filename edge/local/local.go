@@ -34,6 +34,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/github"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/s3store"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
+	"github.com/flare-dispatch/flare-dispatch/edge/mail"
 	"github.com/flare-dispatch/flare-dispatch/edge/sqlmeta"
 	"github.com/flare-dispatch/flare-dispatch/migrations"
 )
@@ -269,6 +270,7 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	}
 	// Locally OPENAI_BASE_URL/OPENAI_API_KEY select an OpenAI-compatible model backend.
 	deps.Models, deps.OIDC = edge.AgenticFromEnv(o.Getenv, http.DefaultClient, o.Log)
+	deps.Mailer = mail.FromEnv(o.Getenv, o.Log) // SMTP_HOST, else a logged sink
 	st.Edge = edge.New(deps)
 	st.store.SetEnded(edge.EndedLookup(st.Meta)) // an ended execution's blob credentials write nothing
 	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})

@@ -9,10 +9,14 @@
 
 import { DurableObject, env } from "cloudflare:workers";
 import { Container } from "@cloudflare/containers";
+import { EmailMessage } from "cloudflare:email";
 import wasmModule from "../../build/app.wasm";
 import { GoRuntime, GoRuntimeDied } from "./runtime.js";
 
 const go = new GoRuntime(wasmModule, env);
+
+// The send_email adapter (edge/cloudflare/email) builds its messages with this class.
+globalThis.FlareEmailMessage = EmailMessage;
 
 // Headers cross into Go as one string: name "\n" value "\n" pairs (values cannot
 // contain a newline), which costs Go one call instead of several per header.

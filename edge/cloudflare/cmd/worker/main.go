@@ -40,6 +40,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/blobcred"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/containers"
+	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/email"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/kv"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/r2"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/s3api"
@@ -94,6 +95,13 @@ func main() {
 	}
 	deps.Models, deps.OIDC = edge.AgenticFromEnv(getenv, deps.HTTPClient, log)
 	deps.BrowserCDP = browserCDP(cfg, getenv)
+	// Completion emails (edge/notify.go) over Email Routing; without the binding they
+	// are skipped with a log line.
+	if m, err := email.New("SEND_EMAIL"); err != nil {
+		log.Info("email notify off", "err", err)
+	} else {
+		deps.Mailer = m
+	}
 	if err := githubApp(&deps, getenv); err != nil {
 		log.Error("GitHub App disabled", "err", err)
 	}
