@@ -98,7 +98,14 @@ func (s *Server) browserCDP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	go s.watchAttempt(ctx, cancel, exec, claims.Attempt)
-	if err := s.BrowserCDP.Relay(ctx, w, r, target); err != nil {
+	began := s.Now()
+	err = s.BrowserCDP.Relay(ctx, w, r, target)
+	// Browser Rendering bills while the session is open (cost.go); a browser-pool run's
+	// socket goes to its own sandbox's chromium, which the sandbox time prices
+	if target.Pool != dsl.PoolBrowser {
+		s.addBrowserTime(context.WithoutCancel(r.Context()), exec, s.Now().Sub(began))
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, ErrBrowserUpstream):
 			writeError(w, http.StatusBadGateway, "browser_unavailable", err.Error())

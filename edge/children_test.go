@@ -66,7 +66,11 @@ func (m *dslMeta) Execution(_ context.Context, id string) (edge.Execution, error
 }
 
 func (m *dslMeta) PutStep(context.Context, edge.StepRow) error { return nil }
-func (m *dslMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.Execution, error) {
+func (m *dslMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.ExecutionListing, error) {
+	return nil, nil
+}
+func (m *dslMeta) PutCost(context.Context, string, edge.Cost) error { return nil }
+func (m *dslMeta) CostTotals(context.Context, edge.CostFilter) ([]edge.CostTotal, error) {
 	return nil, nil
 }
 func (m *dslMeta) Steps(context.Context, string) ([]edge.StepRow, error) { return nil, nil }

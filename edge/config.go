@@ -30,6 +30,9 @@ type Config struct {
 	EmailFrom              string
 	EmailFromName          string
 	EmailAllowedRecipients []string
+	// InstanceTypes is SANDBOX_INSTANCE_TYPES ("lean=standard-2,browser=standard-3"):
+	// the Containers instance type of each pool, for costs (cost.go); New checks it.
+	InstanceTypes string
 }
 
 // ConfigFromEnv reads a Config with getenv (os.Getenv locally, the Worker's env on
@@ -48,6 +51,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		EmailFrom:              strings.TrimSpace(getenv("EMAIL_FROM")),
 		EmailFromName:          strings.TrimSpace(getenv("EMAIL_FROM_NAME")),
 		EmailAllowedRecipients: SplitList(getenv("EMAIL_ALLOWED_RECIPIENTS")),
+		InstanceTypes:          getenv("SANDBOX_INSTANCE_TYPES"),
 	}
 }
 

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	_ "embed"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
 )
@@ -20,19 +18,6 @@ import (
 // the admin Bearer token as on every admin route, or the session cookie POST /session
 // sets from it (a browser cannot send a Bearer header from a link). In production
 // Cloudflare Access sits in front as well (specs/cloudflare.md).
-
-// ExecutionListing is one row of the dashboard: the execution and when its first step
-// started (the end of its queue wait).
-type ExecutionListing struct {
-	Execution
-	FirstStepAt time.Time
-}
-
-// ExecutionLister is the optional Metadata method the dashboard lists with
-// (sqlmeta implements it, on D1 and SQLite alike).
-type ExecutionLister interface {
-	RecentExecutions(ctx context.Context, f ExecutionFilter) ([]ExecutionListing, error)
-}
 
 //go:embed viewer_assets/dashboard.html
 var dashboardHTML string // @NONCE@ and @MAIN@ slots (fillPage, viewer.go)
@@ -97,21 +82,16 @@ var dashStatuses = []actors.Status{actors.StatusQueued, actors.StatusAdmitted, a
 	actors.StatusWaiting, actors.StatusSuccess, actors.StatusFailure, actors.StatusCancelled, actors.StatusTimedOut}
 
 type dashRow struct {
-	ID, Run, Repo, SHA, Status, Started, QueueWait, Duration, Link string
+	ID, Run, Repo, SHA, Status, Started, QueueWait, Duration, Cost, Link string
 }
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	if !s.dashboardAuthorized(w, r) {
 		return
 	}
-	lister, ok := s.Meta.(ExecutionLister)
-	if !ok {
-		writeError(w, http.StatusNotImplemented, "no_listing", "this metadata store cannot list executions")
-		return
-	}
 	q := r.URL.Query()
 	f := ExecutionFilter{Run: q.Get("run"), Repo: q.Get("repo"), Status: q.Get("status"), Limit: 200}
-	list, err := lister.RecentExecutions(r.Context(), f)
+	list, err := s.Meta.ListExecutions(r.Context(), f)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
 		return
@@ -128,15 +108,43 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		if !e.FirstStepAt.IsZero() {
 			row.QueueWait = span(e.StartedAt, e.FirstStepAt, now)
 		}
+		if e.Cost != nil {
+			row.Cost = USD(e.Cost.CloudflareMicro)
+		}
 		if s.Config.HMACSecret == "" {
 			row.Link = "" // no key material: no viewer links (authorizeLogs would 503)
 		}
 		rows = append(rows, row)
 	}
+	totals, err := s.Meta.CostTotals(r.Context(), CostFilter{Repo: f.Repo})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+		return
+	}
 	nonce := newNonce()
 	securePageHeaders(w, nonce)
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, fillPage(dashboardHTML, "@NONCE@", nonce, "@MAIN@", dashboardMain(f, rows)))
+	_, _ = io.WriteString(w, fillPage(dashboardHTML, "@NONCE@", nonce, "@MAIN@", dashboardMain(f, rows)+costTotals(totals)))
+}
+
+// costTotals is the dashboard's cost table: per repository and month, Cloudflare's
+// list price of what ran next to the GitHub-hosted runner price of the same time.
+func costTotals(ts []CostTotal) string {
+	var b strings.Builder
+	b.WriteString(`<h2>Cost per repository and month</h2>
+<table id="costs">
+<thead><tr><th>Month (UTC)</th><th>Repo</th><th>Executions</th><th>Cloudflare</th><th>GitHub-hosted runner</th></tr></thead>
+<tbody>
+`)
+	for _, t := range ts {
+		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td></tr>\n",
+			esc(t.Month), esc(t.Repo), t.Executions, USD(t.CloudflareMicro), USD(t.GitHubMicro))
+	}
+	if len(ts) == 0 {
+		b.WriteString(`<tr><td colspan="5">no costs recorded yet</td></tr>`)
+	}
+	fmt.Fprintf(&b, "</tbody>\n</table>\n<p class=\"note\">List prices of %s before free allowances (specs/cost.md); a fan-out counts once, with its children.</p>", esc(PriceTable.Date))
+	return b.String()
 }
 
 func dashboardMain(f ExecutionFilter, rows []dashRow) string {
@@ -156,7 +164,7 @@ func dashboardMain(f ExecutionFilter, rows []dashRow) string {
 <button type="submit">filter</button> <a href="/">clear</a>
 </form>
 <table id="executions">
-<thead><tr><th>Execution</th><th>Run</th><th>Repo</th><th>SHA</th><th>Status</th><th>Started (UTC)</th><th>Queue wait</th><th>Duration</th></tr></thead>
+<thead><tr><th>Execution</th><th>Run</th><th>Repo</th><th>SHA</th><th>Status</th><th>Started (UTC)</th><th>Queue wait</th><th>Duration</th><th>Cost</th></tr></thead>
 <tbody>
 `)
 	for _, r := range rows {
@@ -167,11 +175,11 @@ func dashboardMain(f ExecutionFilter, rows []dashRow) string {
 		} else {
 			b.WriteString("<tr>")
 		}
-		fmt.Fprintf(&b, `<td>%s</td><td>%s</td><td>%s</td><td><code>%s</code></td><td class="st-%s">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`+"\n",
-			id, esc(r.Run), esc(r.Repo), esc(r.SHA), esc(r.Status), esc(r.Status), esc(r.Started), esc(r.QueueWait), esc(r.Duration))
+		fmt.Fprintf(&b, `<td>%s</td><td>%s</td><td>%s</td><td><code>%s</code></td><td class="st-%s">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`+"\n",
+			id, esc(r.Run), esc(r.Repo), esc(r.SHA), esc(r.Status), esc(r.Status), esc(r.Started), esc(r.QueueWait), esc(r.Duration), esc(r.Cost))
 	}
 	if len(rows) == 0 {
-		b.WriteString(`<tr><td colspan="8">no executions</td></tr>`)
+		b.WriteString(`<tr><td colspan="9">no executions</td></tr>`)
 	}
 	b.WriteString("</tbody>\n</table>")
 	return b.String()

@@ -59,7 +59,8 @@ type Deps struct {
 // Server is the edge.
 type Server struct {
 	Deps
-	mux *http.ServeMux
+	mux           *http.ServeMux
+	instanceTypes map[string]string // pool → Containers instance type (cost.go)
 }
 
 // maxBody caps request bodies: dispatches are small; a step result is at most 1 MiB.
@@ -74,6 +75,11 @@ func New(d Deps) *Server {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{Deps: d, mux: http.NewServeMux()}
+	types, err := ParseInstanceTypes(d.Config.InstanceTypes)
+	if err != nil {
+		d.Log.Error("costs use the default instance type", "err", err)
+	}
+	s.instanceTypes = types
 	s.route("/health", http.MethodGet, s.health)
 	s.route("/v1/dispatch/{run}", http.MethodPost, s.dispatch)
 	s.route("/v1/executions", http.MethodGet, s.listExecutions)

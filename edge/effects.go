@@ -104,6 +104,16 @@ func (s *Server) project(ctx context.Context, p actors.Progress) error {
 	report := RenderCheck(ex.Run, p, s.ViewerLink(s.originOf(params), p.Exec))
 	report.Install = params.InstallationID
 	s.afterProgress(ctx, ex, params, p, &report)
+	if sandbox, err := s.tickSandboxClock(ctx, p); err != nil {
+		s.Log.Warn("sandbox time not recorded", "execution", p.Exec, "err", err)
+	} else if p.Status.Terminal() {
+		// Costs never fail a run: a cost that could not be priced or stored is logged.
+		c, err := s.executionCost(ctx, ex, sandbox)
+		if err != nil {
+			s.Log.Warn("cost not recorded", "execution", p.Exec, "err", err)
+		}
+		report.Summary += "\n\n" + c.Markdown()
+	}
 	s.attachFindings(ctx, &report, p)
 	b, _ := json.Marshal(report)
 	if err := s.KV.Put(ctx, "check-run/"+p.Exec, string(b), 0); err != nil {

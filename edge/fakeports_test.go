@@ -42,6 +42,7 @@ func (k *memKV) get(key string) string {
 type memMeta struct {
 	mu    sync.Mutex
 	execs map[string]edge.Execution
+	costs map[string]edge.Cost
 }
 
 func newMeta() *memMeta { return &memMeta{execs: map[string]edge.Execution{}} }
@@ -84,7 +85,19 @@ func (m *memMeta) Execution(_ context.Context, id string) (edge.Execution, error
 }
 
 func (m *memMeta) PutStep(context.Context, edge.StepRow) error { return nil }
-func (m *memMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.Execution, error) {
+func (m *memMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.ExecutionListing, error) {
+	return nil, nil
+}
+func (m *memMeta) PutCost(_ context.Context, exec string, c edge.Cost) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.costs == nil {
+		m.costs = map[string]edge.Cost{}
+	}
+	m.costs[exec] = c
+	return nil
+}
+func (m *memMeta) CostTotals(context.Context, edge.CostFilter) ([]edge.CostTotal, error) {
 	return nil, nil
 }
 func (m *memMeta) Steps(context.Context, string) ([]edge.StepRow, error) { return nil, nil }

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// ExecutionFilter selects executions for GET /v1/executions.
+// ExecutionFilter selects executions (Metadata.ListExecutions).
 type ExecutionFilter struct {
 	Run, Repo, Status string
+	Parent            string    // children of this execution; "" = any
 	Before            time.Time // started strictly before; zero = no bound
 	Limit             int
 }
@@ -76,6 +77,9 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 		}
 		if e.CheckRunID != 0 {
 			it["checkRunId"] = e.CheckRunID
+		}
+		if e.Cost != nil {
+			it["cost"] = e.Cost
 		}
 		items = append(items, it)
 	}

@@ -36,6 +36,14 @@ type Execution struct {
 	CheckRunID  int64           `json:"checkRunId,omitempty"`
 }
 
+// ExecutionListing is an execution as listings show it: the row, when its first
+// step started (the end of its queue wait), and its cost once it has one.
+type ExecutionListing struct {
+	Execution
+	FirstStepAt time.Time
+	Cost        *Cost
+}
+
 // StepRow is one row of the steps table.
 type StepRow struct {
 	Exec        string    `json:"-"`
@@ -56,8 +64,14 @@ type Metadata interface {
 	// (zero values leave a column as it is).
 	UpdateExecution(ctx context.Context, e Execution) error
 	Execution(ctx context.Context, id string) (Execution, error)
-	// ListExecutions returns the executions f selects, newest first (GET /v1/executions).
-	ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execution, error)
+	// ListExecutions returns the executions f selects, newest first, never their
+	// input (GET /v1/executions, the dashboard, a fan-out's children).
+	ListExecutions(ctx context.Context, f ExecutionFilter) ([]ExecutionListing, error)
+	// PutCost records an execution's cost (cost.go), replacing an earlier one.
+	PutCost(ctx context.Context, exec string, c Cost) error
+	// CostTotals sums the recorded costs of top-level executions (a fan-out parent's
+	// cost includes its children) per repository and month, newest month first.
+	CostTotals(ctx context.Context, f CostFilter) ([]CostTotal, error)
 	PutStep(ctx context.Context, s StepRow) error
 	Steps(ctx context.Context, exec string) ([]StepRow, error)
 }

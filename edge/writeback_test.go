@@ -326,7 +326,7 @@ func TestWritebackCommitsOnceAfterSuccess(t *testing.T) {
 	stage(bl, "e1", `{"entries":[{"path":"fixtures/a.json"},{"path":"fixtures/run.sh","mode":"100755"},{"path":"fixtures/old.json","deleted":true}]}`,
 		map[string]string{"fixtures/a.json": `{"v":2}`, "fixtures/run.sh": "#!/bin/sh\n"})
 	r := succeed(t, s, meta, kv, "e1")
-	if r.Conclusion != "success" || !strings.HasSuffix(r.Summary, "writeback opened PR [#7](https://github.test/acme/app/pull/7) (2 file(s), 1 deletion(s))") {
+	if r.Conclusion != "success" || !strings.Contains(r.Summary, "\n\nwriteback opened PR [#7](https://github.test/acme/app/pull/7) (2 file(s), 1 deletion(s))\n\n**Cost**") {
 		t.Fatalf("check %+v", r)
 	}
 	if len(gh.specs) != 1 {

@@ -29,6 +29,8 @@ var metadataTests = []test[edge.Metadata]{
 	{"PutStepUpsertsAndKeepsTheFirstStart", putStepUpserts},
 	{"StepsAreTheExecutionsInStartOrder", stepsOrdered},
 	{"PriorExecutionIsTheNewestFinishedOfTheFamily", priorExecution},
+	{"ListingCarriesFirstStepAndCostAndFiltersByParent", listingWithCost},
+	{"CostTotalsArePerRepoAndMonthOfTopLevelExecutions", costTotals},
 }
 
 // withPrefix hands each case its own id prefix through a closure.
@@ -261,5 +263,76 @@ func priorExecution(t T, m edge.Metadata) {
 	}
 	if _, ok, err := pe.PriorExecution(ctx, idOf(t)+"-nofamily", ""); err != nil || ok {
 		t.Fatalf("prior of an empty family: %v %v", ok, err)
+	}
+}
+
+func listingWithCost(t T, m edge.Metadata) {
+	id := idOf(t)
+	repo := "acme/" + strings.ReplaceAll(id, ":", "-")
+	parent := execution(id)
+	parent.Repo = repo
+	mustCreate(t, m, parent)
+	for i, k := range []string{":a", ":b"} {
+		c := execution(id + k)
+		c.Repo, c.Parent, c.StartedAt = repo, id, at.Add(time.Duration(i+1)*time.Second)
+		mustCreate(t, m, c)
+	}
+	if err := m.PutStep(ctx, edge.StepRow{Exec: id + ":a", Name: "s", Status: "running", Attempt: 1, StartedAt: at.Add(5 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	cost := edge.Cost{InstanceType: "standard-2", SandboxSeconds: 61, CloudflareMicro: 1830, GitHubMicro: 16000, GitHubMinutes: 2}
+	if err := m.PutCost(ctx, id+":a", edge.Cost{CloudflareMicro: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.PutCost(ctx, id+":a", cost); err != nil { // replaces
+		t.Fatal(err)
+	}
+	kids, err := m.ListExecutions(ctx, edge.ExecutionFilter{Parent: id, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kids) != 2 || kids[0].ID != id+":b" || kids[1].ID != id+":a" {
+		t.Fatalf("children of %s: %+v", id, kids)
+	}
+	a := kids[1]
+	if a.Cost == nil || !reflect.DeepEqual(*a.Cost, cost) || !a.FirstStepAt.Equal(at.Add(5*time.Second)) || a.Parent != id {
+		t.Fatalf("listing of %s: cost %+v first step %s", a.ID, a.Cost, a.FirstStepAt)
+	}
+	if kids[0].Cost != nil || !kids[0].FirstStepAt.IsZero() || kids[0].Input != nil {
+		t.Fatalf("listing of %s: %+v", kids[0].ID, kids[0])
+	}
+}
+
+func costTotals(t T, m edge.Metadata) {
+	id := idOf(t)
+	repo := "acme/" + strings.ReplaceAll(id, ":", "-")
+	for _, c := range []struct {
+		id, parent string
+		start      time.Time
+		cf, gh     int64
+	}{
+		{id + "-1", "", time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC), 100, 8000},
+		{id + "-2", "", time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), 50, 8000},
+		{id + "-3", "", time.Date(2026, 4, 1, 0, 0, 1, 0, time.UTC), 7, 16000},
+		{id + "-3:k", id + "-3", time.Date(2026, 4, 1, 0, 0, 2, 0, time.UTC), 5, 8000}, // in its parent's cost
+		{id + "-4", "", time.Date(2026, 4, 2, 0, 0, 0, 0, time.UTC), 0, 0},             // no cost recorded
+	} {
+		e := execution(c.id)
+		e.Repo, e.Parent, e.StartedAt = repo, c.parent, c.start
+		mustCreate(t, m, e)
+		if c.cf > 0 {
+			if err := m.PutCost(ctx, c.id, edge.Cost{CloudflareMicro: c.cf, GitHubMicro: c.gh}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := m.CostTotals(ctx, edge.CostFilter{Repo: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []edge.CostTotal{{Repo: repo, Month: "2026-04", Executions: 1, CloudflareMicro: 7, GitHubMicro: 16000},
+		{Repo: repo, Month: "2026-03", Executions: 2, CloudflareMicro: 150, GitHubMicro: 16000}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("totals %+v\nwant %+v", got, want)
 	}
 }

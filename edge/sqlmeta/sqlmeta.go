@@ -108,42 +108,6 @@ func (s *Store) Execution(ctx context.Context, id string) (edge.Execution, error
 	return e, nil
 }
 
-// ListExecutions implements edge.Metadata: newest first, never input_json.
-func (s *Store) ListExecutions(ctx context.Context, f edge.ExecutionFilter) ([]edge.Execution, error) {
-	q := `SELECT id, run, repo, ref, sha, status, started_at, completed_at, parent_execution_id, check_run_id
-		FROM executions WHERE 1 = 1`
-	var args []any
-	for col, v := range map[string]string{"run": f.Run, "repo": f.Repo, "status": f.Status} {
-		if v != "" {
-			q += " AND " + col + " = ?"
-			args = append(args, v)
-		}
-	}
-	if !f.Before.IsZero() {
-		q += " AND started_at < ?"
-		args = append(args, f.Before.UnixMilli())
-	}
-	q += " ORDER BY started_at DESC, id DESC LIMIT ?"
-	args = append(args, f.Limit)
-	rows, err := s.DB.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list executions: %w", err)
-	}
-	defer rows.Close()
-	var out []edge.Execution
-	for rows.Next() {
-		var e edge.Execution
-		var started, completed, check sql.NullInt64
-		var parent sql.NullString
-		if err := rows.Scan(&e.ID, &e.Run, &e.Repo, &e.Ref, &e.SHA, &e.Status, &started, &completed, &parent, &check); err != nil {
-			return nil, fmt.Errorf("list executions: %w", err)
-		}
-		e.StartedAt, e.CompletedAt, e.Parent, e.CheckRunID = fromMS(started), fromMS(completed), parent.String, check.Int64
-		out = append(out, e)
-	}
-	return out, rows.Err()
-}
-
 // PutStep implements edge.Metadata: one row per (execution, step), last write wins.
 func (s *Store) PutStep(ctx context.Context, st edge.StepRow) error {
 	var exit any

@@ -94,6 +94,7 @@ func TestErrorsNameTheRow(t *testing.T) {
 		"key-c":  func() error { _, _, err := s.Get(ctx, "key-c"); return err }(),
 		"key-d":  s.Put(ctx, "key-d", "v", 0),
 		"fam-e":  func() error { _, _, err := s.PriorExecution(ctx, "fam-e", ""); return err }(),
+		"exec-f": s.PutCost(ctx, "exec-f", edge.Cost{}),
 	} {
 		if err == nil || errors.Is(err, edge.ErrNotFound) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v", name, err)
