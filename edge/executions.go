@@ -193,7 +193,8 @@ func (s *Server) logFile(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "log_not_found", fmt.Sprintf("no log %q for execution %q", name, id))
 }
 
-// logsAll streams every log of the execution as text, files separated by a header.
+// logsAll streams every log of the execution as text (or ?format=ndjson), files
+// separated by a header.
 func (s *Server) logsAll(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.authorizeLogs(w, r)
 	if !ok {
@@ -203,6 +204,12 @@ func (s *Server) logsAll(w http.ResponseWriter, r *http.Request) {
 		s.viewerPage(w, r, id)
 		return
 	}
+	s.serveAllLogs(w, r, id, r.URL.Query().Get("format") != "ndjson")
+}
+
+// serveAllLogs is every log of an authorized execution: GET /v1/executions/:id/logs
+// and the viewer link's text and ndjson answers.
+func (s *Server) serveAllLogs(w http.ResponseWriter, r *http.Request, id string, text bool) {
 	files, err := s.logFiles(r, id)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "blob_error", err.Error())
@@ -212,7 +219,7 @@ func (s *Server) logsAll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no_logs", fmt.Sprintf("execution %q has no logs yet", id))
 		return
 	}
-	s.streamLog(w, r, id, files, r.URL.Query().Get("format") != "ndjson", true)
+	s.streamLog(w, r, id, files, text, true)
 }
 
 func (s *Server) streamLog(w http.ResponseWriter, r *http.Request, id string, files []logFile, text, separators bool) {
@@ -231,57 +238,76 @@ func (s *Server) streamLog(w http.ResponseWriter, r *http.Request, id string, fi
 		if separators {
 			fmt.Fprintf(w, "\n===== %s =====\n", f.name)
 		}
-		for _, key := range f.segments {
-			body, _, err := s.Blobs.Get(r.Context(), key)
-			if err != nil {
-				continue // a segment pruned between list and get
-			}
+		s.eachSegment(r.Context(), f, func(body io.Reader) {
 			if text {
 				renderText(w, body)
 			} else {
 				_, _ = io.Copy(w, body)
 			}
-			body.Close()
-		}
+		})
 	}
 }
 
-// renderText turns NDJSON log records into lines: meta → "$ cmd", stdout → the line,
-// stderr → "[stderr] line", exit → "[exit N after M ms]"; anything else verbatim.
+// eachSegment hands f's segments to read, in order; a segment pruned between the
+// listing and the read is skipped.
+func (s *Server) eachSegment(ctx context.Context, f logFile, read func(io.Reader)) {
+	for _, key := range f.segments {
+		body, _, err := s.Blobs.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		read(body)
+		body.Close()
+	}
+}
+
+// renderText turns NDJSON log records into lines (logRecord): "$ cmd", the line,
+// "[stderr] line", "[exit N after M ms]"; anything else verbatim.
 func renderText(w io.Writer, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		line := sc.Bytes()
-		var rec struct {
-			Stream     string `json:"stream"`
-			Line       string `json:"line"`
-			Command    string `json:"command"`
-			ExitCode   int    `json:"exitCode"`
-			DurationMs int64  `json:"durationMs"`
-			TimedOut   bool   `json:"timedOut"`
-		}
-		if json.Unmarshal(line, &rec) != nil || rec.Stream == "" {
-			fmt.Fprintf(w, "%s\n", line)
-			continue
-		}
-		switch rec.Stream {
-		case "meta":
-			if rec.Command != "" {
-				fmt.Fprintf(w, "$ %s\n", rec.Command)
+		v := logRecord("", sc.Bytes())
+		switch v.Kind {
+		case "cmd":
+			if v.Text == "$ " {
+				continue // a meta record without a command
 			}
-		case "stderr":
-			fmt.Fprintf(w, "[stderr] %s\n", rec.Line)
+		case "err":
+			v.Text = "[stderr] " + v.Text
 		case "exit":
-			if rec.TimedOut {
-				fmt.Fprintf(w, "[timed out after %d ms]\n", rec.DurationMs)
-			} else {
-				fmt.Fprintf(w, "[exit %d after %d ms]\n", rec.ExitCode, rec.DurationMs)
-			}
-		default:
-			fmt.Fprintf(w, "%s\n", rec.Line)
+			v.Text = "[" + v.Text + "]"
 		}
+		fmt.Fprintf(w, "%s\n", v.Text)
 	}
+}
+
+// logRecord reads one NDJSON record of a log: its kind (cmd, out, err, exit, or raw
+// for a line that is not a record) and its text, as written (escapes included).
+func logRecord(file string, line []byte) viewLine {
+	var rec struct {
+		Stream     string `json:"stream"`
+		Line       string `json:"line"`
+		Command    string `json:"command"`
+		ExitCode   int    `json:"exitCode"`
+		DurationMs int64  `json:"durationMs"`
+		TimedOut   bool   `json:"timedOut"`
+	}
+	if json.Unmarshal(line, &rec) != nil || rec.Stream == "" {
+		return viewLine{File: file, Kind: "raw", Text: string(line)}
+	}
+	switch rec.Stream {
+	case "meta":
+		return viewLine{File: file, Kind: "cmd", Text: "$ " + rec.Command}
+	case "stderr":
+		return viewLine{File: file, Kind: "err", Text: rec.Line}
+	case "exit":
+		if rec.TimedOut {
+			return viewLine{File: file, Kind: "exit", Text: fmt.Sprintf("timed out after %d ms", rec.DurationMs)}
+		}
+		return viewLine{File: file, Kind: "exit", Text: fmt.Sprintf("exit %d after %d ms", rec.ExitCode, rec.DurationMs)}
+	}
+	return viewLine{File: file, Kind: "out", Text: rec.Line}
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {

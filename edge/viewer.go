@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	_ "embed"
 	"encoding/base64"
@@ -62,16 +63,7 @@ func (s *Server) viewer(w http.ResponseWriter, r *http.Request) {
 	case "events":
 		s.viewerEvents(w, r, id)
 	case "text", "ndjson":
-		files, err := s.logFiles(r, id)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "blob_error", err.Error())
-			return
-		}
-		if len(files) == 0 {
-			writeError(w, http.StatusNotFound, "no_logs", fmt.Sprintf("execution %q has no logs yet", id))
-			return
-		}
-		s.streamLog(w, r, id, files, viewerFormat(r) == "text", true)
+		s.serveAllLogs(w, r, id, viewerFormat(r) == "text")
 	default:
 		writeError(w, http.StatusBadRequest, "invalid_format", "format must be html, events, text or ndjson", "field", "format")
 	}
@@ -133,6 +125,37 @@ type viewState struct {
 	Status   string     `json:"status"`
 	Duration string     `json:"duration"`
 	Steps    []viewStep `json:"steps"`
+	// Children are a fan-out's child executions, each with its own events stream
+	// (its log token: the parent's link opens its children's logs), so that `flare
+	// run` and `flare logs -f` follow the shards with a prefix each.
+	Children []viewChild `json:"children,omitempty"`
+}
+
+type viewChild struct {
+	Key    string `json:"key"`
+	Exec   string `json:"exec"`
+	Status string `json:"status"`
+	Events string `json:"events"` // path and query of the child's events stream
+}
+
+// viewChildren lists a fan-out's children with their statuses (one query), or nil.
+func (s *Server) viewChildren(ctx context.Context, parent string) []viewChild {
+	g, found, err := s.childGroup(ctx, parent)
+	if err != nil || !found || len(g.Children) == 0 {
+		return nil
+	}
+	status := map[string]string{}
+	if rows, err := s.Meta.ListExecutions(ctx, ExecutionFilter{Parent: parent, Limit: len(g.Children) + 1}); err == nil {
+		for _, r := range rows {
+			status[r.ID] = r.Status
+		}
+	}
+	out := make([]viewChild, 0, len(g.Children))
+	for _, c := range g.Children {
+		out = append(out, viewChild{Key: c.Key, Exec: c.Exec, Status: status[c.Exec],
+			Events: "/logs/" + url.PathEscape(c.Exec) + "?format=events&t=" + LogToken(s.Config, c.Exec)})
+	}
+	return out
 }
 
 func (s *Server) viewState(e Execution, steps []StepRow) viewState {
@@ -280,7 +303,9 @@ func (s *Server) viewerEvents(w http.ResponseWriter, r *http.Request, id string)
 			s.sendLines(w, r, f, cur)
 		}
 		steps, _ := s.Meta.Steps(ctx, id)
-		st, _ := json.Marshal(s.viewState(e, steps))
+		state := s.viewState(e, steps)
+		state.Children = s.viewChildren(ctx, id)
+		st, _ := json.Marshal(state)
 		if string(st) != lastState {
 			lastState = string(st)
 			fmt.Fprintf(w, "event: state\ndata: %s\n\n", st)
@@ -305,11 +330,7 @@ func (s *Server) viewerEvents(w http.ResponseWriter, r *http.Request, id string)
 // sendLines writes the lines of f past cur[f.name] and moves the cursor.
 func (s *Server) sendLines(w http.ResponseWriter, r *http.Request, f logFile, cur cursor) {
 	n := 0
-	for _, key := range f.segments {
-		body, _, err := s.Blobs.Get(r.Context(), key)
-		if err != nil {
-			continue // pruned between list and get
-		}
+	s.eachSegment(r.Context(), f, func(body io.Reader) {
 		sc := bufio.NewScanner(body)
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
@@ -321,43 +342,17 @@ func (s *Server) sendLines(w http.ResponseWriter, r *http.Request, f logFile, cu
 			b, _ := json.Marshal(renderRecord(f.name, sc.Bytes()))
 			fmt.Fprintf(w, "event: line\nid: %s\ndata: %s\n\n", cur, b)
 		}
-		body.Close()
-	}
+	})
 }
 
-// renderRecord turns one NDJSON record into a viewLine (the text rendering of
-// renderText, coloured).
+// renderRecord is one NDJSON record for the viewer (logRecord): HTML rendered by
+// terminal-to-html, and the text for terminals with SGR colours kept, every other
+// escape and control character removed.
 func renderRecord(file string, line []byte) viewLine {
-	v := renderRecordHTML(file, line)
+	v := logRecord(file, line)
+	v.HTML = renderANSI(v.Text)
 	v.Text = safeTerminalText(v.Text)
 	return v
-}
-
-func renderRecordHTML(file string, line []byte) viewLine {
-	var rec struct {
-		Stream     string `json:"stream"`
-		Line       string `json:"line"`
-		Command    string `json:"command"`
-		ExitCode   int    `json:"exitCode"`
-		DurationMs int64  `json:"durationMs"`
-		TimedOut   bool   `json:"timedOut"`
-	}
-	if json.Unmarshal(line, &rec) != nil || rec.Stream == "" {
-		return viewLine{File: file, Kind: "raw", HTML: renderANSI(string(line)), Text: string(line)}
-	}
-	switch rec.Stream {
-	case "meta":
-		return viewLine{File: file, Kind: "cmd", HTML: renderANSI("$ " + rec.Command), Text: "$ " + rec.Command}
-	case "stderr":
-		return viewLine{File: file, Kind: "err", HTML: renderANSI(rec.Line), Text: rec.Line}
-	case "exit":
-		msg := fmt.Sprintf("exit %d after %d ms", rec.ExitCode, rec.DurationMs)
-		if rec.TimedOut {
-			msg = fmt.Sprintf("timed out after %d ms", rec.DurationMs)
-		}
-		return viewLine{File: file, Kind: "exit", HTML: renderANSI(msg), Text: msg}
-	}
-	return viewLine{File: file, Kind: "out", HTML: renderANSI(rec.Line), Text: rec.Line}
 }
 
 // safeTerminalText keeps printable text, tabs and SGR sequences (ESC [ … m) and drops

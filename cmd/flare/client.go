@@ -163,61 +163,15 @@ func (c *stackClient) logsText(ctx context.Context, id string) (string, error) {
 	return "", fmt.Errorf("logs: %s: %s", resp.Status, bytes.TrimSpace(data))
 }
 
-// follow polls an execution until it ends, printing steps as they start and finish
-// and the command's output lines as they come (streamOutput).
-func (c *stackClient) follow(ctx context.Context, id string, w io.Writer) (executionView, error) {
-	out := &lockedWriter{w: w}
-	streamCtx, stopStream := context.WithCancel(ctx)
-	streamed := make(chan struct{})
-	go func() { defer close(streamed); c.streamOutput(streamCtx, id, out) }()
-	defer func() {
-		// the stream ends by itself once the execution is terminal; give it a moment
-		// to print its last lines, then stop it
-		select {
-		case <-streamed:
-		case <-time.After(5 * time.Second):
-		}
-		stopStream()
-		<-streamed
-	}()
-	seen := map[string]string{}
-	lastStatus := ""
-	for {
-		v, err := c.execution(ctx, id)
-		if err != nil {
-			return v, err
-		}
-		for _, s := range v.Steps {
-			if seen[s.Name] == s.Status {
-				continue
-			}
-			seen[s.Name] = s.Status
-			switch s.Status {
-			case "running":
-				fmt.Fprintf(out, "▸ %s\n", s.Name)
-			case "success":
-				fmt.Fprintf(out, "✓ %s (%s)\n", s.Name, s.CompletedAt.Sub(s.StartedAt).Round(time.Millisecond))
-			default:
-				fmt.Fprintf(out, "✗ %s (%s) %s\n", s.Name, s.CompletedAt.Sub(s.StartedAt).Round(time.Millisecond), s.ErrorTag)
-			}
-		}
-		if v.Execution.Status != lastStatus {
-			lastStatus = v.Execution.Status
-			line := "· " + lastStatus
-			if v.Check != nil && lastStatus == string(actors.StatusQueued) && strings.HasPrefix(v.Check.Summary, "Queued") {
-				line = "· " + v.Check.Summary
-			}
-			fmt.Fprintln(out, line)
-		}
-		if actors.Status(v.Execution.Status).Terminal() && v.Check != nil && v.Check.Status == "completed" {
-			return v, nil
-		}
-		select {
-		case <-ctx.Done():
-			return v, ctx.Err()
-		case <-time.After(150 * time.Millisecond):
-		}
+// follow watches an execution until it ends (watch: the log viewer's event stream)
+// and then reads it once: the stream ends after the execution's status is terminal,
+// which the edge writes after the completed check-run.
+func (c *stackClient) follow(ctx context.Context, id string, opts watchOpts) (executionView, error) {
+	if _, err := c.watch(ctx, id, opts); err != nil {
+		v, _ := c.execution(context.WithoutCancel(ctx), id) // what it is now, for the message
+		return v, err
 	}
+	return c.execution(ctx, id)
 }
 
 // conclusion is the run's result: the completed check-run's conclusion, else (the

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flare-dispatch/flare-dispatch/actors"
+	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 )
 
@@ -38,7 +38,8 @@ var cmdLogs = command{
 
 Examples:
   flare logs offload-test:cli-20261128T101500-1a2b3c
-  flare logs -f EXECUTION_ID`,
+  flare logs -f EXECUTION_ID
+  flare logs -f --json EXECUTION_ID | jq -r 'select(.type=="line") | .text'`,
 }
 
 func init() {
@@ -118,7 +119,7 @@ func runDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	v, err := c.follow(wctx, res.ExecutionID, stderr)
+	v, err := c.follow(wctx, res.ExecutionID, f.live(stderr))
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "flare dispatch: stopped waiting after %s (--timeout); execution %s is still %s: flare logs -f %s\n",
 			*timeout, res.ExecutionID, v.Execution.Status, res.ExecutionID)
@@ -128,12 +129,14 @@ func runDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "flare dispatch: following", res.ExecutionID+":", err)
 		return exitTrouble
 	}
-	return printResult(stdout, v, res.link(), time.Since(start), f.jsonOut, "")
+	return printResult(stdout, v, res.link(), time.Since(start), f, "")
 }
 
 func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags(cmdLogs, stderr)
-	follow := fs.Bool("f", false, "follow until the execution ends")
+	follow := fs.Bool("f", false, "follow until the execution ends: lines as they are written, a fan-out's shards prefixed")
+	asJSON := fs.Bool("json", false, "with -f: NDJSON events (line, step, status, end) on stdout")
+	quiet := fs.Bool("quiet", false, "with -f: print only the final status line (stderr); the exit code is the result")
 	data := fs.String("data", envOr("FLARE_DATA", ".flare"), "state directory")
 	url := fs.String("url", envOr("FLARE_URL", ""), "dispatcher URL (default: the running flare up)")
 	// Accept the id before or after the flags.
@@ -159,37 +162,37 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "flare logs:", err)
 		return exitUsage
 	}
-	printed := 0
-	for {
+	if !*follow {
 		text, err := c.logsText(ctx, id)
 		if err != nil {
 			fmt.Fprintln(stderr, "flare logs:", err)
 			return exitTrouble
 		}
-		if len(text) > printed {
-			fmt.Fprint(stdout, text[printed:])
-			printed = len(text)
-		}
-		if !*follow {
-			return exitOK
-		}
-		v, err := c.execution(ctx, id)
-		if err != nil {
-			fmt.Fprintln(stderr, "flare logs:", err)
-			return exitTrouble
-		}
-		if actors.Status(v.Execution.Status).Terminal() {
-			if text, err := c.logsText(ctx, id); err == nil && len(text) > printed {
-				fmt.Fprint(stdout, text[printed:])
-			}
-			conclusion := v.conclusion()
-			fmt.Fprintf(stderr, "execution %s: %s\n", id, conclusion)
-			return exitFor(conclusion)
-		}
-		select {
-		case <-ctx.Done():
-			return exitCancelled
-		case <-time.After(500 * time.Millisecond):
-		}
+		fmt.Fprint(stdout, text)
+		return exitOK
 	}
+	// -f: the lines as they are written (the log viewer's event stream), a fan-out's
+	// children prefixed with their keys, then one status line.
+	opts := watchOpts{out: stdout, json: *asJSON}
+	if *quiet {
+		opts = watchOpts{}
+	}
+	start := time.Now()
+	v, err := c.follow(ctx, id, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return exitCancelled
+		}
+		fmt.Fprintln(stderr, "flare logs:", err)
+		return exitTrouble
+	}
+	conclusion := v.conclusion()
+	link := c.url + "/logs/" + id + "?t=" + edge.LogToken(edge.Config{HMACSecret: c.secret}, id)
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(map[string]any{"type": "end", "executionId": id, "status": v.Execution.Status,
+			"conclusion": conclusion, "logsUrl": link})
+	} else {
+		fmt.Fprintln(stderr, statusLine(conclusion, v.Execution.Run, id, time.Since(start), link))
+	}
+	return exitFor(conclusion)
 }

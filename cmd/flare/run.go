@@ -37,7 +37,7 @@ func init() { cmdRun.run = runRun }
 type dispatchFlags struct {
 	inputs, repo, sha, command, data, key string
 	base, model                           string
-	reportOnly, jsonOut                   bool
+	reportOnly, jsonOut, quiet            bool
 }
 
 func addDispatchFlags(fs *flag.FlagSet) *dispatchFlags {
@@ -50,6 +50,7 @@ func addDispatchFlags(fs *flag.FlagSet) *dispatchFlags {
 	fs.StringVar(&f.data, "data", envOr("FLARE_DATA", ".flare"), "state directory")
 	fs.StringVar(&f.key, "idempotency-key", "", "execution id to use (default: a new one per invocation)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	fs.BoolVar(&f.quiet, "quiet", false, "print no live output and no summary: only the final status line (or the JSON with --json)")
 	fs.StringVar(&f.base, "base", "", "pr-review: the branch or commit to review against; sets inputs.baseSha")
 	fs.StringVar(&f.model, "model", "", "pr-review and the report runs: the model to call; sets inputs.modelId")
 	return f
@@ -164,8 +165,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "flare run:", describeDispatchError(res, status, c.secret))
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "dispatched %s as %s\n", run, res.ExecutionID)
-	v, err := c.follow(ctx, res.ExecutionID, stderr)
+	if !f.quiet {
+		fmt.Fprintf(stderr, "dispatched %s as %s\n", run, res.ExecutionID)
+	}
+	v, err := c.follow(ctx, res.ExecutionID, f.live(stderr))
 	if err != nil {
 		fmt.Fprintln(stderr, "flare run: following", res.ExecutionID+":", err)
 		return exitTrouble
@@ -174,16 +177,30 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if running {
 		embedded = ""
 	}
-	return printResult(stdout, v, res.link(), time.Since(start), f.jsonOut, embedded)
+	return printResult(stdout, v, res.link(), time.Since(start), f, embedded)
 }
 
-// printResult prints the check-run summary and the log link; the exit code says
-// whether the run succeeded.
-func printResult(out io.Writer, v executionView, logsURL string, took time.Duration, asJSON bool, embedded string) int {
+// live is what following prints while the run goes: its steps and output on w,
+// prefixed per shard for a fan-out; nothing with --quiet.
+func (f *dispatchFlags) live(w io.Writer) watchOpts {
+	if f.quiet {
+		return watchOpts{}
+	}
+	return watchOpts{out: w, steps: true}
+}
+
+// printResult prints the check-run summary and ends with the status line (only that
+// with --quiet); the exit code says whether the run succeeded.
+func printResult(out io.Writer, v executionView, logsURL string, took time.Duration, f *dispatchFlags, embedded string) int {
 	code := exitFor(v.conclusion())
-	if asJSON {
+	if f.jsonOut {
 		_ = json.NewEncoder(out).Encode(map[string]any{"executionId": v.Execution.ID, "status": v.Execution.Status,
-			"check": v.Check, "output": v.Summary, "logsUrl": logsURL, "steps": v.Steps})
+			"check": v.Check, "output": v.Summary, "logsUrl": logsURL, "steps": v.Steps, "conclusion": v.conclusion(),
+			"durationMs": took.Milliseconds()})
+		return code
+	}
+	if f.quiet {
+		fmt.Fprintln(out, statusLine(v.conclusion(), v.Execution.Run, v.Execution.ID, took, logsURL))
 		return code
 	}
 	fmt.Fprintf(out, "\n── check-run %s: %s ──\n", v.Check.Name, v.Check.Conclusion)
@@ -197,10 +214,11 @@ func printResult(out io.Writer, v executionView, logsURL string, took time.Durat
 	} else if len(v.Summary) > 0 {
 		fmt.Fprintf(out, "\noutput: %s\n", v.Summary)
 	}
-	fmt.Fprintf(out, "\nexecution %s %s in %s\nlogs: %s\n", v.Execution.ID, v.Execution.Status, took.Round(time.Millisecond), logsURL)
+	fmt.Fprintf(out, "\nlogs: %s\n", logsURL)
 	if embedded != "" {
 		fmt.Fprintf(out, "      (the embedded stack has stopped; the logs are kept in %s: `flare up --data %s`, then `flare logs --data %s %s`)\n",
 			embedded, embedded, embedded, v.Execution.ID)
 	}
+	fmt.Fprintln(out, statusLine(v.conclusion(), v.Execution.Run, v.Execution.ID, took, logsURL))
 	return code
 }

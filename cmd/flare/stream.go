@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,55 +15,114 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 )
 
-// lockedWriter serialises the step lines of follow and the output lines of
-// streamOutput on one writer.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+// Following an execution live: `flare run`, `flare dispatch --wait` and `flare logs -f`
+// read the log viewer's event stream (edge/viewer.go: `line`, `state` and `end`
+// events), one connection per execution that the edge serves with one blob listing a
+// second, rather than polling the API. A fan-out's children (listed in the parent's
+// `state`) are followed on streams of their own, their lines prefixed with the child's
+// key, like `docker compose logs`.
+
+// watchOpts says what a watch prints.
+type watchOpts struct {
+	out   io.Writer // where lines and steps go; nil prints nothing (--quiet)
+	json  bool      // NDJSON events instead of text (logs -f --json)
+	steps bool      // step and status lines (run and dispatch --wait)
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+// watcher is one watch: its output (serialised across the streams) and the children
+// it follows.
+type watcher struct {
+	c    *stackClient
+	opts watchOpts
+	mu   sync.Mutex
+	kids map[string]bool
+	wg   sync.WaitGroup
 }
 
-// streamOutput prints the command's output lines as they are written, from the log
-// viewer's event stream (edge/viewer.go): stdout lines as they are, stderr lines
-// prefixed "[stderr] ". It returns at the stream's end event, or when ctx ends; a
-// dropped stream is resumed from its last event id.
-func (c *stackClient) streamOutput(ctx context.Context, id string, out io.Writer) {
-	u := c.url + "/logs/" + url.PathEscape(id) + "?format=events&t=" + edge.LogToken(edge.Config{HMACSecret: c.secret}, id)
-	client := &http.Client{Transport: c.http.Transport} // no overall timeout: the stream lasts the run
+// printf writes one whole line (or JSON event) at a time, so the streams of a fan-out
+// interleave by line.
+func (w *watcher) printf(format string, args ...any) {
+	if w.opts.out == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fmt.Fprintf(w.opts.out, format, args...)
+}
+
+func (w *watcher) event(v map[string]any) {
+	b, _ := json.Marshal(v)
+	w.printf("%s\n", b)
+}
+
+// watch follows execution id until its stream's end event and returns its status.
+func (c *stackClient) watch(ctx context.Context, id string, opts watchOpts) (string, error) {
+	w := &watcher{c: c, opts: opts, kids: map[string]bool{}}
+	u := "/logs/" + url.PathEscape(id) + "?format=events&t=" + edge.LogToken(edge.Config{HMACSecret: c.secret}, id)
+	status, err := w.stream(ctx, u, "", true)
+	w.wg.Wait() // the children end before their parent does; their last lines come first
+	return status, err
+}
+
+// stream reads one execution's events, reconnecting (with Last-Event-ID, so nothing
+// repeats) when the edge closes a long stream; prefix marks a child's lines.
+func (w *watcher) stream(ctx context.Context, path, prefix string, top bool) (string, error) {
+	client := &http.Client{Transport: w.c.http.Transport} // no overall timeout: the stream lasts the run
 	last := ""
-	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	st := &streamState{seen: map[string]string{}}
+	failures := 0
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.c.url+path, nil)
 		if err != nil {
-			return
+			return "", err
 		}
+		req.Header.Set("Accept", "text/event-stream")
 		if last != "" {
 			req.Header.Set("Last-Event-ID", last)
 		}
 		resp, err := client.Do(req)
 		if err == nil {
-			ended := false
-			if resp.StatusCode == http.StatusOK {
-				ended = readOutput(resp.Body, out, &last)
+			if resp.StatusCode != http.StatusOK {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+				resp.Body.Close()
+				return "", fmt.Errorf("GET %s: %s: %s", strings.SplitN(path, "?", 2)[0], resp.Status, strings.TrimSpace(string(b)))
 			}
+			status, ended := w.read(ctx, resp.Body, &last, prefix, top, st)
 			resp.Body.Close()
 			if ended {
-				return
+				return status, nil
 			}
+			failures = 0
+		} else if failures++; failures > 30 {
+			return "", err
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+			return st.status, ctx.Err()
+		case <-time.After(time.Second): // the edge asked for 2 s (retry:); a dropped connection waits 1 s
 		}
 	}
 }
 
-// readOutput prints the line events of one stream; true when it saw the end.
-func readOutput(r io.Reader, out io.Writer, last *string) bool {
+// streamState is what one stream has shown: step states and the status.
+type streamState struct {
+	seen   map[string]string
+	status string
+}
+
+type sseState struct {
+	Status   string `json:"status"`
+	Duration string `json:"duration"`
+	Steps    []struct {
+		Name, Status, Duration, Exit string
+	} `json:"steps"`
+	Children []struct {
+		Key, Exec, Status, Events string
+	} `json:"children"`
+}
+
+// read handles one response's events; ended is true at the end event.
+func (w *watcher) read(ctx context.Context, r io.Reader, last *string, prefix string, top bool, st *streamState) (status string, ended bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 8<<20)
 	event := ""
@@ -73,23 +133,101 @@ func readOutput(r io.Reader, out io.Writer, last *string) bool {
 			event = ""
 		case strings.HasPrefix(line, "event: "):
 			event = line[len("event: "):]
-			if event == "end" {
-				return true
-			}
 		case strings.HasPrefix(line, "id: "):
 			*last = line[len("id: "):]
-		case strings.HasPrefix(line, "data: ") && event == "line":
-			var v struct{ K, T string }
-			if json.Unmarshal([]byte(line[len("data: "):]), &v) != nil {
-				continue
-			}
-			switch v.K {
-			case "out", "raw":
-				io.WriteString(out, v.T+"\n")
-			case "err":
-				io.WriteString(out, "[stderr] "+v.T+"\n")
+		case strings.HasPrefix(line, "data: "):
+			data := line[len("data: "):]
+			switch event {
+			case "line":
+				w.line(data, prefix)
+			case "state":
+				w.state(ctx, data, prefix, top, st)
+			case "end":
+				_ = json.Unmarshal([]byte(data), &st.status)
+				return st.status, true
 			}
 		}
 	}
-	return false
+	return st.status, false
+}
+
+func (w *watcher) line(data, prefix string) {
+	var v struct{ K, T, F string }
+	if json.Unmarshal([]byte(data), &v) != nil {
+		return
+	}
+	if w.opts.json {
+		w.event(map[string]any{"type": "line", "shard": strings.Trim(prefix, "[] "), "kind": v.K, "file": v.F, "text": v.T})
+		return
+	}
+	switch v.K {
+	case "err":
+		w.printf("%s[stderr] %s\n", prefix, v.T)
+	case "exit":
+		w.printf("%s[%s]\n", prefix, v.T)
+	default: // out, raw, cmd ("$ command")
+		w.printf("%s%s\n", prefix, v.T)
+	}
+}
+
+func (w *watcher) state(ctx context.Context, data, prefix string, top bool, st *streamState) {
+	var s sseState
+	if json.Unmarshal([]byte(data), &s) != nil {
+		return
+	}
+	for _, c := range s.Children { // follow each child once, on a stream of its own
+		w.mu.Lock()
+		fresh := !w.kids[c.Exec]
+		w.kids[c.Exec] = true
+		w.mu.Unlock()
+		if fresh && c.Events != "" {
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				_, _ = w.stream(ctx, c.Events, "["+c.Key+"] ", false)
+			}()
+		}
+	}
+	for _, step := range s.Steps {
+		if st.seen[step.Name] == step.Status {
+			continue
+		}
+		st.seen[step.Name] = step.Status
+		if w.opts.json {
+			w.event(map[string]any{"type": "step", "shard": strings.Trim(prefix, "[] "), "name": step.Name, "status": step.Status, "duration": step.Duration})
+			continue
+		}
+		if !w.opts.steps {
+			continue
+		}
+		switch step.Status {
+		case "running":
+			w.printf("%s▸ %s\n", prefix, step.Name)
+		case "success":
+			w.printf("%s✓ %s (%s)\n", prefix, step.Name, step.Duration)
+		default:
+			w.printf("%s✗ %s (%s) %s\n", prefix, step.Name, step.Duration, step.Status)
+		}
+	}
+	if s.Status != st.status {
+		st.status = s.Status
+		if w.opts.json {
+			w.event(map[string]any{"type": "status", "shard": strings.Trim(prefix, "[] "), "status": s.Status})
+		} else if w.opts.steps {
+			w.printf("%s· %s\n", prefix, s.Status)
+		}
+	}
+}
+
+// statusLine is the one line a command that followed a run ends with: the result,
+// the run, the execution, how long, and the link.
+func statusLine(conclusion, run, id string, took time.Duration, link string) string {
+	mark := "✗"
+	switch conclusion {
+	case "success":
+		mark = "✓"
+	case "neutral":
+		mark = "⊘"
+	}
+	return fmt.Sprintf("%s %s %s %s in %s · %s", mark, run, id, conclusion, took.Round(100*time.Millisecond), link)
 }
