@@ -129,6 +129,8 @@ type viewState struct {
 	// (its log token: the parent's link opens its children's logs), so that `flare
 	// run` and `flare logs -f` follow the shards with a prefix each.
 	Children []viewChild `json:"children,omitempty"`
+	// Queue is the queue-position line while the execution waits for a slot.
+	Queue string `json:"queue,omitempty"`
 }
 
 type viewChild struct {
@@ -305,6 +307,12 @@ func (s *Server) viewerEvents(w http.ResponseWriter, r *http.Request, id string)
 		steps, _ := s.Meta.Steps(ctx, id)
 		state := s.viewState(e, steps)
 		state.Children = s.viewChildren(ctx, id)
+		if e.Status == string(actors.StatusQueued) {
+			var c CheckReport
+			if v, found, _ := s.KV.Get(ctx, "check-run/"+id); found && json.Unmarshal([]byte(v), &c) == nil && strings.HasPrefix(c.Summary, "Queued —") {
+				state.Queue = c.Summary
+			}
+		}
 		st, _ := json.Marshal(state)
 		if string(st) != lastState {
 			lastState = string(st)

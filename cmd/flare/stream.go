@@ -106,8 +106,8 @@ func (w *watcher) stream(ctx context.Context, path, prefix string, top bool) (st
 
 // streamState is what one stream has shown: step states and the status.
 type streamState struct {
-	seen   map[string]string
-	status string
+	seen          map[string]string
+	status, queue string
 }
 
 type sseState struct {
@@ -119,6 +119,7 @@ type sseState struct {
 	Children []struct {
 		Key, Exec, Status, Events string
 	} `json:"children"`
+	Queue string `json:"queue"`
 }
 
 // read handles one response's events; ended is true at the end event.
@@ -209,12 +210,16 @@ func (w *watcher) state(ctx context.Context, data, prefix string, top bool, st *
 			w.printf("%s✗ %s (%s) %s\n", prefix, step.Name, step.Duration, step.Status)
 		}
 	}
-	if s.Status != st.status {
-		st.status = s.Status
+	if s.Status != st.status || s.Queue != st.queue {
+		st.status, st.queue = s.Status, s.Queue
+		line := s.Status
+		if s.Queue != "" {
+			line = s.Queue // "Queued — waiting for a sandbox slot behind N runs …"
+		}
 		if w.opts.json {
-			w.event(map[string]any{"type": "status", "shard": strings.Trim(prefix, "[] "), "status": s.Status})
+			w.event(map[string]any{"type": "status", "shard": strings.Trim(prefix, "[] "), "status": s.Status, "queue": s.Queue})
 		} else if w.opts.steps {
-			w.printf("%s· %s\n", prefix, s.Status)
+			w.printf("%s· %s\n", prefix, line)
 		}
 	}
 }
