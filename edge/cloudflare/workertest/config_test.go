@@ -59,7 +59,10 @@ func TestWranglerBindsWhatTheWorkerUses(t *testing.T) {
 	for _, b := range cfg["durable_objects"].(map[string]any)["bindings"].([]any) {
 		names[b.(map[string]any)["name"].(string)] = true
 	}
-	for _, want := range []string{"RUNS_METADATA", "RUNS_STORAGE", "RUN_ACTOR", "ADMISSION_ACTOR", "LEASE_ACTOR", "RUNS_SANDBOX", "RUNS_SANDBOX_BROWSER"} {
+	for _, b := range cfg["send_email"].([]any) {
+		names[b.(map[string]any)["name"].(string)] = true
+	}
+	for _, want := range []string{"SEND_EMAIL", "RUNS_METADATA", "RUNS_STORAGE", "RUN_ACTOR", "ADMISSION_ACTOR", "LEASE_ACTOR", "RUNS_SANDBOX", "RUNS_SANDBOX_BROWSER"} {
 		if !names[want] {
 			t.Errorf("wrangler.jsonc has no binding %s", want)
 		}

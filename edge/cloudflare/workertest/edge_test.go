@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -181,8 +184,49 @@ func (s *stack) logs(t *testing.T, id string) string {
 }
 
 func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
-	s := startEdge(t, map[string]string{"ADMISSION_CAP": "2", "GITHUB_WEBHOOK_SECRET": hookSecret})
+	s := startEdge(t, map[string]string{"ADMISSION_CAP": "2", "GITHUB_WEBHOOK_SECRET": hookSecret,
+		"EMAIL_FROM": "ci@flare.example", "EMAIL_FROM_NAME": "Flare", "EMAIL_ALLOWED_RECIPIENTS": "dev@example.com"})
 	repo, shas := gittest.Repo(t, 50)
+
+	t.Run("FailedRunEmailsThroughSendEmail", func(t *testing.T) {
+		// The send_email binding under wrangler dev (miniflare) parses the message as
+		// Email Routing would (Message-ID, From matching the envelope), stores it as a
+		// .eml file and logs its path. The refused address comes first: without the
+		// allow-list its message would be the first one logged.
+		var body map[string]any
+		json.Unmarshal(offloadBody(repo, shas[45], "echo broken >&2; exit 4"), &body)
+		body["notify"] = map[string]any{"emails": []string{"evil@attacker.example", "dev@example.com"}}
+		raw, _ := json.Marshal(body)
+		r := s.dispatch(t, "offload-test", raw, "email-notify")
+		if r.status != http.StatusAccepted {
+			t.Fatalf("dispatch: %d %s", r.status, r.raw)
+		}
+		if v := s.waitDone(t, "email-notify", 90*time.Second); v.Execution.Status != "failure" {
+			t.Fatalf("status %s", v.Execution.Status)
+		}
+		const said = "send_email binding called with the following message:"
+		var logs string
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs, said) && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond) // polling wrangler's output for the line
+			logs = s.Logs()
+		}
+		files := regexp.MustCompile(regexp.QuoteMeta(said) + `\S*\s+(\S+\.eml)`).FindAllStringSubmatch(logs, -1)
+		if len(files) != 1 {
+			t.Fatalf("%d messages sent, want 1:\n%s", len(files), logs)
+		}
+		eml, err := os.ReadFile(files[0][1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(eml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+		if msg.Header.Get("To") != "<dev@example.com>" || subject != "[FlareDispatch] offload-test — ✗ failed" {
+			t.Fatalf("to %q subject %q", msg.Header.Get("To"), subject)
+		}
+	})
 
 	t.Run("OffloadTestRunsARealCommand", func(t *testing.T) {
 		r := s.dispatch(t, "offload-test", offloadBody(repo, shas[0], "./test.sh && echo oops >&2"), "")
