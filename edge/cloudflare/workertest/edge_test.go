@@ -210,7 +210,7 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // polling wrangler's output for the line
 			logs = s.Logs()
 		}
-		files := regexp.MustCompile(regexp.QuoteMeta(said) + `\S*\s+(\S+\.eml)`).FindAllStringSubmatch(logs, -1)
+		files := regexp.MustCompile(regexp.QuoteMeta(said)+`\S*\s+(\S+\.eml)`).FindAllStringSubmatch(logs, -1)
 		if len(files) != 1 {
 			t.Fatalf("%d messages sent, want 1:\n%s", len(files), logs)
 		}
