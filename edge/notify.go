@@ -138,11 +138,19 @@ type Notification struct {
 	FailureMd            string
 }
 
-// Subject is the contract's: "[FlareDispatch] <run> — ✓ succeeded" or "— ✗ failed"
-// (cancelled and timed out are named as such).
+// Subject is the contract's: "[FlareDispatch] <run> — ✓ succeeded", "— ✓ P/T passed"
+// for a run whose output has stories (product-demo), or "— ✗ failed" (cancelled and
+// timed out are named as such).
 func (n Notification) Subject() string {
 	switch n.Status {
 	case actors.StatusSuccess:
+		var o struct {
+			Stories []json.RawMessage `json:"stories"`
+			Passed  *int              `json:"passed"`
+		}
+		if json.Unmarshal(n.Output, &o) == nil && len(o.Stories) > 0 && o.Passed != nil {
+			return fmt.Sprintf("[FlareDispatch] %s — ✓ %d/%d passed", n.Run, *o.Passed, len(o.Stories))
+		}
 		return "[FlareDispatch] " + n.Run + " — ✓ succeeded"
 	case actors.StatusCancelled:
 		return "[FlareDispatch] " + n.Run + " — ✗ cancelled"

@@ -204,3 +204,14 @@ func recipients(ms []edge.Mail) []string {
 	}
 	return out
 }
+
+func TestSubjectCountsStories(t *testing.T) {
+	n := edge.Notification{Run: "product-demo", Status: actors.StatusSuccess, Output: json.RawMessage(`{"stories":[{},{},{}],"passed":2}`)}
+	if got := n.Subject(); got != "[FlareDispatch] product-demo — ✓ 2/3 passed" {
+		t.Fatalf("subject %q", got)
+	}
+	n.Status = actors.StatusFailure
+	if got := n.Subject(); got != "[FlareDispatch] product-demo — ✗ failed" {
+		t.Fatalf("subject %q", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 )
 
@@ -32,17 +33,18 @@ func init() { cmdLs.run = runLs }
 
 // listedExecution is one item of GET /v1/executions (contract §3).
 type listedExecution struct {
-	ID          string    `json:"id"`
-	Run         string    `json:"run"`
-	Repo        string    `json:"repo"`
-	Ref         string    `json:"ref"`
-	SHA         string    `json:"sha"`
-	Status      string    `json:"status"`
-	StartedAt   time.Time `json:"startedAt"`
-	CompletedAt time.Time `json:"completedAt,omitzero"`
-	Parent      string    `json:"parentExecutionId,omitempty"`
-	CheckRunID  int64     `json:"checkRunId,omitempty"`
-	LogsURL     string    `json:"logsUrl,omitempty"`
+	ID          string     `json:"id"`
+	Run         string     `json:"run"`
+	Repo        string     `json:"repo"`
+	Ref         string     `json:"ref"`
+	SHA         string     `json:"sha"`
+	Status      string     `json:"status"`
+	StartedAt   time.Time  `json:"startedAt"`
+	CompletedAt time.Time  `json:"completedAt,omitzero"`
+	Parent      string     `json:"parentExecutionId,omitempty"`
+	CheckRunID  int64      `json:"checkRunId,omitempty"`
+	LogsURL     string     `json:"logsUrl,omitempty"`
+	Cost        *edge.Cost `json:"cost,omitempty"`
 }
 
 type executionPage struct {
@@ -115,13 +117,17 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EXECUTION\tRUN\tREPO\tSTATUS\tSTARTED\tDURATION")
+	fmt.Fprintln(tw, "EXECUTION\tRUN\tREPO\tSTATUS\tSTARTED\tDURATION\tCOST\tGITHUB RUNNER")
 	for _, e := range items {
 		took := "-"
 		if !e.CompletedAt.IsZero() {
 			took = e.CompletedAt.Sub(e.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Run, e.Repo, e.Status, e.StartedAt.Local().Format("2006-01-02 15:04:05"), took)
+		cost, gh := "-", "-"
+		if e.Cost != nil { // Cloudflare list price, and the same time on a GitHub-hosted runner (specs/cost.md)
+			cost, gh = edge.USD(e.Cost.CloudflareMicro), edge.USD(e.Cost.GitHubMicro)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Run, e.Repo, e.Status, e.StartedAt.Local().Format("2006-01-02 15:04:05"), took, cost, gh)
 	}
 	_ = tw.Flush()
 	return exitOK

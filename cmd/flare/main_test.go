@@ -174,7 +174,8 @@ func TestDispatchWaitAndLogsFollowExitWithTheRunsResult(t *testing.T) {
 	}
 	code, out, errs = flare(t, "ls", "--data", data, "--status", "failure", "--json")
 	var listed []listedExecution
-	if err := json.Unmarshal([]byte(out), &listed); code != exitOK || err != nil || len(listed) != 1 || listed[0].ID != "wait-failure" {
+	if err := json.Unmarshal([]byte(out), &listed); code != exitOK || err != nil || len(listed) != 1 || listed[0].ID != "wait-failure" ||
+		listed[0].Cost == nil || listed[0].Cost.GitHubMinutes != 1 {
 		t.Fatalf("ls --status failure --json: exit %d %v\n%s\n%s", code, err, out, errs)
 	}
 }
