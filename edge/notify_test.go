@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
 	"net/mail"
 	"strings"
 	"sync"
@@ -213,5 +215,29 @@ func TestSubjectCountsStories(t *testing.T) {
 	n.Status = actors.StatusFailure
 	if got := n.Subject(); got != "[FlareDispatch] product-demo — ✗ failed" {
 		t.Fatalf("subject %q", got)
+	}
+}
+
+// TestMailSafeRefusesHeaderBreakingAddresses: an allow-listed entry that could end a
+// header or an SMTP command is refused all the same (fails without mailSafe).
+func TestMailSafeRefusesHeaderBreakingAddresses(t *testing.T) {
+	bad := "dev@example.com>\r\nBcc: spy@evil.example"
+	if to, refused := edge.AllowedRecipients([]string{bad}, []string{bad}); len(to) != 0 || len(refused) != 1 {
+		t.Fatalf("to %q refused %q", to, refused)
+	}
+}
+
+func TestDispatchRefusesAnUnknownNotifyOn(t *testing.T) {
+	s, _ := notifyServer(t, mailCfg, nil, nil)
+	body := []byte(`{"run":"offload-test","github":{"repo":"acme/app","sha":"0123456789abcdef0123456789abcdef01234567"},` +
+		`"inputs":{"repo":"acme/app","command":"true"},"notify":{"emails":["dev@example.com"],"on":"sometimes"}}`)
+	req := httptest.NewRequest(http.MethodPost, "/v1/dispatch/offload-test", bytes.NewReader(body))
+	req.Header.Set("X-FlareDispatch-Signature", edge.SignatureHeader("secret", body))
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	var out struct{ Error, Field string }
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	if rec.Code != http.StatusBadRequest || out.Error != "invalid_body" || out.Field != "notify.on" {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }
