@@ -138,6 +138,7 @@ type viewChild struct {
 	Exec   string `json:"exec"`
 	Status string `json:"status"`
 	Events string `json:"events"` // path and query of the child's events stream
+	Page   string `json:"page"`   // the child's viewer
 }
 
 // viewChildren lists a fan-out's children with their statuses (one query), or nil.
@@ -154,8 +155,8 @@ func (s *Server) viewChildren(ctx context.Context, parent string) []viewChild {
 	}
 	out := make([]viewChild, 0, len(g.Children))
 	for _, c := range g.Children {
-		out = append(out, viewChild{Key: c.Key, Exec: c.Exec, Status: status[c.Exec],
-			Events: "/logs/" + url.PathEscape(c.Exec) + "?format=events&t=" + LogToken(s.Config, c.Exec)})
+		page := "/logs/" + url.PathEscape(c.Exec) + "?t=" + LogToken(s.Config, c.Exec)
+		out = append(out, viewChild{Key: c.Key, Exec: c.Exec, Status: status[c.Exec], Events: page + "&format=events", Page: page})
 	}
 	return out
 }

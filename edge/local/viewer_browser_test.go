@@ -126,4 +126,30 @@ func TestViewerInChromium(t *testing.T) {
 	if _, err := dash.Timeout(30*time.Second).ElementR(".l", "second-line"); err != nil {
 		t.Fatalf("the dashboard row did not open the viewer: %v", err)
 	}
+
+	// A fan-out's viewer lists its children as they are spawned, each opening its own.
+	fan := dispatch(t, st, "matrix-fanout", runBody("matrix-fanout", repo, shas[0],
+		map[string]any{"repo": repo, "sha": shas[0], "command": `echo "hello from $SHARD_INDEX"`, "shards": 2}), "").body["executionId"].(string)
+	fp, err := browser.Page(proto.TargetCreateTarget{URL: viewerURL(st, fan, token(st, fan))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fp.Timeout(60*time.Second).ElementR("#children a", "shard-2"); err != nil {
+		t.Fatalf("children not listed: %v", err)
+	}
+	if _, err := fp.Timeout(60 * time.Second).Element("body[data-ended]"); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, fp, "viewer-fanout.png")
+	// the list is redrawn with each state: take the link from the last one
+	child, err := fp.Timeout(10*time.Second).ElementR("#children a", "shard-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Click(proto.InputMouseButtonLeft, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fp.Timeout(30*time.Second).ElementR(".l", "hello from 2"); err != nil {
+		t.Fatalf("the child link did not open the child's viewer: %v", err)
+	}
 }
