@@ -82,7 +82,7 @@ func (s *Server) notify(ctx context.Context, ex Execution, p Params, pr actors.P
 		return
 	}
 	n := Notification{Run: ex.Run, Exec: pr.Exec, Repo: ex.Repo, SHA: ex.SHA, Status: pr.Status, Output: pr.Output,
-		LogLink: s.LogLink(s.originOf(p), pr.Exec), CheckSummary: checkSummary}
+		LogLink: s.ViewerLink(s.originOf(p), pr.Exec), CheckSummary: checkSummary}
 	if pr.Failure != nil {
 		n.FailureMd = dsl.Markdown(*toWire(pr.Failure))
 	}
