@@ -237,6 +237,9 @@ func (s *session) Capture(ctx context.Context, dir string) (dsl.Capture, error) 
 	s.mu.Unlock()
 	c.Pages = len(pages)
 	for _, w := range pages {
+		// A background tab is not painted by headless chromium, and a screenshot of it
+		// waits for a frame that never comes: bring each page to the front first.
+		_, _ = w.page.Context(ctx).Timeout(5 * time.Second).Activate()
 		shot, err := w.page.Context(ctx).Timeout(15*time.Second).Screenshot(false, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
 		if err != nil {
 			continue // closed meanwhile, or never painted
