@@ -119,6 +119,7 @@ type viewStep struct {
 	Started  string `json:"started"`
 	Duration string `json:"duration"`
 	Exit     string `json:"exit"`
+	Error    string `json:"error,omitempty"` // a failed step's typed failure (CommandFailed, ModelCallFailed …)
 }
 
 type viewState struct {
@@ -165,7 +166,7 @@ func (s *Server) viewState(e Execution, steps []StepRow) viewState {
 	now := s.Now()
 	v := viewState{Status: e.Status, Duration: span(e.StartedAt, e.CompletedAt, now), Steps: []viewStep{}}
 	for _, st := range steps {
-		vs := viewStep{Name: st.Name, Status: st.Status, Attempt: st.Attempt, Duration: span(st.StartedAt, st.CompletedAt, now)}
+		vs := viewStep{Name: st.Name, Status: st.Status, Attempt: st.Attempt, Duration: span(st.StartedAt, st.CompletedAt, now), Error: st.ErrorTag}
 		if !st.StartedAt.IsZero() {
 			vs.Started = st.StartedAt.UTC().Format(time.TimeOnly)
 		}

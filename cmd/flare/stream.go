@@ -114,7 +114,7 @@ type sseState struct {
 	Status   string `json:"status"`
 	Duration string `json:"duration"`
 	Steps    []struct {
-		Name, Status, Duration, Exit string
+		Name, Status, Duration, Exit, Error string
 	} `json:"steps"`
 	Children []struct {
 		Key, Exec, Status, Events string
@@ -195,7 +195,7 @@ func (w *watcher) state(ctx context.Context, data, prefix string, top bool, st *
 		}
 		st.seen[step.Name] = step.Status
 		if w.opts.json {
-			w.event(map[string]any{"type": "step", "shard": strings.Trim(prefix, "[] "), "name": step.Name, "status": step.Status, "duration": step.Duration})
+			w.event(map[string]any{"type": "step", "shard": strings.Trim(prefix, "[] "), "name": step.Name, "status": step.Status, "duration": step.Duration, "error": step.Error})
 			continue
 		}
 		if !w.opts.steps {
@@ -207,7 +207,11 @@ func (w *watcher) state(ctx context.Context, data, prefix string, top bool, st *
 		case "success":
 			w.printf("%s✓ %s (%s)\n", prefix, step.Name, step.Duration)
 		default:
-			w.printf("%s✗ %s (%s) %s\n", prefix, step.Name, step.Duration, step.Status)
+			what := step.Status
+			if step.Error != "" {
+				what += " " + step.Error
+			}
+			w.printf("%s✗ %s (%s) %s\n", prefix, step.Name, step.Duration, what)
 		}
 	}
 	if s.Status != st.status || s.Queue != st.queue {
