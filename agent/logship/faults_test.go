@@ -171,3 +171,30 @@ func TestQuotaTruncatesTheRunsLogWithAMarker(t *testing.T) {
 		t.Fatalf("%d stdout records stored under an 8 KiB budget", stored)
 	}
 }
+
+// TestRefusingStoreDoesNotWedgeTheWriter: every put fails while output keeps coming,
+// so the queue is full and the writer waits for room holding the file's lock. The
+// uploader must record its failures without that lock, or neither moves again (the
+// command's pipe fills and it hangs: seen with a full disk).
+func TestRefusingStoreDoesNotWedgeTheWriter(t *testing.T) {
+	st := s3test.Start(t)
+	fs := &faulty{Sink: sink(t, st, "ft5"), fail: func(string, int) bool { return true }}
+	f := logship.Open(context.Background(), fs, "logs/ft5/exec.ndjson", logship.Options{Backoff: time.Millisecond, GiveUp: 20 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 1000; i++ { // ~16 segments: the queue holds 4
+			f.Line("stdout", strings.Repeat("w", 1000))
+		}
+		f.Exit(0, time.Second, false)
+		done <- f.Close()
+	}()
+	select {
+	case err := <-done:
+		var lost *logship.LostError
+		if !errors.As(err, &lost) || lost.Segments < 15 {
+			t.Fatalf("Close = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("writing to a refusing store wedged")
+	}
+}

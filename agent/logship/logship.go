@@ -182,7 +182,9 @@ type File struct {
 	truncated bool  // the quota ran out: stdout/stderr are dropped (under mu)
 	dropped   int64 // bytes dropped since (under mu)
 
-	// The uploader's state (under mu once Close waits for it).
+	// The uploader's state, under its own lock: a writer holds mu while it waits for
+	// room in the queue, so the uploader must never need mu.
+	umu        sync.Mutex
 	lost       LostError // every segment lost so far
 	unreported int       // lost segments no stored segment has reported yet
 	unrepBytes int64
@@ -357,7 +359,7 @@ func (f *File) uploader() {
 // ship stores one segment, first reporting any segments lost before it with a gap
 // record at its head, so the stored log shows where output is missing.
 func (f *File) ship(s segment) {
-	f.mu.Lock()
+	f.umu.Lock()
 	body := s.body
 	if f.unreported > 0 {
 		gap, _ := json.Marshal(struct {
@@ -373,11 +375,11 @@ func (f *File) ship(s segment) {
 	if f.failing {
 		tries = 0 // the store already refused one segment for GiveUp: try each once until one lands
 	}
-	f.mu.Unlock()
+	f.umu.Unlock()
 
 	err := f.put(s.key, body, tries)
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.umu.Lock()
+	defer f.umu.Unlock()
 	if err != nil {
 		f.failing = true
 		f.lost.Err = err
@@ -434,21 +436,22 @@ func (f *File) Close() error {
 	close(f.queue)
 	f.mu.Unlock()
 	f.upload.Wait()
-	f.mu.Lock()
-	if f.unreported > 0 {
+	f.umu.Lock()
+	gap := f.unreported > 0
+	f.umu.Unlock()
+	if gap {
+		f.mu.Lock()
 		f.seq++
 		s := segment{key: SegmentKey(f.key, f.seq)}
 		f.mu.Unlock()
 		f.ship(s)
-	} else {
-		f.mu.Unlock()
 	}
 	return f.firstErr()
 }
 
 func (f *File) firstErr() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.umu.Lock()
+	defer f.umu.Unlock()
 	if f.lost.Segments == 0 {
 		return nil
 	}
