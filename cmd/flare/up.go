@@ -81,5 +81,5 @@ func openStack(ctx context.Context, addr, data string, verbose, isolate, fresh, 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return local.Open(ctx, local.Options{DataDir: data, Addr: addr, AgentCommand: []string{self, "agent"},
-		Runs: registry(), Log: log, Isolate: isolate, FreshSandbox: fresh, KeepWorkspaces: keepWorkspaces})
+		Runs: registry(), Log: log, NoIsolation: !isolate, FreshSandbox: fresh, KeepWorkspaces: keepWorkspaces})
 }

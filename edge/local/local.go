@@ -49,9 +49,11 @@ type Options struct {
 	Runs         dsl.Registry
 	Log          *slog.Logger
 	Actors       kinds.Config // zero: kinds.DefaultConfig() with ADMISSION_CAP applied
-	// Isolate runs each agent and its commands under bubblewrap (specs/trust.md);
-	// `flare up` and `flare run` set it unless --no-isolation.
-	Isolate bool
+	// NoIsolation runs agents and their commands as plain child processes. By default
+	// each runs under bubblewrap (specs/trust.md) when it works here; when it does not,
+	// Open logs a warning and runs them without (`flare up` refuses instead, unless
+	// --no-isolation).
+	NoIsolation bool
 	// Workspaces is where sandboxes' workspaces live; default WorkspacesDir(DataDir),
 	// outside the data directory so that nothing relative to a workspace reaches it.
 	Workspaces string
@@ -265,7 +267,14 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 	absData, _ := filepath.Abs(o.DataDir)
-	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData, IdleAfter: o.AgentIdle,
+	isolate := !o.NoIsolation
+	if isolate {
+		if err := sandboxes.CheckIsolation(); err != nil {
+			isolate = false
+			o.Log.Warn("local sandboxes run WITHOUT isolation: their commands can read the stack's secrets", "err", err)
+		}
+	}
+	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: isolate, DataDir: absData, IdleAfter: o.AgentIdle,
 		Fresh: o.FreshSandbox, KeepWorkspaces: o.KeepWorkspaces}
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, ConfigKV: st.Config, IdempotencyKV: st.Idempotency, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port

@@ -3,7 +3,6 @@ package local_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -69,7 +68,8 @@ func TestFullDiskEndsTheRunWithStorageFull(t *testing.T) {
 	side := t.TempDir()
 	st, err := local.Open(context.Background(), local.Options{
 		DataDir: filepath.Join(disk, "data"), Addr: "127.0.0.1:0", Getenv: env{}.get,
-		AgentCommand: []string{flareBin, "agent", "--log-give-up", "1s"}, Runs: runs.Registry(), Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		NoIsolation:  true, // the command waits for a file the test writes beside it
+		AgentCommand: []string{flareBin, "agent", "--log-give-up", "1s"}, Runs: runs.Registry(),
 	})
 	if err != nil {
 		t.Fatal(err)

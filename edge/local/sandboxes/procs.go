@@ -342,6 +342,10 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		// synchronously. A restarted attempt must not meet the old one's commands, so
 		// done waits for the init to be gone: the kernel removes it only after the rest.
 		waitGone(<-nsInit)
+		// Without the sandbox (--no-isolation) a command outlives its agent: it has a
+		// process group of its own and is re-parented to init. It is still in the
+		// agent's session: kill whatever is left there.
+		sweepSession(cmd.Process.Pid)
 		close(pr.done)
 	}()
 	select {
@@ -446,6 +450,55 @@ func (p *Procs) attempts(pr *proc) int {
 		return -1
 	}
 	return len(h.Attempts)
+}
+
+// sweepSession kills every live process of session sid until none is left (bounded
+// at 10 s). A process that made a session of its own (setsid) escapes it; the PID
+// namespace of an isolated sandbox does not let it. Without /proc it does nothing.
+func sweepSession(sid int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := sessionMembers(sid)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return
+		}
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sessionMembers lists the live (not zombie) processes of session sid, from /proc.
+func sessionMembers(sid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session …: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 4 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if s, err := strconv.Atoi(f[3]); err == nil && s == sid {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // waitGone returns once pid has exited (gone or a zombie), or after 10s.
