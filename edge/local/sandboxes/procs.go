@@ -269,6 +269,11 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	}
 	env := agentEnv(lookup, ws, sandbox)
 	if p.Isolate {
+		// Inside bwrap a missing binary only shows as an agent that never listens:
+		// name it here, as a plain start would.
+		if _, err := exec.LookPath(p.Command[0]); err != nil {
+			return nil, fmt.Errorf("sandbox %s: start agent: %w", sandbox, err)
+		}
 		ro := toolchains(p.Command[0], p.DataDir, lookup)
 		if repo := localRepo(s); repo != "" {
 			ro = append(ro, repo)
