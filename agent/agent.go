@@ -58,6 +58,9 @@ type Config struct {
 	// CallTimeout bounds each try of every other call to the edge's agent API
 	// (default agentapi.DefaultTryTimeout).
 	CallTimeout time.Duration
+	// LogGiveUp is how long one log segment's put is retried before it is lost and the
+	// run fails with StorageFull (default logship.DefaultGiveUp).
+	LogGiveUp time.Duration
 	// KillGrace is how long a command gets between SIGTERM and SIGKILL (default 5 s).
 	KillGrace time.Duration
 	// GitHubURL is where owner/name repositories are cloned from (default https://github.com).
@@ -389,13 +392,15 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 	if prefix == "" {
 		prefix = "logs/" + st.Exec + "/"
 	}
-	sink, first := s.logSink(ctx, st, prefix, log)
+	sink, first, quota := s.logSink(ctx, st, prefix, log)
 	sb, err := sandbox.New(sandbox.Config{
 		Workspace: s.cfg.Workspace,
 		Local:     st.Local,
 		Logs:      sink,
 		LogPrefix: prefix,
 		FirstExec: first,
+		LogQuota:  quota,
+		LogGiveUp: s.cfg.LogGiveUp,
 		Redactor:  red,
 		GitToken: func(ctx context.Context, repo string) (string, error) {
 			g, err := client.GitCredentials(ctx, repo)
@@ -455,29 +460,31 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 const saveTimeout = 10 * time.Minute
 
 // logSink connects to the blob store of Start and finds the number of this attempt's
-// first command log: after every log an earlier attempt wrote. Without a store, logs
-// are not shipped (the tails still reach the journal).
-func (s *server) logSink(ctx context.Context, st agentapi.Start, prefix string, log *slog.Logger) (logship.Sink, int) {
+// first command log (after every log an earlier attempt wrote) and what is left of the
+// execution's log quota (Start.Blobs.LogQuota, counted across attempts, so a retried
+// runaway does not get a fresh budget each time). Without a store, logs are not
+// shipped (the tails still reach the journal).
+func (s *server) logSink(ctx context.Context, st agentapi.Start, prefix string, log *slog.Logger) (logship.Sink, int, *logship.Quota) {
 	b := st.Blobs
 	if b.Endpoint == "" {
 		log.Warn("no blob store in Start: command logs are not shipped")
-		return nil, 1
+		return nil, 1, nil
 	}
 	sink, err := logship.NewS3Sink(logship.S3Config{Endpoint: b.Endpoint, Bucket: b.Bucket, AccessKeyID: b.AccessKeyID, Secret: b.Secret, HTTPClient: s.cfg.HTTPClient})
 	if err != nil {
 		log.Warn("blob store unusable: command logs are not shipped", "err", err)
-		return nil, 1
+		return nil, 1, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	keys, err := sink.List(lctx, prefix)
+	keys, used, err := sink.ListSize(lctx, prefix)
 	if err != nil {
 		// Number far past any earlier attempt's logs rather than overwrite them.
 		first := 1 + (st.Attempt-1)*1000
 		log.Warn("listing earlier logs failed", "err", err, "firstExec", first)
-		return sink, first
+		return sink, first, logship.NewQuota(b.LogQuota, 0)
 	}
-	return sink, logship.LastExec(prefix, keys) + 1
+	return sink, logship.LastExec(prefix, keys) + 1, logship.NewQuota(b.LogQuota, used)
 }
 
 // heartbeat tells the edge the attempt is alive until ctx ends. When the edge answers

@@ -73,6 +73,9 @@ type Blobs struct {
 	Secret      string    `json:"secret"`
 	Expires     time.Time `json:"expires"`
 	LogPrefix   string    `json:"logPrefix"` // logs/<exec>/
+	// LogQuota is the execution's log budget in bytes across its attempts (LOG_QUOTA_MB;
+	// 0: the agent's default, logship.DefaultQuota).
+	LogQuota int64 `json:"logQuota,omitempty"`
 	// CacheWrite says the credential may write the repository's cache/<repo>/ (it can
 	// always read it); executions of pull requests only read.
 	CacheWrite bool `json:"cacheWrite,omitempty"`

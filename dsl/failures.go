@@ -56,6 +56,7 @@ const (
 	TagRunTimedOut             = "RunTimedOut"
 	TagCancelled               = "Cancelled"
 	TagSandboxStartFailed      = "SandboxStartFailed"
+	TagStorageFull             = "StorageFull"
 )
 
 // newByTag makes an empty failure of each tag, to rebuild one from the journal or the wire.
@@ -90,6 +91,7 @@ var newByTag = map[string]func() TypedError{
 	TagRunTimedOut:             func() TypedError { return new(RunTimedOut) },
 	TagCancelled:               func() TypedError { return new(Cancelled) },
 	TagSandboxStartFailed:      func() TypedError { return new(SandboxStartFailed) },
+	TagStorageFull:             func() TypedError { return new(StorageFull) },
 }
 
 // Tags lists every tag of the closed set, in no particular order.
@@ -586,3 +588,22 @@ func (e *Cancelled) Error() string {
 }
 func (e *Cancelled) Failure() Failure { return toFailure(TagCancelled, e) }
 func (*Cancelled) isTypedError()      {}
+
+// StorageFull: durable storage refused a write past its retries (a full disk, or a
+// store that stayed unreachable), so part of the run's record is missing: What names
+// it (e.g. "log exec.ndjson"); Lost counts the bytes that could not be stored.
+type StorageFull struct {
+	msg
+	What  string `json:"what"`
+	Lost  int64  `json:"lostBytes,omitempty"`
+	Cause string `json:"cause"`
+}
+
+func (e *StorageFull) Error() string {
+	if e.Lost > 0 {
+		return e.or(fmt.Sprintf("storage full: %d bytes of %s could not be stored: %s", e.Lost, e.What, e.Cause))
+	}
+	return e.or(fmt.Sprintf("storage full: %s could not be stored: %s", e.What, e.Cause))
+}
+func (e *StorageFull) Failure() Failure { return toFailure(TagStorageFull, e) }
+func (*StorageFull) isTypedError()      {}

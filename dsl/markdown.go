@@ -129,6 +129,9 @@ func Markdown(f Failure) string {
 		return fmt.Sprintf("⏱ **The run exceeded its limit** of %s and was stopped.", seconds(e.MaxDurationSec))
 	case *Cancelled:
 		return "⊘ **Cancelled:** " + text(e.Error())
+	case *StorageFull:
+		return fmt.Sprintf("**Storage refused a write** (%s): %s\n\nThe log shows a gap marker where output was lost. Free space on the stack's disk (or its blob store) and re-run.",
+			text(e.What), text(e.Cause))
 	case *UnknownFailure:
 		return generic(e.F)
 	}

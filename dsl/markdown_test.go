@@ -47,6 +47,7 @@ var samples = []dsl.TypedError{
 	&dsl.RunTimedOut{MaxDurationSec: 1800},
 	&dsl.SandboxStartFailed{Sandbox: "offload-test-acme-web-0123456789ab", Pool: "lean", Attempts: 4, Cause: "Containers have not been enabled"},
 	&dsl.Cancelled{Reason: "cancelled by the user"},
+	&dsl.StorageFull{What: "log exec.ndjson", Lost: 131072, Cause: "put logs/x/exec.ndjson.000003: 507 InsufficientStorage"},
 }
 
 func tagOf(t dsl.TypedError) string { return t.Failure().Tag }

@@ -33,6 +33,9 @@ type Config struct {
 	// InstanceTypes is SANDBOX_INSTANCE_TYPES ("lean=standard-2,browser=standard-3"):
 	// the Containers instance type of each pool, for costs (cost.go); New checks it.
 	InstanceTypes string
+	// LogQuotaMB is LOG_QUOTA_MB: an execution's log budget in MiB across its attempts
+	// (0: the agent's default, 64 MiB); past it output is truncated with a marker.
+	LogQuotaMB int
 }
 
 // ConfigFromEnv reads a Config with getenv (os.Getenv locally, the Worker's env on
@@ -52,6 +55,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		EmailFromName:          strings.TrimSpace(getenv("EMAIL_FROM_NAME")),
 		EmailAllowedRecipients: SplitList(getenv("EMAIL_ALLOWED_RECIPIENTS")),
 		InstanceTypes:          getenv("SANDBOX_INSTANCE_TYPES"),
+		LogQuotaMB:             positive(getenv("LOG_QUOTA_MB")),
 	}
 }
 
@@ -67,4 +71,13 @@ func ParseCap(s string) int {
 // SplitList reads a comma- or space-separated list, dropping empty items.
 func SplitList(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+// positive reads a positive integer; anything else is 0 (the default).
+func positive(s string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
 }

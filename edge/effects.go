@@ -79,7 +79,7 @@ func (s *Server) startAgent(ctx context.Context, e actors.StartAgent) error {
 		GitHub: agentapi.GitHub{Repo: p.Repo, Ref: p.Ref, SHA: p.SHA, PRNumber: p.PRNumber},
 		Inputs: p.Inputs, Local: s.Config.Local,
 		Blobs: agentapi.Blobs{Endpoint: s.Config.BlobEndpoint, Bucket: s.Config.BlobBucket, AccessKeyID: keyID, Secret: secret,
-			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/", CacheWrite: cacheWrite},
+			Expires: now.Add(ttl), LogPrefix: "logs/" + e.Exec + "/", CacheWrite: cacheWrite, LogQuota: int64(s.Config.LogQuotaMB) << 20},
 	}
 	start.ServerToken = AgentServerToken(s.Config, e.Sandbox)
 	if e.Pool == dsl.PoolBrowser && s.Config.BrowserMode == "remote" && s.BrowserCDP != nil {

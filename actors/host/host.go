@@ -68,7 +68,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock handed to reducers and used to arm alarms (default time.Now).
 	Now func() time.Time
+	// CommitRetry is how long a failing commit (a full disk) is retried with backoff
+	// before its batch fails (default 10 s): its callers get an error wrapping
+	// ErrStorage, its effects are dropped, and its actors reload their last durable
+	// state. While commits keep failing each batch gets one try, so callers learn at
+	// once; the first success ends that.
+	CommitRetry time.Duration
+	// OnCommitError, if set, is told of each failed commit; when it returns true it
+	// has freed space (the stack's emergency reserve) and the commit is retried at once.
+	OnCommitError func(error) bool
 }
+
+// ErrStorage wraps the error of a commit that failed past Options.CommitRetry.
+var ErrStorage = errors.New("actor state could not be stored")
 
 // ErrStopped is returned once Stop has begun.
 var ErrStopped = errors.New("actor host stopped")
@@ -117,6 +129,9 @@ func Open(ctx context.Context, dbPath string, factory actors.Factory, fx EffectH
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.CommitRetry <= 0 {
+		opt.CommitRetry = 10 * time.Second
 	}
 	h := &Host{factory: factory, fx: fx, opt: opt, log: opt.Logger}
 	st, err := openStore(ctx, dbPath, opt)
@@ -233,6 +248,15 @@ func (h *Host) Stop(ctx context.Context) error {
 }
 
 func (h *Host) now() time.Time { return h.opt.Now() }
+
+// Health is nil while commits succeed, else the last commit's error (wrapping
+// ErrStorage once a batch has failed for it): the stack reports itself degraded.
+func (h *Host) Health() error {
+	if e := h.store.failing.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
 
 // dispatch performs a committed batch's effects, in commit order. It runs on the
 // writer goroutine. The router gets the batch first, so that whatever a reply or an

@@ -127,6 +127,12 @@ func (r *router) committed(rec *record) {
 	if rec.wakeChanged {
 		r.arm(rec.addr, rec.wake)
 	}
+	if rec.lost && r.alarms[rec.addr] != nil {
+		// The message was not stored, perhaps the alarm's own: the actor's durable
+		// wake may be due with no timer left. An early alarm is a no-op for reducers,
+		// so fire one again soon; its own record re-arms the real wake.
+		r.arm(rec.addr, r.h.now().Add(lostAlarmRetry))
+	}
 	e := r.live[rec.addr]
 	if e == nil || e.pid != rec.pid {
 		return // a record of a process already dropped
@@ -137,6 +143,9 @@ func (r *router) committed(rec *record) {
 		_ = r.Send(e.pid, passivate{})
 	}
 }
+
+// lostAlarmRetry is when an actor whose record was lost gets an alarm again.
+const lostAlarmRetry = time.Second
 
 // arm replaces the actor's alarm with one at wake (none if zero).
 func (r *router) arm(to actors.Addr, wake time.Time) {

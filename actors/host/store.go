@@ -56,6 +56,7 @@ type record struct {
 
 	err    error // the message failed: answer the caller with it
 	broken bool  // the process must be dropped
+	lost   bool  // its commit failed: the router re-arms the actor's alarm
 }
 
 // Save implements actors.Saver: the writer persists the change with the record.
@@ -69,6 +70,16 @@ type store struct {
 	log      *slog.Logger
 	maxBatch int
 	maxDelay time.Duration
+	retry    time.Duration    // Options.CommitRetry
+	onError  func(error) bool // Options.OnCommitError
+
+	failing atomic.Pointer[error] // the last commit failed (Host.Health)
+	// lostPIDs are processes whose record failed to commit: their later records were
+	// applied on state that never became durable, so they fail too. Only the writer
+	// touches it; a few entries per failure, kept for the host's life.
+	lostPIDs map[gen.PID]bool
+	// failWrite, when set (tests only), fails every write that has something to store.
+	failWrite func() error
 
 	wdb, rdb *sql.DB
 	conn     *sql.Conn // the writer's one connection
@@ -90,9 +101,10 @@ func openStore(ctx context.Context, path string, opt Options) (_ *store, err err
 	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 	s := &store{
-		log: opt.Logger, maxBatch: opt.MaxBatch, maxDelay: opt.MaxDelay,
-		in:   make(chan *record, 4*opt.MaxBatch),
-		quit: make(chan struct{}), abandon: make(chan struct{}), dead: make(chan struct{}),
+		log: opt.Logger, maxBatch: opt.MaxBatch, maxDelay: opt.MaxDelay, retry: opt.CommitRetry, onError: opt.OnCommitError,
+		lostPIDs: map[gen.PID]bool{},
+		in:       make(chan *record, 4*opt.MaxBatch),
+		quit:     make(chan struct{}), abandon: make(chan struct{}), dead: make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -238,6 +250,20 @@ func (s *store) run(dispatch func([]*record)) {
 	}
 }
 
+// lose fails a batch whose commit failed past the retry bound: every caller gets the
+// error, no effect is performed, and each process is dropped so that the next message
+// loads the actor's last durable state; its later records fail too (lostPIDs).
+func (s *store) lose(batch []*record, err error) {
+	err = fmt.Errorf("%w: %w", ErrStorage, err)
+	for _, r := range batch {
+		s.lostPIDs[r.pid] = true
+		if r.err == nil {
+			r.err = fmt.Errorf("%s: %w", r.addr, err)
+		}
+		r.broken, r.lost, r.effects, r.wakeChanged, r.meta, r.rows = true, true, nil, false, false, nil
+	}
+}
+
 // fill adds what is queued to batch, waiting up to maxDelay for more.
 func (s *store) fill(batch []*record) []*record {
 	var deadline <-chan time.Time
@@ -266,13 +292,39 @@ func (s *store) fill(batch []*record) []*record {
 	return batch
 }
 
-// commit writes batch in one transaction, retrying (a full disk may drain) until it
-// succeeds or Stop abandons it: effects wait for durability, whatever it takes.
+// commit writes batch in one transaction. A failure (a full disk may drain) is retried
+// with backoff for up to retry, then the batch is lost (see lose); while commits keep
+// failing, later batches get one try each. It returns an error only when Stop
+// abandons the batch.
 func (s *store) commit(batch []*record) error {
+	for _, r := range batch {
+		if s.lostPIDs[r.pid] {
+			s.lose([]*record{r}, errors.New("an earlier message of this actor was not stored"))
+		}
+	}
 	backoff := 10 * time.Millisecond
+	deadline := time.Now().Add(s.retry)
+	if s.failing.Load() != nil {
+		deadline = time.Now() // already failing: one try
+	}
+	freed := false
 	for {
 		err := s.write(batch)
 		if err == nil {
+			s.failing.Store(nil)
+			return nil
+		}
+		s.failing.Store(&err)
+		if !freed && s.onError != nil && s.onError(err) {
+			freed = true
+			s.log.Warn("actor state commit failed; space was freed, retrying", "records", len(batch), "err", err)
+			continue
+		}
+		if !time.Now().Before(deadline) {
+			s.log.Error("actor state commit failed; its messages are lost", "records", len(batch), "err", err)
+			s.lose(batch, err)
+			lost := fmt.Errorf("%w: %w", ErrStorage, err)
+			s.failing.Store(&lost)
 			return nil
 		}
 		s.log.Error("actor state commit failed; retrying", "records", len(batch), "err", err, "retry_in", backoff)
@@ -281,7 +333,7 @@ func (s *store) commit(batch []*record) error {
 			return err
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
@@ -295,6 +347,11 @@ func (s *store) write(batch []*record) (err error) {
 	}
 	if !writes {
 		return nil
+	}
+	if s.failWrite != nil {
+		if err := s.failWrite(); err != nil {
+			return err
+		}
 	}
 	// A background context: a commit is short, and cancelling one midway helps nobody.
 	ctx := context.Background()

@@ -25,6 +25,25 @@
 //	{"stream":"stderr","line":"…"}
 //	{"stream":"exit","exitCode":0,"durationMs":1234}                (finished)
 //	{"stream":"exit","exitCode":-1,"durationMs":600000,"timedOut":true}
+//	{"stream":"gap","line":"[flare: …]","lostSegments":1,"lostBytes":65536}   (see below)
+//	{"stream":"truncated","line":"[flare: …]"}                                (see below)
+//
+// # Never a silent gap
+//
+// A segment's put is retried with backoff for up to Options.GiveUp (the upload queue
+// holds 4 segments; past it writers block, so the command waits rather than the agent
+// buffering without bound). A segment that still fails is lost: the next segment that
+// is stored starts with a "gap" record naming what was lost, and Close returns a
+// *LostError (the agent fails the run with StorageFull). Readers show the record's
+// line like any other, so the gap is visible where it happened.
+//
+// # Per-run quota
+//
+// A Quota is the byte budget of a run's command output, shared by its log files (an
+// attempt starts it at what earlier attempts stored). Once it is spent, one
+// "truncated" record says so and later stdout/stderr lines are not stored (the
+// command keeps running; its tails still reach the journal); meta, exit and marker
+// records are not counted, so every file still ends with its exit.
 package logship
 
 import (
@@ -37,6 +56,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,7 +68,69 @@ const (
 	MaxLine = 64 << 10
 	// SegmentDigits is the width of the sequence number in a segment key.
 	SegmentDigits = 6
+	// DefaultGiveUp is how long one segment's put is retried before it is lost.
+	DefaultGiveUp = 2 * time.Minute
+	// DefaultQuota is a run's log budget when the edge sets none.
+	DefaultQuota = 64 << 20
 )
+
+// Options tune a File; the zero value takes the defaults.
+type Options struct {
+	Quota   *Quota        // the run's budget, shared by its files; nil: unbounded
+	GiveUp  time.Duration // retry one segment's put this long (default DefaultGiveUp)
+	Backoff time.Duration // first retry delay, doubled up to 10 s (default 250 ms)
+}
+
+// Quota is a run's log budget in bytes of stdout/stderr records.
+type Quota struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewQuota is a budget of limit bytes of which used are already spent (by earlier
+// attempts); limit <= 0 means DefaultQuota.
+func NewQuota(limit, used int64) *Quota {
+	if limit <= 0 {
+		limit = DefaultQuota
+	}
+	q := &Quota{limit: limit}
+	q.used.Store(used)
+	return q
+}
+
+// Limit is the budget in bytes.
+func (q *Quota) Limit() int64 { return q.limit }
+
+// take spends n bytes if they fit.
+func (q *Quota) take(n int64) bool {
+	for {
+		u := q.used.Load()
+		if u+n > q.limit {
+			return false
+		}
+		if q.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+// LostError says segments of a log file could not be stored.
+type LostError struct {
+	Key      string
+	Segments int
+	Bytes    int64
+	Err      error // the last put's error
+}
+
+func (e *LostError) Error() string {
+	return fmt.Sprintf("%s: %d segment(s), %d bytes not stored: %v", e.Key, e.Segments, e.Bytes, e.Err)
+}
+
+func (e *LostError) Unwrap() error { return e.Err }
+
+// ErrRefused marks a Put the store refused for good (a 4xx such as 403 AccessDenied
+// for an ended execution): it is not retried.
+var ErrRefused = errors.New("refused by the store")
 
 // Sink stores objects: S3 in production and locally (see S3Sink).
 type Sink interface {
@@ -86,16 +168,27 @@ type File struct {
 	sink Sink
 	key  string
 
+	opt     Options
 	mu      sync.Mutex
 	buf     bytes.Buffer
 	seq     int
 	closed  bool
-	err     error // first upload failure
 	queue   chan segment
 	stop    chan struct{}
 	flusher sync.WaitGroup
 	upload  sync.WaitGroup
 	ctx     context.Context
+
+	truncated bool  // the quota ran out: stdout/stderr are dropped (under mu)
+	dropped   int64 // bytes dropped since (under mu)
+
+	// The uploader's state, under its own lock: a writer holds mu while it waits for
+	// room in the queue, so the uploader must never need mu.
+	umu        sync.Mutex
+	lost       LostError // every segment lost so far
+	unreported int       // lost segments no stored segment has reported yet
+	unrepBytes int64
+	failing    bool // the last put gave up: the next one tries once
 }
 
 type segment struct {
@@ -106,8 +199,15 @@ type segment struct {
 // Open starts a log file under key. Segments are uploaded in order by one goroutine;
 // when uploads fall behind, writers block (the command's pipes fill, so it waits
 // rather than the agent buffering without bound). ctx bounds the uploads.
-func Open(ctx context.Context, sink Sink, key string) *File {
-	f := &File{sink: sink, key: key, queue: make(chan segment, 4), stop: make(chan struct{}), ctx: ctx}
+func Open(ctx context.Context, sink Sink, key string, opt Options) *File {
+	if opt.GiveUp <= 0 {
+		opt.GiveUp = DefaultGiveUp
+	}
+	if opt.Backoff <= 0 {
+		opt.Backoff = 250 * time.Millisecond
+	}
+	f := &File{sink: sink, key: key, opt: opt, queue: make(chan segment, 4), stop: make(chan struct{}), ctx: ctx}
+	f.lost.Key = key
 	f.upload.Add(1)
 	go f.uploader()
 	f.flusher.Add(1)
@@ -146,14 +246,50 @@ func (f *File) Line(stream, line string) {
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func (f *File) line(stream, line string) {
-	f.write(struct {
+	b, _ := json.Marshal(struct {
 		Stream string `json:"stream"`
 		Line   string `json:"line"`
 	}{stream, line})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	if q := f.opt.Quota; q != nil {
+		if f.truncated || !q.take(int64(len(b))+1) {
+			if !f.truncated {
+				f.truncated = true
+				f.appendLocked(marker("truncated", fmt.Sprintf("[flare: this run's log quota of %s is used up: later output of this command is not stored]", size(q.limit))))
+			}
+			f.dropped += int64(len(b)) + 1
+			return
+		}
+	}
+	f.appendLocked(b)
 }
 
-// Exit records how the command ended.
+func marker(stream, line string) []byte {
+	b, _ := json.Marshal(struct {
+		Stream string `json:"stream"`
+		Line   string `json:"line"`
+	}{stream, line})
+	return b
+}
+
+func size(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// Exit records how the command ended (after how much output the quota dropped).
 func (f *File) Exit(exitCode int, duration time.Duration, timedOut bool) {
+	f.mu.Lock()
+	if f.dropped > 0 && !f.closed {
+		f.appendLocked(marker("truncated", fmt.Sprintf("[flare: %d bytes of output were not stored (log quota)]", f.dropped)))
+	}
+	f.mu.Unlock()
 	f.write(struct {
 		Stream     string `json:"stream"`
 		ExitCode   int    `json:"exitCode"`
@@ -172,6 +308,10 @@ func (f *File) write(rec any) {
 	if f.closed {
 		return
 	}
+	f.appendLocked(b)
+}
+
+func (f *File) appendLocked(b []byte) {
 	f.buf.Write(b)
 	f.buf.WriteByte('\n')
 	if f.buf.Len() >= SegmentBytes {
@@ -212,36 +352,74 @@ func (f *File) ticker() {
 func (f *File) uploader() {
 	defer f.upload.Done()
 	for s := range f.queue {
-		if err := f.put(s); err != nil {
-			f.mu.Lock()
-			if f.err == nil {
-				f.err = err
-			}
-			f.mu.Unlock()
-		}
+		f.ship(s)
 	}
 }
 
-// put stores one segment, retrying a few times (the SDK retries too).
-func (f *File) put(s segment) error {
-	var err error
-	for try := 0; try < 3; try++ {
-		if try > 0 {
-			select {
-			case <-f.ctx.Done():
-				return fmt.Errorf("put %s: %w", s.key, errors.Join(err, f.ctx.Err()))
-			case <-time.After(time.Duration(try) * 500 * time.Millisecond):
-			}
+// ship stores one segment, first reporting any segments lost before it with a gap
+// record at its head, so the stored log shows where output is missing.
+func (f *File) ship(s segment) {
+	f.umu.Lock()
+	body := s.body
+	if f.unreported > 0 {
+		gap, _ := json.Marshal(struct {
+			Stream   string `json:"stream"`
+			Line     string `json:"line"`
+			Segments int    `json:"lostSegments"`
+			Bytes    int64  `json:"lostBytes"`
+		}{"gap", fmt.Sprintf("[flare: %d bytes of this log (%d segment(s)) could not be stored and are missing here: %v]",
+			f.unrepBytes, f.unreported, f.lost.Err), f.unreported, f.unrepBytes})
+		body = append(append(gap, '\n'), s.body...)
+	}
+	tries := f.opt.GiveUp
+	if f.failing {
+		tries = 0 // the store already refused one segment for GiveUp: try each once until one lands
+	}
+	f.umu.Unlock()
+
+	err := f.put(s.key, body, tries)
+	f.umu.Lock()
+	defer f.umu.Unlock()
+	if err != nil {
+		f.failing = true
+		f.lost.Err = err
+		if len(s.body) > 0 { // not Close's gap-only segment
+			f.lost.Segments++
+			f.lost.Bytes += int64(len(s.body))
+			f.unreported++
+			f.unrepBytes += int64(len(s.body))
 		}
-		if err = f.sink.Put(f.ctx, s.key, s.body); err == nil {
+		return
+	}
+	f.failing, f.unreported, f.unrepBytes = false, 0, 0
+}
+
+// put stores one object, retrying with backoff (Options.Backoff doubling to 10 s)
+// for up to giveUp; giveUp 0 tries once.
+func (f *File) put(key string, body []byte, giveUp time.Duration) error {
+	deadline := time.Now().Add(giveUp)
+	wait := f.opt.Backoff
+	for {
+		err := f.sink.Put(f.ctx, key, body)
+		if err == nil {
 			return nil
 		}
+		if errors.Is(err, ErrRefused) || time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("put %s: %w", key, err)
+		}
+		select {
+		case <-f.ctx.Done():
+			return fmt.Errorf("put %s: %w", key, errors.Join(err, f.ctx.Err()))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
 	}
-	return fmt.Errorf("put %s: %w", s.key, err)
 }
 
-// Close writes what is buffered and waits for every segment to be stored. It returns
-// the first upload failure. Later writes are dropped.
+// Close writes what is buffered and waits for every segment to be stored. When
+// segments were lost it returns a *LostError; if no later segment carried their gap
+// record, Close stores one more segment with it (tried once). Later writes are
+// dropped.
 func (f *File) Close() error {
 	f.mu.Lock()
 	if f.closed {
@@ -258,13 +436,27 @@ func (f *File) Close() error {
 	close(f.queue)
 	f.mu.Unlock()
 	f.upload.Wait()
+	f.umu.Lock()
+	gap := f.unreported > 0
+	f.umu.Unlock()
+	if gap {
+		f.mu.Lock()
+		f.seq++
+		s := segment{key: SegmentKey(f.key, f.seq)}
+		f.mu.Unlock()
+		f.ship(s)
+	}
 	return f.firstErr()
 }
 
 func (f *File) firstErr() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.err
+	f.umu.Lock()
+	defer f.umu.Unlock()
+	if f.lost.Segments == 0 {
+		return nil
+	}
+	e := f.lost
+	return &e
 }
 
 // Segments is how many segments have been cut so far.

@@ -60,7 +60,7 @@ func TestLogIsReadableWhileTheCommandRuns(t *testing.T) {
 	st := s3test.Start(t)
 	s := sink(t, st, "ex1")
 	key := "logs/ex1/" + logship.ExecName(1)
-	f := logship.Open(context.Background(), s, key)
+	f := logship.Open(context.Background(), s, key, logship.Options{})
 	f.Meta("make test")
 	f.Line("stdout", "building")
 	f.Line("stderr", "warning: x")
@@ -100,7 +100,7 @@ func TestBigOutputIsCutIntoSegmentsOfWholeLines(t *testing.T) {
 	st := s3test.Start(t)
 	s := sink(t, st, "ex2")
 	key := "logs/ex2/" + logship.ExecName(2)
-	f := logship.Open(context.Background(), s, key)
+	f := logship.Open(context.Background(), s, key, logship.Options{})
 	line := strings.Repeat("x", 1000)
 	for i := 0; i < 300; i++ {
 		f.Line("stdout", line)
@@ -124,7 +124,7 @@ func TestBigOutputIsCutIntoSegmentsOfWholeLines(t *testing.T) {
 func TestAnotherExecutionsPrefixIsRefused(t *testing.T) {
 	st := s3test.Start(t)
 	s := sink(t, st, "ex3")
-	f := logship.Open(context.Background(), s, "logs/other/exec.ndjson")
+	f := logship.Open(context.Background(), s, "logs/other/exec.ndjson", logship.Options{})
 	f.Line("stdout", "x")
 	if err := f.Close(); err == nil {
 		t.Fatal("writing outside the credential's grants succeeded")

@@ -47,25 +47,44 @@ func (s *S3Sink) Put(ctx context.Context, key string, body []byte) error {
 		ContentType:   aws.String("application/x-ndjson"),
 	})
 	if err != nil {
+		var re interface{ HTTPStatusCode() int }
+		if errors.As(err, &re) && refused(re.HTTPStatusCode()) {
+			return fmt.Errorf("s3 put %s: %w: %w", key, ErrRefused, err)
+		}
 		return fmt.Errorf("s3 put %s: %w", key, err)
 	}
 	return nil
 }
 
+// refused is a status that a retry does not change: a 4xx other than timeout,
+// conflict and throttling.
+func refused(status int) bool {
+	return status >= 400 && status < 500 && status != 408 && status != 409 && status != 429
+}
+
 // List returns every key under prefix, across pages.
 func (s *S3Sink) List(ctx context.Context, prefix string) ([]string, error) {
+	keys, _, err := s.ListSize(ctx, prefix)
+	return keys, err
+}
+
+// ListSize returns every key under prefix and their total size (what earlier attempts
+// spent of the run's log quota).
+func (s *S3Sink) ListSize(ctx context.Context, prefix string) ([]string, int64, error) {
 	var keys []string
+	var total int64
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("s3 list %s: %w", prefix, err)
+			return nil, 0, fmt.Errorf("s3 list %s: %w", prefix, err)
 		}
 		for _, o := range page.Contents {
 			keys = append(keys, aws.ToString(o.Key))
+			total += aws.ToInt64(o.Size)
 		}
 	}
-	return keys, nil
+	return keys, total, nil
 }
 
 var (

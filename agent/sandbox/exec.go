@@ -87,7 +87,7 @@ func (s *Sandbox) exec(ctx context.Context, r dsl.ExecRequest, n int, started fu
 		// Uploads outlive ctx a little so the last lines of a cancelled command land.
 		upCtx, cancelUp := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelUp()
-		logf = logship.Open(upCtx, s.cfg.Logs, logKey)
+		logf = logship.Open(upCtx, s.cfg.Logs, logKey, logship.Options{Quota: s.cfg.LogQuota, GiveUp: s.cfg.LogGiveUp})
 		logf.Meta(red.String(r.Command))
 	}
 	log := s.cfg.Log.With("log", logKey)
@@ -177,10 +177,14 @@ func (s *Sandbox) exec(ctx context.Context, r dsl.ExecRequest, n int, started fu
 		StdoutTail: stdoutTail.String(),
 		StderrTail: stderrTail.String(),
 	}
+	var lost *logship.LostError
 	if logf != nil {
 		logf.Exit(code, duration, timedOut)
 		if err := logf.Close(); err != nil {
 			log.Warn("command log not fully shipped", "err", err)
+			if !errors.As(err, &lost) {
+				lost = &logship.LostError{Key: logKey, Err: err}
+			}
 		}
 	}
 	log.Info("command finished", "exitCode", code, "durationMs", res.DurationMs, "timedOut", timedOut, "cancelled", cancelled)
@@ -189,6 +193,10 @@ func (s *Sandbox) exec(ctx context.Context, r dsl.ExecRequest, n int, started fu
 		return res, &dsl.ExecTimeout{TimeoutSec: int64((r.Timeout + time.Second - 1) / time.Second), Command: red.String(r.Command)}
 	case cancelled:
 		return res, fmt.Errorf("command stopped: %w", context.Cause(ctx))
+	case lost != nil:
+		// The command's record is incomplete (the log shows a gap marker where it can):
+		// the run fails rather than pass on a log nobody can read whole.
+		return res, &dsl.StorageFull{What: "log " + logship.ExecName(n), Lost: lost.Bytes, Cause: red.String(lost.Err.Error())}
 	}
 	return res, nil
 }

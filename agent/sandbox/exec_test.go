@@ -224,3 +224,28 @@ func TestExecRedactsSecretsAndShipsNumberedLogs(t *testing.T) {
 		t.Fatalf("keys %v", keys)
 	}
 }
+
+// fullStore is a blob store whose disk is full: every put fails as the embedded
+// store's does then (a 5xx the shipper retries).
+type fullStore struct{}
+
+func (fullStore) Put(context.Context, string, []byte) error {
+	return errors.New("500 InternalError: write: no space left on device")
+}
+
+// TestUnstoredLogFailsTheCommandWithStorageFull: a command whose log could not be
+// stored reports StorageFull with what was lost, though the command itself passed.
+// Before, the loss was only logged and the run succeeded on a log with a hole.
+func TestUnstoredLogFailsTheCommandWithStorageFull(t *testing.T) {
+	sb := newSandbox(t, func(c *sandbox.Config) {
+		c.Logs, c.LogPrefix, c.LogGiveUp = fullStore{}, "logs/exfull/", 20*time.Millisecond
+	})
+	res, err := sb.Exec(context.Background(), dsl.ExecRequest{Command: "echo hello"})
+	var full *dsl.StorageFull
+	if !errors.As(err, &full) || full.What != "log exec.ndjson" || full.Lost == 0 || !strings.Contains(full.Cause, "no space left") {
+		t.Fatalf("Exec = %+v, %v; want StorageFull", res, err)
+	}
+	if res.ExitCode != 0 || res.StdoutTail != "hello\n" {
+		t.Fatalf("the command's own result is kept: %+v", res)
+	}
+}

@@ -28,9 +28,11 @@ type Config struct {
 	Workspace string // root of the sandbox's files; HOME of every command
 	Local     bool   // local mode: repositories may be local paths or file:// URLs
 
-	Logs      logship.Sink // where command logs go; nil: not shipped
-	LogPrefix string       // logs/<exec>/
-	FirstExec int          // number of this attempt's first command log (1 → exec.ndjson)
+	Logs      logship.Sink   // where command logs go; nil: not shipped
+	LogPrefix string         // logs/<exec>/
+	FirstExec int            // number of this attempt's first command log (1 → exec.ndjson)
+	LogQuota  *logship.Quota // the run's log budget, shared by its command logs; nil: unbounded
+	LogGiveUp time.Duration  // how long one log segment's put is retried (default logship.DefaultGiveUp)
 
 	Redactor *redact.Redactor // secrets to mask in logs, tails and errors
 	GitToken GitTokenFunc     // nil: clone anonymously

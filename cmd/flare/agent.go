@@ -26,6 +26,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlags(cmdAgent, stderr)
 	listen := fs.String("listen", envOr("FLARE_AGENT_LISTEN", "0.0.0.0:8080"), "listen address")
 	workspace := fs.String("workspace", envOr("FLARE_WORKSPACE", "/workspace"), "workspace directory")
+	logGiveUp := fs.Duration("log-give-up", 0, "retry a log segment's upload this long before it is lost and the run fails with StorageFull (default 2m)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -37,7 +38,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stdout, "%shttp://%s\n", sandboxes.ReadyPrefix, ln.Addr())
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := agent.Serve(ctx, ln, agent.Config{Workspace: *workspace, Registry: registry(), Logger: log,
-		AuthToken: os.Getenv(agentapi.EnvServerToken)}); err != nil && ctx.Err() == nil {
+		AuthToken: os.Getenv(agentapi.EnvServerToken), LogGiveUp: *logGiveUp}); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "flare agent:", err)
 		return exitTrouble
 	}

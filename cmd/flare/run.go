@@ -119,6 +119,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 2*time.Hour, "give up waiting after this long")
 	noIso := fs.Bool("no-isolation", false, "embedded stack: run the command as this user without bubblewrap (it can then read the stack's secrets)")
 	fresh := fs.Bool("fresh-sandbox", false, "embedded stack: "+freshSandboxHelp)
+	keep := fs.Bool("keep-workspace", false, "embedded stack: keep the run's workspace after it ends, for debugging")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs.Usage()
 		return exitUsage
@@ -142,7 +143,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "note: --fresh-sandbox applies to an embedded stack; the running one keeps its own mode (flare up --fresh-sandbox)")
 		}
 	} else {
-		st, err := openStack(ctx, "127.0.0.1:0", f.data, false, !*noIso, *fresh, stderr)
+		st, err := openStack(ctx, "127.0.0.1:0", f.data, false, !*noIso, *fresh, *keep, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "flare run: start the embedded stack:", err)
 			return exitTrouble

@@ -21,6 +21,7 @@ var cmdUp = command{
   ADMISSION_CAP=4 flare up
   flare up --no-isolation          # without bubblewrap: commands can read the stack's secrets
   flare up --fresh-sandbox         # every sandbox starts empty, as a Container: caches come from the blob store
+  flare up --keep-workspace        # keep each run's workspace under $TMPDIR/flare-sandboxes-* after it ends
 
 Configuration uses the Worker's names from the environment: HMAC_SECRET, ADMIN_TOKEN,
 ADMISSION_CAP, PUBLIC_ORIGIN, GITHUB_APP_ID, ... Secrets that are not set are generated
@@ -36,10 +37,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "log debug detail")
 	noIso := fs.Bool("no-isolation", false, "run agents and their commands as this user without bubblewrap: they can then read the stack's secrets, files and processes")
 	fresh := fs.Bool("fresh-sandbox", false, freshSandboxHelp)
+	keep := fs.Bool("keep-workspace", false, "keep each run's workspace after it ends, for debugging (by default a run's end removes it)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	st, err := openStack(ctx, *addr, *data, *verbose, !*noIso, *fresh, stderr)
+	st, err := openStack(ctx, *addr, *data, *verbose, !*noIso, *fresh, *keep, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "flare up:", err)
 		return exitTrouble
@@ -58,8 +60,9 @@ const freshSandboxHelp = "start every sandbox empty, as a Container starts: no e
 
 // openStack boots the embedded stack with this binary as the agent command; with
 // isolate, each agent runs under bubblewrap, which must work here; with fresh, every
-// sandbox starts empty (local.Options.FreshSandbox).
-func openStack(ctx context.Context, addr, data string, verbose, isolate, fresh bool, stderr io.Writer) (*local.Stack, error) {
+// sandbox starts empty (local.Options.FreshSandbox); keepWorkspaces keeps each run's
+// workspace after it ends.
+func openStack(ctx context.Context, addr, data string, verbose, isolate, fresh, keepWorkspaces bool, stderr io.Writer) (*local.Stack, error) {
 	if isolate {
 		if err := sandboxes.CheckIsolation(); err != nil {
 			return nil, err
@@ -78,5 +81,5 @@ func openStack(ctx context.Context, addr, data string, verbose, isolate, fresh b
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return local.Open(ctx, local.Options{DataDir: data, Addr: addr, AgentCommand: []string{self, "agent"},
-		Runs: registry(), Log: log, Isolate: isolate, FreshSandbox: fresh})
+		Runs: registry(), Log: log, NoIsolation: !isolate, FreshSandbox: fresh, KeepWorkspaces: keepWorkspaces})
 }

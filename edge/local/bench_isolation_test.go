@@ -19,7 +19,7 @@ func BenchmarkIsolationCost(b *testing.B) {
 	for _, isolate := range []bool{false, true} {
 		b.Run(fmt.Sprintf("isolate=%v", isolate), func(b *testing.B) {
 			st, err := local.Open(context.Background(), local.Options{
-				DataDir: b.TempDir(), Addr: "127.0.0.1:0", Getenv: env{}.get, Isolate: isolate,
+				DataDir: b.TempDir(), Addr: "127.0.0.1:0", Getenv: env{}.get, NoIsolation: !isolate,
 				AgentCommand: []string{flareBin, "agent"}, Runs: runs.Registry(),
 			})
 			if err != nil {

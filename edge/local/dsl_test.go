@@ -41,6 +41,7 @@ func dslStack(t *testing.T, vars env, addr, dir string) *local.Stack {
 	}
 	st, err := local.Open(context.Background(), local.Options{
 		DataDir: dir, Addr: addr, Getenv: vars.get, AgentCommand: []string{flareBin, "agent"}, Runs: reg,
+		NoIsolation: true, // the test runs write side files beside the stack, which a sandbox cannot
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -111,7 +111,7 @@ func countCmdline(s string) int {
 func TestKilledAgentTakesItsCommandsAlong(t *testing.T) {
 	needIsolation(t)
 	st, err := local.Open(context.Background(), local.Options{
-		DataDir: t.TempDir(), Addr: "127.0.0.1:0", Getenv: env{"ADMISSION_CAP": "2"}.get, Isolate: true,
+		DataDir: t.TempDir(), Addr: "127.0.0.1:0", Getenv: env{"ADMISSION_CAP": "2"}.get, // isolated: the default
 		AgentCommand: []string{flareBin, "agent"}, Runs: runs.Registry(),
 	})
 	if err != nil {

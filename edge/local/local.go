@@ -25,6 +25,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/actors/host"
 	"github.com/flare-dispatch/flare-dispatch/actors/kinds"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
@@ -48,9 +49,11 @@ type Options struct {
 	Runs         dsl.Registry
 	Log          *slog.Logger
 	Actors       kinds.Config // zero: kinds.DefaultConfig() with ADMISSION_CAP applied
-	// Isolate runs each agent and its commands under bubblewrap (specs/trust.md);
-	// `flare up` and `flare run` set it unless --no-isolation.
-	Isolate bool
+	// NoIsolation runs agents and their commands as plain child processes. By default
+	// each runs under bubblewrap (specs/trust.md) when it works here; when it does not,
+	// Open logs a warning and runs them without (`flare up` refuses instead, unless
+	// --no-isolation).
+	NoIsolation bool
 	// Workspaces is where sandboxes' workspaces live; default WorkspacesDir(DataDir),
 	// outside the data directory so that nothing relative to a workspace reaches it.
 	Workspaces string
@@ -65,6 +68,9 @@ type Options struct {
 	// store's own URL): a proxy in front of the store lets a test cut the sandboxes off
 	// it, as a network fault between a Container and R2 would (internal/faults).
 	AgentBlobEndpoint string
+	// KeepWorkspaces keeps each run's workspace (and its agent until idle) after the
+	// run ends, for debugging (--keep-workspace); by default a run's end removes both.
+	KeepWorkspaces bool
 }
 
 // WorkspacesDir is the default workspaces directory of a data directory: under the
@@ -91,6 +97,7 @@ type Stack struct {
 	Config       sqlmeta.Namespace // CONFIG_KV: run configuration and secrets
 	Idempotency  sqlmeta.Namespace // IDEMPOTENCY_KV: delivery and dispatch dedup
 	effects      *effectqueue.Queue
+	storage      *storage // the disk-full guard (storage.go)
 	srv, s3      *http.Server
 	store        *s3store.Store
 	db           *sql.DB
@@ -195,6 +202,7 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	st.Secrets = sec
+	st.storage = newStorage(o.DataDir, o.Log)
 	cfg := edge.ConfigFromEnv(o.Getenv)
 	cfg.HMACSecret, cfg.AdminToken, cfg.Local, cfg.BlobBucket = sec.HMACSecret, sec.AdminToken, true, "flare"
 
@@ -208,7 +216,7 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	st.BlobURL = "http://" + s3ln.Addr().String()
-	st.s3 = &http.Server{Handler: st.store.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	st.s3 = &http.Server{Handler: st.storage.blobGate(st.store.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	go st.s3.Serve(s3ln)
 	cfg.BlobEndpoint = st.BlobURL
 	if o.AgentBlobEndpoint != "" {
@@ -259,8 +267,15 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 	absData, _ := filepath.Abs(o.DataDir)
-	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: o.Isolate, DataDir: absData, IdleAfter: o.AgentIdle,
-		Fresh: o.FreshSandbox}
+	isolate := !o.NoIsolation
+	if isolate {
+		if err := sandboxes.CheckIsolation(); err != nil {
+			isolate = false
+			o.Log.Warn("local sandboxes run WITHOUT isolation: their commands can read the stack's secrets", "err", err)
+		}
+	}
+	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: isolate, DataDir: absData, IdleAfter: o.AgentIdle,
+		Fresh: o.FreshSandbox, KeepWorkspaces: o.KeepWorkspaces}
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, ConfigKV: st.Config, IdempotencyKV: st.Idempotency, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh
@@ -273,21 +288,21 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 	deps.Mailer = mail.FromEnv(o.Getenv, o.Log) // SMTP_HOST, else a logged sink
 	st.Edge = edge.New(deps)
 	st.store.SetEnded(edge.EndedLookup(st.Meta)) // an ended execution's blob credentials write nothing
-	st.effects = effectqueue.New(st.Edge.Perform, effectqueue.Options{Logger: o.Log})
+	st.effects = effectqueue.New(st.perform, effectqueue.Options{Logger: o.Log})
 
 	acfg := o.Actors
 	if acfg.Admission.Cap == 0 {
 		acfg = kinds.DefaultConfig()
 		acfg.Admission.Cap = cfg.AdmissionCap
 	}
-	st.Host, err = host.Open(ctx, filepath.Join(o.DataDir, "actors.db"), kinds.Factory(acfg), st.effects, host.Options{Logger: o.Log})
+	st.Host, err = host.Open(ctx, filepath.Join(o.DataDir, "actors.db"), kinds.Factory(acfg), st.effects, host.Options{Logger: o.Log, OnCommitError: st.storage.commitFailed})
 	if err != nil {
 		ln.Close()
 		return fail(fmt.Errorf("actor host: %w", err))
 	}
 	st.Edge.Actors = st.Host
 
-	st.srv = &http.Server{Handler: st.Edge, ReadHeaderTimeout: 10 * time.Second}
+	st.srv = &http.Server{Handler: st.healthGate(st.Edge), ReadHeaderTimeout: 10 * time.Second}
 	go st.srv.Serve(ln)
 	var schedCtx context.Context
 	schedCtx, st.stopSchedule = context.WithCancel(context.Background())
@@ -304,6 +319,16 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	return st, nil
+}
+
+// perform is the edge's Perform plus what only the local stack does: the StopAgent of
+// a run's end (its reason is the terminal status, actors/run's finish) retires the
+// sandbox: its agent stops and its workspace goes (sandboxes.Procs.RunEnded).
+func (st *Stack) perform(ctx context.Context, from actors.Addr, e actors.Effect) {
+	st.Edge.Perform(ctx, from, e)
+	if s, ok := e.(actors.StopAgent); ok && actors.Status(s.Reason).Terminal() {
+		st.Procs.RunEnded(s.Sandbox)
+	}
 }
 
 // Close stops the stack in the reverse order of its start, and returns what failed:

@@ -101,7 +101,7 @@ func tighten(dir string) error {
 }
 
 var privateFiles = []string{"secrets.json", "flare.lock",
-	"meta.db", "meta.db-wal", "meta.db-shm", "actors.db", "actors.db-wal", "actors.db-shm"}
+	"meta.db", "meta.db-wal", "meta.db-shm", "actors.db", "actors.db-wal", "actors.db-shm", "reserve"}
 
 func chmodOwned(path string, mode os.FileMode) error {
 	fi, err := os.Stat(path)

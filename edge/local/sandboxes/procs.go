@@ -46,11 +46,16 @@ type Procs struct {
 	// IdleAfter stops an agent that has had no attempt for this long and removes its
 	// workspace (zero: never), so agents and workspaces do not grow with commits.
 	IdleAfter time.Duration
+	// KeepWorkspaces leaves workspaces in place (--keep-workspace, for debugging):
+	// neither a run's end nor the idle reaper removes them.
+	KeepWorkspaces bool
 
 	HTTP *http.Client
 
-	reaper sync.Once
-	stop   chan struct{}
+	reaper   sync.Once
+	stop     chan struct{}
+	retiring sync.WaitGroup // RunEnded's work, waited for by Close
+	closed   bool           // under mu
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -130,9 +135,69 @@ func (p *Procs) Stop(ctx context.Context, sandbox string, c agentapi.Cancel) err
 	return nil
 }
 
+// RunEnded is told that the run on sandbox ended: once its agent runs no attempt
+// (the ending one reports its exit first) the agent is stopped and the workspace
+// removed, unless KeepWorkspaces, so a run's files and processes do not outlive it.
+// It does not wait: the effect that calls it must return at once.
+func (p *Procs) RunEnded(sandbox string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.retiring.Add(1)
+	go func() {
+		defer p.retiring.Done()
+		p.retire(sandbox)
+	}()
+}
+
+// retire stops the sandbox's agent and removes its workspace, holding the sandbox's
+// start gate so no attempt starts meanwhile. An agent still busy after a bound (the
+// sandbox's next run started before this ran) or not answering is left alone: its
+// own run's end, or the idle reaper, comes back for it.
+func (p *Procs) retire(sandbox string) {
+	g := p.sandboxLock(sandbox)
+	g.Lock()
+	defer g.Unlock()
+	p.mu.Lock()
+	pr := p.procs[sandbox]
+	p.mu.Unlock()
+	if pr != nil {
+		if p.KeepWorkspaces {
+			return // the agent stays with its workspace; the reaper stops it when idle
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		// Closing kills every agent anyway: no need to wait for this one.
+		for n := p.attempts(pr); n != 0 && !p.isClosed(); n = p.attempts(pr) {
+			if n < 0 || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.kill(sandbox, pr)
+	}
+	if p.KeepWorkspaces {
+		return
+	}
+	if err := removeTree(filepath.Join(p.Root, sandbox)); err != nil && p.Log != nil {
+		p.Log.Warn("remove workspace", "sandbox", sandbox, "err", err)
+	}
+}
+
+func (p *Procs) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
 // Close kills every agent.
 func (p *Procs) Close() {
 	p.reaper.Do(func() {}) // no reaper starts after Close
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.retiring.Wait()
 	p.mu.Lock()
 	all := p.procs
 	p.procs = nil
@@ -204,6 +269,11 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	}
 	env := agentEnv(lookup, ws, sandbox)
 	if p.Isolate {
+		// Inside bwrap a missing binary only shows as an agent that never listens:
+		// name it here, as a plain start would.
+		if _, err := exec.LookPath(p.Command[0]); err != nil {
+			return nil, fmt.Errorf("sandbox %s: start agent: %w", sandbox, err)
+		}
 		ro := toolchains(p.Command[0], p.DataDir, lookup)
 		if repo := localRepo(s); repo != "" {
 			ro = append(ro, repo)
@@ -277,6 +347,10 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		// synchronously. A restarted attempt must not meet the old one's commands, so
 		// done waits for the init to be gone: the kernel removes it only after the rest.
 		waitGone(<-nsInit)
+		// Without the sandbox (--no-isolation) a command outlives its agent: it has a
+		// process group of its own and is re-parented to init. It is still in the
+		// agent's session: kill whatever is left there.
+		sweepSession(cmd.Process.Pid)
 		close(pr.done)
 	}()
 	select {
@@ -341,6 +415,10 @@ func (p *Procs) reapIdle() {
 		p.mu.Unlock()
 		if pr != nil && time.Since(pr.last) > p.IdleAfter && p.attempts(pr) == 0 {
 			p.kill(sb, pr)
+			if p.KeepWorkspaces {
+				g.Unlock()
+				continue
+			}
 			if err := removeTree(pr.ws); err != nil && p.Log != nil {
 				p.Log.Warn("remove idle workspace", "sandbox", sb, "err", err)
 			}
@@ -377,6 +455,55 @@ func (p *Procs) attempts(pr *proc) int {
 		return -1
 	}
 	return len(h.Attempts)
+}
+
+// sweepSession kills every live process of session sid until none is left (bounded
+// at 10 s). A process that made a session of its own (setsid) escapes it; the PID
+// namespace of an isolated sandbox does not let it. Without /proc it does nothing.
+func sweepSession(sid int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := sessionMembers(sid)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return
+		}
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sessionMembers lists the live (not zombie) processes of session sid, from /proc.
+func sessionMembers(sid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session …: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 4 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if s, err := strconv.Atoi(f[3]); err == nil && s == sid {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // waitGone returns once pid has exited (gone or a zombie), or after 10s.
