@@ -132,7 +132,14 @@ func (s *stack) dispatch(t *testing.T, run string, body []byte, key string) repl
 	if key != "" {
 		h["Idempotency-Key"] = key
 	}
-	return s.do(t, http.MethodPost, "/v1/dispatch/"+run, body, h)
+	r := s.do(t, http.MethodPost, "/v1/dispatch/"+run, body, h)
+	// workerd answers this when it reloads the isolate while a request is in flight;
+	// a client (the Action) retries a 5xx, and a dispatch is idempotent.
+	if r.status == http.StatusServiceUnavailable && strings.Contains(string(r.raw), "restarted mid-request") {
+		t.Logf("dispatch %s: workerd restarted mid-request; retrying once", run)
+		r = s.do(t, http.MethodPost, "/v1/dispatch/"+run, body, h)
+	}
+	return r
 }
 
 type view struct {

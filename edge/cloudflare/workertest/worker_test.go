@@ -431,18 +431,32 @@ func TestWorker(t *testing.T) {
 // persistence directory: the actors come back from their SQLite storage.
 func TestWorkerStateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	w := start(t, Options{PersistDir: dir})
-	call(t, w, actors.RunAddr("r1"), actors.RunStart{Exec: "r1", Run: "checks", Pool: "p", Sandbox: "s", MaxDuration: time.Hour})
+	// The runs' sandboxes must start (a fake agent accepts them, and the edge finds the
+	// executions it starts them for): a run whose sandbox cannot start is retried and
+	// then failed (SandboxStartFailed), which is not what this test is about.
+	ag := newAgent(t)
+	opt := Options{PersistDir: dir, AgentURL: ag.URL, Migrate: true, Vars: map[string]string{"HMAC_SECRET": "restart-test-secret"}}
+	if err := Migrate(t.Context(), Require(t), dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := D1Exec(t.Context(), Require(t), dir, `INSERT INTO executions (id, run, repo, ref, sha, status, input_json) VALUES `+
+		`('run-1', 'checks', 'local/app', 'main', 'abc1234', 'queued', '{"run":"checks","repo":"local/app","ref":"main","sha":"abc1234"}'), `+
+		`('run-2', 'checks', 'local/app', 'main', 'abc1234', 'queued', '{"run":"checks","repo":"local/app","ref":"main","sha":"abc1234"}')`); err != nil {
+		t.Fatal(err)
+	}
+	opt.Migrate = false
+	w := start(t, opt)
+	call(t, w, actors.RunAddr("run-1"), actors.RunStart{Exec: "run-1", Run: "checks", Pool: "lean", Sandbox: "s", MaxDuration: time.Hour})
 	eventually(t, 10*time.Second, func() error {
-		if st := status(t, w, "r1"); st.Status != actors.StatusLeased {
+		if st := status(t, w, "run-1"); st.Status != actors.StatusLeased {
 			return fmt.Errorf("status %s", st.Status)
 		}
 		return nil
 	})
 	w.Stop()
 
-	w = start(t, Options{PersistDir: dir})
-	st := status(t, w, "r1")
+	w = start(t, opt)
+	st := status(t, w, "run-1")
 	if st.Status != actors.StatusLeased || st.Attempt != 1 {
 		t.Fatalf("after restart: %+v", st)
 	}
@@ -450,18 +464,18 @@ func TestWorkerStateSurvivesRestart(t *testing.T) {
 	// Waiting shows only as the lease actor's state, read from its Durable Object's
 	// SQLite file: once the lease has r2 queued behind r1 (it grants only on a release
 	// or an expiry, minutes away), r2 can only be admitted and waiting.
-	call(t, w, actors.RunAddr("r2"), actors.RunStart{Exec: "r2", Run: "checks", Pool: "p", Sandbox: "s", MaxDuration: time.Hour})
+	call(t, w, actors.RunAddr("run-2"), actors.RunStart{Exec: "run-2", Run: "checks", Pool: "lean", Sandbox: "s", MaxDuration: time.Hour})
 	eventually(t, 10*time.Second, func() error {
 		l, err := storedLease(dir, "s")
 		if err != nil {
 			return err
 		}
-		if l.Holder == nil || l.Holder.Exec != "r1" || len(l.Waiters) != 1 || l.Waiters[0].Exec != "r2" {
+		if l.Holder == nil || l.Holder.Exec != "run-1" || len(l.Waiters) != 1 || l.Waiters[0].Exec != "run-2" {
 			return fmt.Errorf("lease s: %+v, want r1 holding and r2 waiting", l)
 		}
 		return nil
 	})
-	if st := status(t, w, "r2"); st.Status != actors.StatusAdmitted {
+	if st := status(t, w, "run-2"); st.Status != actors.StatusAdmitted {
 		t.Fatalf("r2 = %+v, want admitted and waiting for the lease r1 holds", st)
 	}
 }

@@ -246,6 +246,23 @@ func Migrate(ctx context.Context, root, persistDir string) error {
 	return nil
 }
 
+// D1Exec runs SQL on the local D1 database RUNS_METADATA kept under persistDir
+// (`wrangler d1 execute --local`), as an operator would.
+func D1Exec(ctx context.Context, root, persistDir, sql string) error {
+	bin, err := wrangler(root)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "d1", "execute", "RUNS_METADATA", "--local", "--command", sql,
+		"--persist-to", persistDir, "--config", filepath.Join(root, "wrangler.jsonc"))
+	cmd.Dir = filepath.Join(root, "worker")
+	cmd.Env = offlineEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("wrangler d1 execute: %w\n%s", err, out)
+	}
+	return nil
+}
+
 func (w *Worker) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	c := &http.Client{Timeout: 5 * time.Second}
