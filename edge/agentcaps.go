@@ -171,7 +171,7 @@ func (s *Server) agentGitHubPullRequest(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	if !run.Spec().Needs.PullRequests {
-		writeError(w, http.StatusForbidden, "not_declared", fmt.Sprintf("run %s does not declare pull requests (Spec.Needs.PullRequests)", run.Spec().Name))
+		notDeclared(w, run, "pull requests", "Spec.Needs.PullRequests")
 		return
 	}
 	if !s.githubTarget(w, p, q.Repo) {

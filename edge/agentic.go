@@ -60,6 +60,11 @@ func capabilityFailed(w http.ResponseWriter, err error) {
 	writeJSON(w, http.StatusFailedDependency, agentapi.CapabilityFailure{Error: "capability_failed", Message: err.Error(), Failure: agentapi.Failure(f)})
 }
 
+// notDeclared answers 403 to a run that calls a capability its spec does not declare.
+func notDeclared(w http.ResponseWriter, run dsl.Run, what, field string) {
+	writeError(w, http.StatusForbidden, "not_declared", fmt.Sprintf("run %s does not declare %s (%s)", run.Spec().Name, what, field))
+}
+
 func (s *Server) agentModel(w http.ResponseWriter, r *http.Request) {
 	var q agentapi.ModelCall
 	id, p, run, ok := s.agentExecution(w, r, &q)
@@ -67,7 +72,7 @@ func (s *Server) agentModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !run.Spec().Needs.Model {
-		writeError(w, http.StatusForbidden, "not_declared", fmt.Sprintf("run %s does not declare model calls (Spec.Needs.Model)", run.Spec().Name))
+		notDeclared(w, run, "model calls", "Spec.Needs.Model")
 		return
 	}
 	if s.Models == nil {
@@ -165,7 +170,7 @@ func (s *Server) agentComment(w http.ResponseWriter, r *http.Request, put bool) 
 		return
 	}
 	if !run.Spec().Needs.Comments {
-		writeError(w, http.StatusForbidden, "not_declared", fmt.Sprintf("run %s does not declare pull request comments (Spec.Needs.Comments)", run.Spec().Name))
+		notDeclared(w, run, "pull request comments", "Spec.Needs.Comments")
 		return
 	}
 	switch {
@@ -210,7 +215,7 @@ func (s *Server) agentFailedRuns(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !run.Spec().Needs.CI {
-		writeError(w, http.StatusForbidden, "not_declared", fmt.Sprintf("run %s does not declare workflow runs (Spec.Needs.CI)", run.Spec().Name))
+		notDeclared(w, run, "workflow runs", "Spec.Needs.CI")
 		return
 	}
 	if !s.githubRepoAllowed(w, r.Context(), p, run, q.Repo) {

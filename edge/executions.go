@@ -35,22 +35,32 @@ func (s *Server) authorizeLogs(w http.ResponseWriter, r *http.Request) (string, 
 	return id, true
 }
 
+// executionWithSteps reads an execution and its steps, answering 404 or 500 itself
+// when it cannot (the status route and the viewer page).
+func (s *Server) executionWithSteps(w http.ResponseWriter, r *http.Request, id string) (Execution, []StepRow, bool) {
+	e, err := s.Meta.Execution(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "execution_not_found", fmt.Sprintf("no execution %q", id))
+		return e, nil, false
+	} else if err != nil {
+		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+		return e, nil, false
+	}
+	steps, err := s.Meta.Steps(r.Context(), id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+		return e, nil, false
+	}
+	return e, steps, true
+}
+
 func (s *Server) execution(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.authorizeLogs(w, r)
 	if !ok {
 		return
 	}
-	e, err := s.Meta.Execution(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
-		writeError(w, http.StatusNotFound, "execution_not_found", fmt.Sprintf("no execution %q", id))
-		return
-	} else if err != nil {
-		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
-		return
-	}
-	steps, err := s.Meta.Steps(r.Context(), id)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+	e, steps, ok := s.executionWithSteps(w, r, id)
+	if !ok {
 		return
 	}
 	files, err := s.logFiles(r, id)

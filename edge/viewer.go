@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -210,17 +209,8 @@ func humanSize(n int64) string {
 }
 
 func (s *Server) viewerPage(w http.ResponseWriter, r *http.Request, id string) {
-	e, err := s.Meta.Execution(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
-		writeError(w, http.StatusNotFound, "execution_not_found", fmt.Sprintf("no execution %q", id))
-		return
-	} else if err != nil {
-		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
-		return
-	}
-	steps, err := s.Meta.Steps(r.Context(), id)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "metadata_error", err.Error())
+	e, steps, ok := s.executionWithSteps(w, r, id)
+	if !ok {
 		return
 	}
 	t := url.QueryEscape(r.URL.Query().Get("t"))
