@@ -15,17 +15,7 @@ import (
 func Repo(t testing.TB, n int) (string, []string) {
 	t.Helper()
 	dir := t.TempDir()
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	git := func(args ...string) string { t.Helper(); return strings.TrimSpace(run(t, dir, nil, args...)) }
 	git("init", "-q", "-b", "main")
 	var shas []string
 	for i := range n {
@@ -47,17 +37,7 @@ func Repo(t testing.TB, n int) (string, []string) {
 func RepoWith(t testing.TB, files map[string]string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	git := func(args ...string) string { t.Helper(); return strings.TrimSpace(run(t, dir, nil, args...)) }
 	git("init", "-q", "-b", "main")
 	for name, body := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
@@ -75,4 +55,19 @@ func RepoWith(t testing.TB, files map[string]string) (string, string) {
 	git("add", ".")
 	git("commit", "-q", "-m", "fixture")
 	return dir, git("rev-parse", "HEAD")
+}
+
+// run runs git in dir as the test author (plus env) and returns its output; a failure
+// fails the test.
+func run(t testing.TB, dir string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com"), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
 }

@@ -2,7 +2,6 @@ package gittest
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,16 +25,9 @@ func Init(t testing.TB) *Work {
 // Git runs git in the repository and returns its trimmed output; a failure fails the test.
 func (w *Work) Git(args ...string) string {
 	w.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = w.Dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z",
-		"GIT_COMMITTER_DATE=2026-01-01T00:00:00Z")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		w.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimRight(string(out), "\n")
+	// Fixed dates: the same commits give the same shas on every run.
+	out := run(w.t, w.Dir, []string{"GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z"}, args...)
+	return strings.TrimRight(out, "\n")
 }
 
 // Write writes files (path → content; "" content deletes the file).
