@@ -435,7 +435,7 @@ func TestWorkerStateSurvivesRestart(t *testing.T) {
 	// executions it starts them for): a run whose sandbox cannot start is retried and
 	// then failed (SandboxStartFailed), which is not what this test is about.
 	ag := newAgent(t)
-	opt := Options{PersistDir: dir, AgentURL: ag.URL, Migrate: true, Vars: map[string]string{"HMAC_SECRET": "restart-test-secret"}}
+	opt := Options{PersistDir: dir, AgentURL: ag.URL, Vars: map[string]string{"HMAC_SECRET": "restart-test-secret"}}
 	if err := Migrate(t.Context(), Require(t), dir); err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,6 @@ func TestWorkerStateSurvivesRestart(t *testing.T) {
 		`('run-2', 'checks', 'local/app', 'main', 'abc1234', 'queued', '{"run":"checks","repo":"local/app","ref":"main","sha":"abc1234"}')`); err != nil {
 		t.Fatal(err)
 	}
-	opt.Migrate = false
 	w := start(t, opt)
 	call(t, w, actors.RunAddr("run-1"), actors.RunStart{Exec: "run-1", Run: "checks", Pool: "lean", Sandbox: "s", MaxDuration: time.Hour})
 	eventually(t, 10*time.Second, func() error {

@@ -232,33 +232,28 @@ func offlineEnv() []string {
 // Migrate applies migrations/ to the local D1 database RUNS_METADATA kept under
 // persistDir, as `wrangler dev --persist-to persistDir` will find it.
 func Migrate(ctx context.Context, root, persistDir string) error {
-	bin, err := wrangler(root)
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, bin, "d1", "migrations", "apply", "RUNS_METADATA", "--local",
-		"--persist-to", persistDir, "--config", filepath.Join(root, "wrangler.jsonc"))
-	cmd.Dir = filepath.Join(root, "worker")
-	cmd.Env = offlineEnv()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("wrangler d1 migrations apply: %w\n%s", err, out)
-	}
-	return nil
+	return d1(ctx, root, persistDir, []string{"migrations", "apply"})
 }
 
 // D1Exec runs SQL on the local D1 database RUNS_METADATA kept under persistDir
 // (`wrangler d1 execute --local`), as an operator would.
 func D1Exec(ctx context.Context, root, persistDir, sql string) error {
+	return d1(ctx, root, persistDir, []string{"execute"}, "--command", sql)
+}
+
+// d1 runs `wrangler d1 <command> RUNS_METADATA --local <flags>` on persistDir.
+func d1(ctx context.Context, root, persistDir string, command []string, flags ...string) error {
 	bin, err := wrangler(root)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, bin, "d1", "execute", "RUNS_METADATA", "--local", "--command", sql,
-		"--persist-to", persistDir, "--config", filepath.Join(root, "wrangler.jsonc"))
+	args := append(append([]string{"d1"}, command...), "RUNS_METADATA", "--local")
+	args = append(append(args, flags...), "--persist-to", persistDir, "--config", filepath.Join(root, "wrangler.jsonc"))
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = filepath.Join(root, "worker")
 	cmd.Env = offlineEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("wrangler d1 execute: %w\n%s", err, out)
+		return fmt.Errorf("wrangler d1 %s: %w\n%s", strings.Join(command, " "), err, out)
 	}
 	return nil
 }
