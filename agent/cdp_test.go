@@ -1,9 +1,7 @@
 package agent_test
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
+	"github.com/flare-dispatch/flare-dispatch/internal/wsrelay/wsrelaytest"
 )
 
 // cdpHolder opens a browser session and holds it until its attempt ends.
@@ -32,22 +31,11 @@ var cdpHolder = dsl.Define(dsl.Spec{Name: "cdp-holder", Version: "1.0.0", MaxDur
 
 // cdpStatus sends a websocket handshake to the agent's /cdp and returns the status.
 func cdpStatus(t *testing.T, base, query, token string) int {
-	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	req := "GET " + agent.PathCDP + query + " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	header := map[string]string{}
 	if token != "" {
-		req += "Authorization: Bearer " + token + "\r\n"
+		header["Authorization"] = "Bearer " + token
 	}
-	c.Write([]byte(req + "\r\n"))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode
+	return wsrelaytest.HandshakeStatus(t, base, agent.PathCDP+query, header)
 }
 
 // GET /cdp hands the edge the CDP websocket of a running attempt's browser session

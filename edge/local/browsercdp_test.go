@@ -1,9 +1,7 @@
 package local_test
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,26 +16,12 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
+	"github.com/flare-dispatch/flare-dispatch/internal/wsrelay/wsrelaytest"
 )
 
-// upgrade sends a websocket handshake to the stack and returns the status.
+// upgrade sends a websocket handshake to the stack's CDP route and returns the status.
 func upgrade(t *testing.T, base, query string, header map[string]string) int {
-	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	req := "GET /v1/browser/cdp" + query + " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-	for k, v := range header {
-		req += k + ": " + v + "\r\n"
-	}
-	c.Write([]byte(req + "\r\n"))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode
+	return wsrelaytest.HandshakeStatus(t, base, "/v1/browser/cdp"+query, header)
 }
 
 // GET /v1/browser/cdp passes a live attempt's CDP websocket through to the configured
