@@ -18,7 +18,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,7 +56,13 @@ func TestMain(m *testing.M) {
 // stack starts the embedded stack with vars as its environment.
 func stack(t *testing.T, vars map[string]string, o local.Options) *local.Stack {
 	t.Helper()
-	o.DataDir, o.Addr, o.AgentCommand, o.Runs = t.TempDir(), "127.0.0.1:0", []string{flareBin, "agent"}, runs.Registry()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	if o.AgentCommand == nil {
+		o.AgentCommand = []string{flareBin, "agent"}
+	}
+	o.Addr, o.Runs = "127.0.0.1:0", runs.Registry()
 	o.Getenv = func(k string) string { return vars[k] }
 	st, err := local.Open(context.Background(), o)
 	if err != nil {
@@ -240,6 +248,19 @@ type outageProxy struct {
 	target atomic.Pointer[url.URL]
 	failed atomic.Int64 // requests refused while down
 	puts   atomic.Int64 // of which log segment uploads
+
+	mu    sync.Mutex
+	tries map[string]int // refused puts per log segment key
+	// refused, when set, is called with a refused segment put's key and try number
+	// before the answer goes back: the agent's uploader is still waiting on it.
+	refused func(key string, try int)
+}
+
+// refusedKeys is how many distinct log segments have been refused.
+func (p *outageProxy) refusedKeys() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.tries)
 }
 
 func (p *outageProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -247,6 +268,16 @@ func (p *outageProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.failed.Add(1)
 		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/logs/") {
 			p.puts.Add(1)
+			p.mu.Lock()
+			if p.tries == nil {
+				p.tries = map[string]int{}
+			}
+			p.tries[r.URL.Path]++
+			try, hook := p.tries[r.URL.Path], p.refused
+			p.mu.Unlock()
+			if hook != nil {
+				hook(r.URL.Path, try)
+			}
 		}
 		w.Header().Set("Content-Type", "application/xml")
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -306,5 +337,136 @@ func TestBlobStoreOutageLosesNoLogLine(t *testing.T) {
 	}
 	if last != 399 {
 		t.Fatalf("log ends at line %d, want 399:\n%s", last, text)
+	}
+}
+
+// eventually polls cond until it holds, failing the test (a hang) after within.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s (a hang)", what, within)
+		}
+	}
+}
+
+// progress reads the number a command writes to a file after each line it prints
+// (-1 before the first).
+func progress(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// TestLongBlobOutageBoundsTheBufferThenMarksTheGap: the blob store is unreachable
+// from the sandbox for longer than the shipper retries a segment (the agent's
+// --log-give-up 2s) while the command prints 3,000 lines of ~1 KB in 30 blocks of 100.
+// What must hold:
+//   - while the first refused segment is still being retried (its fourth put, 1.75 s
+//     of backoff into the outage, is in flight), the command is held back: it has
+//     printed at most 10 blocks (the shipper holds its upload queue of 4 segments
+//     plus the pipes, about 0.5 MB, never the whole 3 MB). Fails with logship's
+//     queue made unbounded (make(chan segment, 1<<20) in Open): the command prints
+//     every block into the agent's memory before the retries end.
+//   - past the bound the loss is visible: the log keeps every line printed before
+//     and after the outage, in order, with one gap record between them saying what
+//     is missing, and the run fails with StorageFull ("Storage refused a write")
+//     rather than pass on a log with a hole. Fails with the gap record removed from
+//     logship's ship, and with the LostError case removed from agent/sandbox's Exec
+//     (the run ends green).
+//
+// The command waits on files the test writes and records its progress in a file
+// beside them, so its sandbox is not isolated (the test reads that file).
+func TestLongBlobOutageBoundsTheBufferThenMarksTheGap(t *testing.T) {
+	proxy := &outageProxy{}
+	srv := httptest.NewServer(proxy)
+	defer srv.Close()
+	st := stack(t, nil, local.Options{AgentBlobEndpoint: srv.URL, NoIsolation: true,
+		AgentCommand: []string{flareBin, "agent", "--log-give-up", "2s"}})
+	u, _ := url.Parse(st.BlobURL)
+	proxy.target.Store(u)
+
+	side := t.TempDir()
+	down, up, prog := side+"/down", side+"/up", side+"/progress"
+	const blocks, perBlock = 30, 100
+	command := fmt.Sprintf(`i=0; while [ $i -lt 100 ]; do echo "before-$i"; i=$((i+1)); done; `+
+		`while [ ! -f %[1]s ]; do sleep 0.05; done; `+
+		`i=0; while [ $i -lt %[4]d ]; do seq -f "burst-%%g %[5]s" $((i*%[6]d)) $((i*%[6]d+%[6]d-1)); echo $i > %[3]s; i=$((i+1)); done; `+
+		`while [ ! -f %[2]s ]; do sleep 0.05; done; `+
+		`i=0; while [ $i -lt 100 ]; do echo "after-$i"; i=$((i+1)); done`, down, up, prog, blocks, strings.Repeat("x", 1000), perBlock)
+	held := make(chan int, 1) // the command's progress while the first refused segment was retried
+	proxy.refused = func(_ string, try int) {
+		if try == 4 { // the last try within --log-give-up 2s; the uploader waits on this put
+			select {
+			case held <- progress(prog):
+			default:
+			}
+		}
+	}
+	repo, shas := gittest.Repo(t, 1)
+	id := dispatch(t, st, offload(repo, shas[0], command))
+	eventually(t, time.Minute, "the lines before the outage stored", func() bool { return strings.Contains(logsText(t, st, id), "before-99") })
+
+	proxy.down.Store(true)
+	if err := os.WriteFile(down, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	select {
+	case n = <-held:
+	case <-time.After(time.Minute):
+		t.Fatal("no segment put was retried three times during the outage")
+	}
+	t.Logf("the command had printed %d of %d blocks at the first segment's last refused put", n+1, blocks)
+	if n >= 10 {
+		t.Fatalf("the command printed %d of %d blocks while the store refused the first segment: the shipper buffers without bound", n+1, blocks)
+	}
+	// The shipper gives up on that segment (a later one is tried), the command is let
+	// go and finishes its burst; only then does the store come back.
+	eventually(t, time.Minute, "the shipper to give up on a segment", func() bool { return proxy.refusedKeys() >= 2 })
+	eventually(t, time.Minute, "the burst to finish once segments were given up", func() bool { return progress(prog) == blocks-1 })
+	proxy.down.Store(false)
+	if err := os.WriteFile(up, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	v := waitDone(t, st, id, 2*time.Minute)
+	if v.Execution.Status != "failure" || !strings.Contains(v.Check.Summary, "Storage refused a write") {
+		t.Fatalf("a run whose log lost segments ended %s:\n%s", v.Execution.Status, v.Check.Summary)
+	}
+	text := logsText(t, st, id)
+	var seen []string // before-*, gap, after-* in log order (burst lines only checked for order)
+	lastBurst := -1
+	for _, l := range strings.Split(text, "\n") {
+		l = strings.TrimSpace(l)
+		var k int
+		switch {
+		case strings.Contains(l, "could not be stored and are missing here"):
+			seen = append(seen, "gap")
+		case strings.HasPrefix(l, "burst-"):
+			if _, err := fmt.Sscanf(l, "burst-%d", &k); err != nil || k <= lastBurst {
+				t.Fatalf("burst line %q after burst-%d: reordered or duplicated", l, lastBurst)
+			}
+			lastBurst = k
+		case strings.HasPrefix(l, "before-") || strings.HasPrefix(l, "after-"):
+			seen = append(seen, l)
+		}
+	}
+	want := []string{}
+	for i := 0; i < 100; i++ {
+		want = append(want, fmt.Sprintf("before-%d", i))
+	}
+	want = append(want, "gap")
+	for i := 0; i < 100; i++ {
+		want = append(want, fmt.Sprintf("after-%d", i))
+	}
+	if strings.Join(seen, ",") != strings.Join(want, ",") {
+		t.Fatalf("log lines around the outage (want before-0…99, one gap record, after-0…99):\n%v\n%s", seen, text)
 	}
 }
