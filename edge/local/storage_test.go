@@ -2,55 +2,18 @@ package local_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/internal/disktest"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
-
-// smallDisk mounts a tmpfs of size under a temporary directory (root only; a failure
-// under CI=true fails the test) and unmounts it at the end.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount a tmpfs (the disk-full test needs root): %v", err)
-		}
-		t.Skipf("mount a tmpfs (the disk-full test needs root): %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fill writes path until the filesystem has no byte left.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, n := range []int{1 << 20, 4 << 10, 1} {
-		chunk := make([]byte, n)
-		for {
-			if _, err := f.Write(chunk); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
-	}
-}
 
 func health(t *testing.T, st *local.Stack) response {
 	return get(t, st.URL+"/health")
@@ -64,7 +27,7 @@ func health(t *testing.T, st *local.Stack) response {
 // Before, the actor host retried its commit forever: the run stayed running, cancel
 // hung, the shipper dropped segments silently and /health said ok.
 func TestFullDiskEndsTheRunWithStorageFull(t *testing.T) {
-	disk := smallDisk(t, "24m")
+	disk := disktest.Small(t, "24m")
 	side := t.TempDir()
 	st, err := local.Open(context.Background(), local.Options{
 		DataDir: filepath.Join(disk, "data"), Addr: "127.0.0.1:0", Getenv: env{}.get,
@@ -95,7 +58,7 @@ func TestFullDiskEndsTheRunWithStorageFull(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	fill(t, filepath.Join(disk, "filler"))
+	disktest.Fill(t, filepath.Join(disk, "filler"))
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -75,22 +75,37 @@ func stack(t *testing.T, vars map[string]string, o local.Options) *local.Stack {
 // dispatch posts a signed dispatch and returns the execution id.
 func dispatch(t *testing.T, st *local.Stack, body map[string]any) string {
 	t.Helper()
+	status, out, raw := post(t, st, body, "")
+	if status != http.StatusAccepted || out["executionId"] == nil {
+		t.Fatalf("dispatch: %d %s", status, raw)
+	}
+	return out["executionId"].(string)
+}
+
+// post posts a signed dispatch (with an Idempotency-Key unless key is "") and returns
+// the answer, whatever it is.
+func post(t *testing.T, st *local.Stack, body map[string]any, key string) (int, map[string]any, string) {
+	t.Helper()
 	raw, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, st.URL+"/v1/dispatch/"+body["run"].(string), bytes.NewReader(raw))
 	req.Header.Set("X-FlareDispatch-Signature", edge.SignatureHeader(st.Secrets.HMACSecret, raw))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dispatch (a hang is a failure): %v", err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(b, &out) != nil {
-		t.Fatalf("dispatch: %d %s", resp.StatusCode, b)
-	}
-	return out["executionId"].(string)
+	_ = json.Unmarshal(b, &out)
+	return resp.StatusCode, out, string(b)
 }
+
+// client bounds every request the suite makes: an answer that never comes fails.
+var client = &http.Client{Timeout: time.Minute}
 
 type view struct {
 	Execution edge.Execution    `json:"execution"`
@@ -105,7 +120,7 @@ func waitDone(t *testing.T, st *local.Stack, id string, within time.Duration) vi
 	var v view
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		v = view{}
-		resp, err := http.Get(st.URL + "/v1/executions/" + id + "?t=" + tok)
+		resp, err := client.Get(st.URL + "/v1/executions/" + id + "?t=" + tok)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +137,7 @@ func waitDone(t *testing.T, st *local.Stack, id string, within time.Duration) vi
 func logsText(t *testing.T, st *local.Stack, id string) string {
 	t.Helper()
 	tok := edge.LogToken(edge.Config{HMACSecret: st.Secrets.HMACSecret}, id)
-	resp, err := http.Get(st.URL + "/v1/executions/" + id + "/logs?format=text&t=" + tok)
+	resp, err := client.Get(st.URL + "/v1/executions/" + id + "/logs?format=text&t=" + tok)
 	if err != nil {
 		t.Fatal(err)
 	}
