@@ -1,7 +1,8 @@
 // Package faults is the fault suite (issue 15): the whole local stack (edge, actors,
 // SQLite, the embedded S3 store, real `flare agent` processes) with one dependency
 // failing the way it fails in production — GitHub answering 500, 429 and its secondary
-// rate limit, the model answering garbage, the blob store unreachable for a while.
+// rate limit, the model answering garbage, the blob store unreachable for a while and
+// for longer than the log shipper's bound, SQLite's disk full (diskfull_test.go).
 // Every case ends in a defined state with a clear summary, loses nothing that was
 // acknowledged, and waits on nothing without a deadline.
 package faults
@@ -312,7 +313,9 @@ func TestBlobStoreOutageLosesNoLogLine(t *testing.T) {
 	proxy := &outageProxy{}
 	srv := httptest.NewServer(proxy)
 	defer srv.Close()
-	st := stack(t, nil, local.Options{AgentBlobEndpoint: srv.URL})
+	// Not isolated: under bubblewrap the sandbox has a /tmp of its own, the command
+	// never saw the marker and waited out its 30 s cap instead.
+	st := stack(t, nil, local.Options{AgentBlobEndpoint: srv.URL, NoIsolation: true})
 	u, _ := url.Parse(st.BlobURL)
 	proxy.target.Store(u)
 
@@ -381,7 +384,7 @@ func progress(path string) int {
 
 // TestLongBlobOutageBoundsTheBufferThenMarksTheGap: the blob store is unreachable
 // from the sandbox for longer than the shipper retries a segment (the agent's
-// --log-give-up 2s) while the command prints 3,000 lines of ~1 KB in 30 blocks of 100.
+// --log-give-up 3s) while the command prints 3,000 lines of ~1 KB in 30 blocks of 100.
 // What must hold:
 //   - while the first refused segment is still being retried (its fourth put, 1.75 s
 //     of backoff into the outage, is in flight), the command is held back: it has
@@ -403,7 +406,7 @@ func TestLongBlobOutageBoundsTheBufferThenMarksTheGap(t *testing.T) {
 	srv := httptest.NewServer(proxy)
 	defer srv.Close()
 	st := stack(t, nil, local.Options{AgentBlobEndpoint: srv.URL, NoIsolation: true,
-		AgentCommand: []string{flareBin, "agent", "--log-give-up", "2s"}})
+		AgentCommand: []string{flareBin, "agent", "--log-give-up", "3s"}})
 	u, _ := url.Parse(st.BlobURL)
 	proxy.target.Store(u)
 
@@ -417,7 +420,7 @@ func TestLongBlobOutageBoundsTheBufferThenMarksTheGap(t *testing.T) {
 		`i=0; while [ $i -lt 100 ]; do echo "after-$i"; i=$((i+1)); done`, down, up, prog, blocks, strings.Repeat("x", 1000), perBlock)
 	held := make(chan int, 1) // the command's progress while the first refused segment was retried
 	proxy.refused = func(_ string, try int) {
-		if try == 4 { // the last try within --log-give-up 2s; the uploader waits on this put
+		if try == 4 { // 1.75 s of backoff in, the last try before the 3 s give-up; the uploader waits on it
 			select {
 			case held <- progress(prog):
 			default:
