@@ -186,8 +186,9 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 	if err != nil {
 		return actors.RunStatus{}, err
 	}
-	if _, err := s.Meta.CreateExecution(ctx, Execution{ID: p.Exec, Run: p.Run, Repo: p.Repo, Ref: p.Ref, SHA: p.SHA,
-		Status: string(actors.StatusQueued), StartedAt: s.Now(), Parent: p.Parent, Input: input}); err != nil {
+	created, err := s.Meta.CreateExecution(ctx, Execution{ID: p.Exec, Run: p.Run, Repo: p.Repo, Ref: p.Ref, SHA: p.SHA,
+		Status: string(actors.StatusQueued), StartedAt: s.Now(), Parent: p.Parent, Input: input})
+	if err != nil {
 		return actors.RunStatus{}, fmt.Errorf("record execution: %w", err)
 	}
 	pool := spec.Pool
@@ -199,6 +200,9 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 		Exec: p.Exec, Run: p.Run, Pool: pool, Sandbox: sandbox,
 		Parent: p.Parent, OrderKey: p.OrderKey, MaxDuration: spec.MaxDuration})
 	if err != nil {
+		if created {
+			s.endUnstarted(ctx, p.Exec, err)
+		}
 		return actors.RunStatus{}, err
 	}
 	st, ok := reply.(actors.RunStatus)
@@ -206,6 +210,19 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 		return actors.RunStatus{}, fmt.Errorf("run actor answered %T", reply)
 	}
 	return st, nil
+}
+
+// endUnstarted ends the row this Start created when its run actor could not be
+// started (e.g. the actor store's disk is full): without an actor nothing would ever
+// move it from queued. The caller answered 5xx, so a retry with the same id finds
+// the row, starts the actor, and the actor's progress overwrites this ending.
+func (s *Server) endUnstarted(ctx context.Context, exec string, cause error) {
+	summary, _ := json.Marshal(map[string]any{"failure": actors.Failure{Tag: "StartFailed",
+		Message: "could not start the execution: " + cause.Error() + "; dispatch it again with the same Idempotency-Key"}})
+	if err := s.Meta.UpdateExecution(context.WithoutCancel(ctx), Execution{ID: exec, Status: string(actors.StatusFailure),
+		CompletedAt: s.Now(), Summary: summary}); err != nil {
+		s.Log.Error("dispatch: ending an execution whose start failed", "execution", exec, "err", err)
+	}
 }
 
 // sandboxFor is the sandbox an execution runs in.

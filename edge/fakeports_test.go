@@ -70,6 +70,12 @@ func (m *memMeta) UpdateExecution(_ context.Context, e edge.Execution) error {
 	if e.CheckRunID != 0 {
 		cur.CheckRunID = e.CheckRunID
 	}
+	if !e.CompletedAt.IsZero() {
+		cur.CompletedAt = e.CompletedAt
+	}
+	if e.Summary != nil {
+		cur.Summary = e.Summary
+	}
 	m.execs[e.ID] = cur
 	return nil
 }

@@ -307,6 +307,10 @@ func TestWebhookFailedStartIsNotRecordedSoARedeliveryRetries(t *testing.T) {
 	if _, seen := f.kv.m["gh-delivery:d-1"]; seen {
 		t.Fatal("a delivery with a failed start was recorded as seen")
 	}
+	// The row it created is ended, not left queued with no run actor to move it.
+	if ex := f.meta.execs[id]; ex.Status != "failure" || ex.CompletedAt.IsZero() || !strings.Contains(string(ex.Summary), `"tag":"StartFailed"`) {
+		t.Fatalf("row after a failed start: %+v (summary %s)", ex, ex.Summary)
+	}
 	delete(f.actors.failStart, id)
 	r = f.deliver("pull_request", "d-1", body)
 	if got := dispatched(r); len(got) != 1 || got[0] != "pr="+id {
