@@ -7,6 +7,7 @@ import (
 	"errors"
 	"maps"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -16,6 +17,10 @@ type Tool struct {
 	Name     string
 	Lockfile string
 	Command  string
+	// Version prints, one per line, the versions the installed files depend on (the
+	// runtime whose ABI native modules are built for, and the package manager, whose
+	// layout differs between majors): they are part of the cache key.
+	Version string
 	// paths and env give the cached directories and the environment the install and
 	// every later command need, given the checkout dir and a directory of its own for
 	// the tool's files (outside the checkout, so it never shows in Changes).
@@ -26,20 +31,20 @@ type Tool struct {
 // Tools are the package managers in detection order: the first whose lockfile is in
 // the checkout wins (contract §5.3, plus Go modules).
 var Tools = []Tool{
-	{Name: "pnpm", Lockfile: "pnpm-lock.yaml", Command: "pnpm install --frozen-lockfile",
+	{Name: "pnpm", Lockfile: "pnpm-lock.yaml", Command: "pnpm install --frozen-lockfile", Version: "node --version && pnpm --version",
 		paths: func(dir, _ string) []string { return []string{path.Join(dir, "node_modules")} }},
-	{Name: "npm", Lockfile: "package-lock.json", Command: "npm ci --no-audit --no-fund",
+	{Name: "npm", Lockfile: "package-lock.json", Command: "npm ci --no-audit --no-fund", Version: "node --version && npm --version",
 		paths: func(dir, _ string) []string { return []string{path.Join(dir, "node_modules")} }},
-	{Name: "yarn", Lockfile: "yarn.lock", Command: "yarn install --frozen-lockfile",
+	{Name: "yarn", Lockfile: "yarn.lock", Command: "yarn install --frozen-lockfile", Version: "node --version && yarn --version",
 		paths: func(dir, _ string) []string { return []string{path.Join(dir, "node_modules")} }},
-	{Name: "cargo", Lockfile: "Cargo.lock", Command: "cargo fetch --locked",
+	{Name: "cargo", Lockfile: "Cargo.lock", Command: "cargo fetch --locked", Version: "cargo --version",
 		paths: func(_, home string) []string {
 			return []string{path.Join(home, "cargo", "registry", "cache"), path.Join(home, "cargo", "registry", "index"), path.Join(home, "cargo", "git", "db")}
 		},
 		env: func(home string) map[string]string { return map[string]string{"CARGO_HOME": path.Join(home, "cargo")} }},
-	{Name: "uv", Lockfile: "uv.lock", Command: "uv sync --frozen",
+	{Name: "uv", Lockfile: "uv.lock", Command: "uv sync --frozen", Version: "uv --version && python3 --version",
 		paths: func(dir, _ string) []string { return []string{path.Join(dir, ".venv")} }},
-	{Name: "go", Lockfile: "go.sum", Command: "go mod download",
+	{Name: "go", Lockfile: "go.sum", Command: "go mod download", Version: "go env GOVERSION",
 		paths: func(_, home string) []string { return []string{path.Join(home, "gomod")} },
 		env: func(home string) map[string]string {
 			// -modcacherw: module files stay writable, so a workspace can be removed.
@@ -47,10 +52,23 @@ var Tools = []Tool{
 		}},
 }
 
-// CacheKey is the key of a tool's dependencies: <tool>-<sha256 of the lockfile>.
-func CacheKey(tool string, lockfile []byte) string {
+// CacheKey is the key of a tool's dependencies: <tool>-<version>-<sha256 of the
+// lockfile>, the version reduced as ToolchainKey's (another node's node_modules may hold
+// native modules built for another ABI: never restored across versions).
+func CacheKey(tool, version string, lockfile []byte) string {
 	sum := sha256.Sum256(lockfile)
-	return tool + "-" + hex.EncodeToString(sum[:])
+	return tool + "-" + keySafe(version) + "-" + hex.EncodeToString(sum[:])
+}
+
+// toolVersion runs t's version probe in dir: its lines joined by spaces, or "unknown"
+// when the tool does not answer (the install then fails on its own, and says why).
+func toolVersion(ctx context.Context, c *Ctx, t Tool, dir string) string {
+	res, err := c.Sandbox.Exec(ctx, ExecRequest{Dir: dir, Command: t.Version, Timeout: time.Minute, Quiet: true})
+	v := strings.Join(strings.Fields(res.StdoutTail), " ")
+	if err != nil || res.ExitCode != 0 || v == "" {
+		return "unknown"
+	}
+	return v
 }
 
 // ToolsDir is where InstallCached keeps a checkout's tool files (Go's module cache,
@@ -152,7 +170,7 @@ func InstallCached(c *Ctx, name, dir string) (Install, error) {
 			return Install{}, nil
 		}
 		home := ToolsDir(dir)
-		in := Install{Tool: t.Name, Key: CacheKey(t.Name, lock), Paths: t.paths(dir, home), Env: map[string]string{}}
+		in := Install{Tool: t.Name, Key: CacheKey(t.Name, toolVersion(ctx, c, t, dir), lock), Paths: t.paths(dir, home), Env: map[string]string{}}
 		if t.env != nil {
 			maps.Copy(in.Env, t.env(home))
 		}
@@ -228,7 +246,6 @@ func NewWorkspace(c *Ctx, o WorkspaceOptions) (Workspace, error) {
 	if _, err := c.Sandbox.Checkout(c, o.Repo, o.SHA); err != nil {
 		return w, err
 	}
-	var installed []string
 	if o.Install {
 		in, err := InstallCached(c, "install"+suffix, dir)
 		if err != nil {
@@ -236,8 +253,7 @@ func NewWorkspace(c *Ctx, o WorkspaceOptions) (Workspace, error) {
 		}
 		w.Install = &in
 		maps.Copy(w.Env, in.Env)
-		installed = in.Paths
 	}
-	w.Toolchains = WarmCaches(c, dir, w.Env, installed)
+	w.Toolchains = WarmCaches(c, dir, w.Env, w.Install)
 	return w, nil
 }

@@ -224,6 +224,9 @@ func TestInstallCachedMissesInstallsAndSavesThenRestores(t *testing.T) {
 			sb := &fileSandbox{files: map[string]string{"/ws/app/" + c.lockfile: "lock v1", "/ws/app/package-lock.json.not": ""}}
 			cache := &memCache{saved: map[string][]string{}, sb: sb}
 			sb.exec = func(r dsl.ExecRequest) dsl.ExecResult {
+				if r.Quiet { // the version probe
+					return dsl.ExecResult{StdoutTail: "v22.1.0\n10.9.0\n"}
+				}
 				sb.files[c.path+"/installed"] = "yes" // the tool fills the cached paths
 				return dsl.ExecResult{}
 			}
@@ -231,14 +234,14 @@ func TestInstallCachedMissesInstallsAndSavesThenRestores(t *testing.T) {
 				return newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache })
 			}
 			in, err := dsl.InstallCached(mk(), "install", "/ws/app")
-			key := dsl.CacheKey(c.tool, []byte("lock v1"))
-			if err != nil || in.Tool != c.tool || in.Key != key || in.Hit || len(sb.commands) != 1 || sb.commands[0].Command != c.command ||
+			key := dsl.CacheKey(c.tool, "v22.1.0 10.9.0", []byte("lock v1"))
+			if err != nil || in.Tool != c.tool || in.Key != key || in.Hit || len(sb.commands) != 2 || sb.commands[1].Command != c.command ||
 				cache.saved[key] == nil || in.Paths[0] != c.path {
 				t.Fatalf("miss: %+v %v commands %+v", in, err, sb.commands)
 			}
 			for k, v := range c.env {
-				if in.Env[k] != v || sb.commands[0].Env[k] != v {
-					t.Fatalf("env %s: %+v / %+v", k, in.Env, sb.commands[0].Env)
+				if in.Env[k] != v || sb.commands[1].Env[k] != v {
+					t.Fatalf("env %s: %+v / %+v", k, in.Env, sb.commands[1].Env)
 				}
 			}
 			// Another execution on a fresh sandbox: restored, not installed.
@@ -248,10 +251,36 @@ func TestInstallCachedMissesInstallsAndSavesThenRestores(t *testing.T) {
 				}
 			}
 			in, err = dsl.InstallCached(mk(), "install", "/ws/app")
-			if err != nil || !in.Hit || len(sb.commands) != 1 {
+			if err != nil || !in.Hit || len(sb.commands) != 3 || !sb.commands[2].Quiet {
 				t.Fatalf("hit: %+v %v %d commands", in, err, len(sb.commands))
 			}
 		})
+	}
+}
+
+// TestInstallCacheKeyHasTheToolchainsVersion: node_modules installed under one node
+// (native modules built for its ABI) is not restored under another: the version the
+// tool's probe prints is part of the key. Fails if the key is the lockfile's alone.
+func TestInstallCacheKeyHasTheToolchainsVersion(t *testing.T) {
+	sb := &fileSandbox{files: map[string]string{"/ws/app/package-lock.json": "v1"}}
+	cache := &memCache{saved: map[string][]string{}, sb: sb}
+	node := "v20.0.0"
+	sb.exec = func(r dsl.ExecRequest) dsl.ExecResult {
+		if r.Quiet {
+			return dsl.ExecResult{StdoutTail: node + "\n10.0.0\n"}
+		}
+		sb.files["/ws/app/node_modules/x"] = node
+		return dsl.ExecResult{}
+	}
+	with := func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache }
+	if in, err := dsl.InstallCached(newAttempt(dsltest.NewJournal(), nil, with), "install", "/ws/app"); err != nil || in.Hit {
+		t.Fatalf("%+v %v", in, err)
+	}
+	delete(sb.files, "/ws/app/node_modules/x")
+	node = "v22.0.0" // another image's node
+	in, err := dsl.InstallCached(newAttempt(dsltest.NewJournal(), nil, with), "install", "/ws/app")
+	if err != nil || in.Hit || !strings.Contains(in.Key, "v22.0.0") || len(cache.saved) != 2 {
+		t.Fatalf("another node restored the first one's node_modules: %+v %v (saved %v)", in, err, cache.saved)
 	}
 }
 

@@ -17,6 +17,13 @@ import (
 // (OnSuccess), keyed by the toolchain's version and the lockfile's hash, with the newest
 // archive of the same toolchain version as the fallback.
 
+// ImageLayerManifest names the file an image writes into a cache directory it
+// pre-built (sandbox-images/go-layer.sh): the entries it holds, one relative path a
+// line. Such a directory is the image's layer: a restore merges over it instead of
+// replacing it, and a save archives only the entries not listed (content-addressed
+// entries: the same name is the same content).
+const ImageLayerManifest = ".flare-image"
+
 // toolchain is one toolchain WarmCaches knows: found by a marker file in the checkout,
 // asked for its version and directories by probe (a shell command that prints the
 // version on its first line and one directory per following line).
@@ -24,15 +31,18 @@ type toolchain struct {
 	name    string
 	markers []string // the first that exists is the lockfile hashed into the key
 	probe   string
+	// forInstall: its directories serve only the package manager's install (a download
+	// store), so a run whose install InstallCached restored does not need them.
+	forInstall bool
 }
 
 var toolchains = []toolchain{
 	{name: "go", markers: []string{"go.sum", "go.mod"}, probe: `go env GOVERSION GOCACHE GOMODCACHE`},
-	{name: "pnpm", markers: []string{"pnpm-lock.yaml"}, probe: `pnpm --version && pnpm store path`},
-	{name: "npm", markers: []string{"package-lock.json"}, probe: `node --version && npm config get cache`},
+	{name: "pnpm", markers: []string{"pnpm-lock.yaml"}, probe: `pnpm --version && pnpm store path`, forInstall: true},
+	{name: "npm", markers: []string{"package-lock.json"}, probe: `node --version && npm config get cache`, forInstall: true},
 	{name: "cargo", markers: []string{"Cargo.lock"},
 		probe: `cargo --version && h="${CARGO_HOME:-$HOME/.cargo}" && echo "$h/registry" && echo "$h/git" && echo "${CARGO_TARGET_DIR:-$PWD/target}"`},
-	{name: "uv", markers: []string{"uv.lock"}, probe: `uv --version && uv cache dir`},
+	{name: "uv", markers: []string{"uv.lock"}, probe: `uv --version && uv cache dir`, forInstall: true},
 }
 
 // ToolchainCache is what WarmCaches did for one toolchain.
@@ -52,6 +62,21 @@ func ToolchainKey(tool, version string, lockfile []byte) (key, fallback string) 
 	sum := sha256.Sum256(lockfile)
 	fallback = "tc-" + tool + "-" + keySafe(version) + "-"
 	return fallback + hex.EncodeToString(sum[:8]), fallback
+}
+
+// CacheFamily is the part of a cache key (ToolchainKey's or CacheKey's) that names its
+// tool, "tc-go-" or "npm-": the archives one tool accumulates across versions and
+// lockfiles, among which the cache keeps the newest few (agent/cache Keep).
+func CacheFamily(key string) string {
+	tc, rest := "", key
+	if r, ok := strings.CutPrefix(key, "tc-"); ok {
+		tc, rest = "tc-", r
+	}
+	tool, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return ""
+	}
+	return tc + tool + "-"
 }
 
 // keySafe keeps [A-Za-z0-9._] of s (at most 40), so any version text fits a cache key.
@@ -81,10 +106,12 @@ func keySafe(s string) string {
 // Only directories inside the sandbox's workspace (the checkout's parent) are touched:
 // a directory the host chose for the sandbox (a GOCACHE passed in from `flare up`'s
 // environment) is the host's, never cleared or archived. A directory that already has
-// files (a sandbox reused for the same commit) is kept as it is. Skip lists directories
-// another cache already owns (InstallCached's). Failures of the cache are logged and
-// the run goes on cold: a cache makes a run faster, never fails it.
-func WarmCaches(c *Ctx, dir string, env map[string]string, skip []string) []ToolchainCache {
+// files (a sandbox reused for the same commit) is kept as it is. installed is what
+// InstallCached did (nil: no install): its directories are left to it, and when it
+// restored them, a package manager's download store is not restored at all (nothing
+// will install). Failures of the cache are logged and the run goes on cold: a cache
+// makes a run faster, never fails it.
+func WarmCaches(c *Ctx, dir string, env map[string]string, installed *Install) []ToolchainCache {
 	if c.Cache == nil || c.Sandbox == nil {
 		return nil
 	}
@@ -94,9 +121,14 @@ func WarmCaches(c *Ctx, dir string, env map[string]string, skip []string) []Tool
 	st := c.state()
 	st.warmMu.Lock()
 	defer st.warmMu.Unlock()
+	var skip []string
+	hit := false
+	if installed != nil {
+		skip, hit = installed.Paths, installed.Hit
+	}
 	var out []ToolchainCache
 	for _, t := range toolchains {
-		tc, ok := warmOne(c, t, dir, ws, env, skip)
+		tc, ok := warmOne(c, t, dir, ws, env, skip, hit)
 		if ok {
 			out = append(out, tc)
 		}
@@ -104,7 +136,7 @@ func WarmCaches(c *Ctx, dir string, env map[string]string, skip []string) []Tool
 	return out
 }
 
-func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []string) (ToolchainCache, bool) {
+func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []string, installHit bool) (ToolchainCache, bool) {
 	var lock []byte
 	for _, m := range t.markers {
 		p := path.Join(dir, m)
@@ -122,6 +154,10 @@ func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []
 		return ToolchainCache{}, false
 	}
 	tc := ToolchainCache{Tool: t.name}
+	if t.forInstall && installHit {
+		tc.Skipped = "the install was restored: its download store is not needed"
+		return tc, true
+	}
 	res, err := c.Sandbox.Exec(c, ExecRequest{Dir: dir, Command: t.probe, Env: env, Timeout: time.Minute, Quiet: true})
 	lines := strings.Split(strings.TrimSpace(res.StdoutTail), "\n")
 	if err != nil || res.ExitCode != 0 || len(lines) < 2 {
@@ -148,7 +184,11 @@ func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []
 		if c.state().warmed[p] {
 			warm = true
 		} else if ok, err := c.Sandbox.Exists(c, p); err == nil && ok {
-			warm = true
+			// The image's own layer (a Go image's pre-built standard library) is not a
+			// warm cache of this repository: the restore merges over it.
+			if layer, err := c.Sandbox.Exists(c, path.Join(p, ImageLayerManifest)); err != nil || !layer {
+				warm = true
+			}
 		}
 		c.state().warmed[p] = true
 	}

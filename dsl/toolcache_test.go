@@ -94,3 +94,51 @@ func TestWarmCachesRestoresADirectoryOncePerAttempt(t *testing.T) {
 		t.Fatalf("%d restores and %d saves of one directory in one attempt, want 1 and 1", r, s)
 	}
 }
+
+// TestWarmCachesRestoresOverTheImagesLayerButKeepsAWarmDirectory: a fresh sandbox's
+// GOCACHE that holds only the image's layer (its .flare-image manifest: the Go image's
+// pre-built standard library) is restored over; a build cache without one (a sandbox
+// reused at the same commit) is warm and kept. Fails without the manifest check (the
+// layer counts as warm and the repository's cache is never restored).
+func TestWarmCachesRestoresOverTheImagesLayerButKeepsAWarmDirectory(t *testing.T) {
+	key, _ := dsl.ToolchainKey("go", "go1.26.8", []byte("module x\n"))
+	for _, c := range []struct {
+		name, file  string
+		wantRestore bool
+	}{
+		{"the image's layer", "/ws/.cache/go-build/" + dsl.ImageLayerManifest, true},
+		{"a warm directory", "/ws/.cache/go-build/0a/0a11-d", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sb := goSandbox()
+			sb.files[c.file] = "x"
+			cache := &countingCache{memCache: &memCache{saved: map[string][]string{key: {"/ws/.cache/go-build"}}, sb: sb}}
+			x := newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache })
+			got := dsl.WarmCaches(x, "/ws/app", nil, nil)
+			if len(got) != 1 || got[0].Restored != c.wantRestore || (cache.restores.Load() == 1) != c.wantRestore {
+				t.Fatalf("%+v after %d restores, want restored=%v", got, cache.restores.Load(), c.wantRestore)
+			}
+		})
+	}
+}
+
+// TestWarmCachesSkipsTheDownloadStoreWhenTheInstallWasRestored: npm's cache serves
+// only `npm ci`; when InstallCached restored node_modules nothing installs, so the
+// store is neither restored nor saved (a second of a fresh sandbox's start, measured).
+// After an install that ran it is restored as before. Fails without the forInstall
+// check (a restore on the hit).
+func TestWarmCachesSkipsTheDownloadStoreWhenTheInstallWasRestored(t *testing.T) {
+	for _, hit := range []bool{true, false} {
+		sb := &fileSandbox{files: map[string]string{"/ws/app/package-lock.json": "{}"}}
+		sb.exec = func(r dsl.ExecRequest) dsl.ExecResult {
+			return dsl.ExecResult{StdoutTail: "v22.1.0\n/ws/.npm\n"}
+		}
+		cache := &countingCache{memCache: &memCache{saved: map[string][]string{}, sb: sb}}
+		x := newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache })
+		got := dsl.WarmCaches(x, "/ws/app", nil, &dsl.Install{Tool: "npm", Hit: hit, Paths: []string{"/ws/app/node_modules"}})
+		dsl.RunSucceeded(x, context.Background())
+		if restores := cache.restores.Load() + cache.saves.Load(); len(got) != 1 || (restores == 0) != hit || (got[0].Skipped != "") != hit {
+			t.Fatalf("install hit %v: %+v, %d restores and saves", hit, got, restores)
+		}
+	}
+}

@@ -31,8 +31,9 @@ type Stats struct {
 
 // WriteTree adds the tree at dir to tw with entry names prefix/<relative path>; the
 // directory itself is the entry prefix/. A missing dir adds nothing and is not an error
-// when missingOK.
-func WriteTree(tw *tar.Writer, dir, prefix string, missingOK bool) (Stats, error) {
+// when missingOK. Regular files whose slash-separated path relative to dir skip
+// reports are left out (skip may be nil).
+func WriteTree(tw *tar.Writer, dir, prefix string, missingOK bool, skip func(rel string) bool) (Stats, error) {
 	var st Stats
 	root, err := os.Lstat(dir)
 	if err != nil {
@@ -73,6 +74,9 @@ func WriteTree(tw *tar.Writer, dir, prefix string, missingOK bool) (Stats, error
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
 			return tw.WriteHeader(hdr)
 		case info.Mode().IsRegular():
+			if skip != nil && skip(filepath.ToSlash(rel)) {
+				return nil
+			}
 			f, err := os.Open(p)
 			if err != nil {
 				return err

@@ -110,6 +110,12 @@ func (s *Store) Get(ctx context.Context, key string) (body io.ReadCloser, size i
 	return out.Body, size, nil
 }
 
+// Delete removes an object; one that is not there is not an error (S3's own answer).
+func (s *Store) Delete(ctx context.Context, key string) error {
+	_, err := s.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	return mapErr("delete "+key, err)
+}
+
 // Head returns an object's size.
 func (s *Store) Head(ctx context.Context, key string) (int64, error) {
 	out, err := s.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})

@@ -11,10 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -32,15 +35,23 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, contentType string) (int64, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, int64, error)
 	List(ctx context.Context, prefix string) ([]blobstore.Object, error)
+	Delete(ctx context.Context, key string) error
 }
+
+// DefaultKeep is how many archives of one tool (dsl.CacheFamily: all its versions and
+// lockfiles) a repository's cache keeps: the newest, by the store's LastModified.
+const DefaultKeep = 3
 
 // Cache implements dsl.Cache for one repository.
 type Cache struct {
 	Store    Store
 	Prefix   string // cache/<repo>/
 	Writable bool   // the execution's credential may write the prefix
-	Level    zstd.EncoderLevel
-	Log      *slog.Logger
+	// Keep bounds the archives per tool: after a save, older ones of the same
+	// dsl.CacheFamily beyond the newest Keep are deleted (0: DefaultKeep).
+	Keep  int
+	Level zstd.EncoderLevel
+	Log   *slog.Logger
 }
 
 var _ dsl.Cache = (*Cache)(nil)
@@ -86,7 +97,12 @@ func (c *Cache) Restore(ctx context.Context, key string, paths []string) (dsl.Ca
 		return res, nil
 	}
 	defer body.Close()
+	// An image's layer (a Go image's pre-built standard library) is merged over, never
+	// removed: in a Container removing it would hide the image's files for good.
 	for _, p := range paths {
+		if isLayer(p) {
+			continue
+		}
 		if err := removeAll(p); err != nil {
 			return res, &dsl.CacheError{Phase: "restore", Key: key, Cause: err.Error()}
 		}
@@ -105,8 +121,12 @@ func (c *Cache) Restore(ctx context.Context, key string, paths []string) (dsl.Ca
 		return paths[i]
 	})
 	if err != nil {
+		// A layer keeps what was merged: the Go build cache checks each entry's size
+		// against its index entry, so a file cut short is a miss there, not an error.
 		for _, p := range paths {
-			_ = removeAll(p)
+			if !isLayer(p) {
+				_ = removeAll(p)
+			}
 		}
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -196,7 +216,44 @@ func (c *Cache) Save(ctx context.Context, key string, paths []string) (dsl.Cache
 	}
 	res.Bytes, res.Files, res.RawBytes = n, st.Files, st.Bytes
 	res.DurationMs = time.Since(start).Milliseconds()
+	c.evict(ctx, key)
 	return res, nil
+}
+
+// evict deletes the archives of key's family beyond the newest Keep, key itself never
+// (it was just written, whatever the store's clock says). Only a writable credential
+// saves, so only the default branch's runs evict. A failure is logged: the next save
+// tries again. A run restoring an archive as it is deleted sees an unusable archive: a
+// miss, as any.
+func (c *Cache) evict(ctx context.Context, key string) {
+	fam := dsl.CacheFamily(key)
+	if fam == "" {
+		return
+	}
+	keep := c.Keep
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	objs, err := c.Store.List(ctx, c.Prefix+fam)
+	if err != nil {
+		c.log().Warn("cache eviction: listing failed", "family", fam, "err", err)
+		return
+	}
+	self := c.Prefix + key + Ext
+	var others []blobstore.Object
+	for _, o := range objs {
+		if strings.HasSuffix(o.Key, Ext) && o.Key != self && dsl.CacheFamily(strings.TrimPrefix(o.Key, c.Prefix)) == fam {
+			others = append(others, o)
+		}
+	}
+	slices.SortFunc(others, func(a, b blobstore.Object) int { return b.Modified.Compare(a.Modified) })
+	for _, o := range others[min(len(others), keep-1):] {
+		if err := c.Store.Delete(ctx, o.Key); err != nil {
+			c.log().Warn("cache eviction: delete failed", "key", o.Key, "err", err)
+			continue
+		}
+		c.log().Info("cache archive evicted", "key", strings.TrimSuffix(strings.TrimPrefix(o.Key, c.Prefix), Ext), "keep", keep)
+	}
 }
 
 // write archives paths as entries 0/…, 1/…, … into a zstd stream.
@@ -212,7 +269,12 @@ func (c *Cache) write(w io.Writer, paths []string) (archive.Stats, error) {
 	}
 	tw := tar.NewWriter(enc)
 	for i, p := range paths {
-		st, err := archive.WriteTree(tw, p, strconv.Itoa(i), true)
+		skip, err := layerEntries(p)
+		if err != nil {
+			enc.Close()
+			return total, fmt.Errorf("archive %s: %w", p, err)
+		}
+		st, err := archive.WriteTree(tw, p, strconv.Itoa(i), true, skip)
 		if err != nil {
 			enc.Close()
 			return total, fmt.Errorf("archive %s: %w", p, err)
@@ -225,6 +287,31 @@ func (c *Cache) write(w io.Writer, paths []string) (archive.Stats, error) {
 		return total, err
 	}
 	return total, enc.Close()
+}
+
+// isLayer says whether dir is an image's layer (dsl.ImageLayerManifest).
+func isLayer(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, dsl.ImageLayerManifest))
+	return err == nil
+}
+
+// layerEntries is the skip of a save of dir: for an image's layer, its manifest and
+// the entries it lists (the image has them; the archive holds only what runs added);
+// otherwise nil.
+func layerEntries(dir string) (func(string) bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, dsl.ImageLayerManifest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{dsl.ImageLayerManifest: true}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			names[l] = true
+		}
+	}
+	return func(rel string) bool { return names[rel] }, nil
 }
 
 // removeAll removes a tree even where it holds read-only directories (Go's module

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/agent/blobstore"
 	"github.com/flare-dispatch/flare-dispatch/agent/cache"
@@ -172,5 +175,84 @@ func TestRestoreFallbackTakesTheSameToolchainsNewestArchive(t *testing.T) {
 	}
 	if _, err := c.RestoreFallback(ctx, "k", []string{"../x"}, []string{dir}); err == nil {
 		t.Fatal("a fallback prefix outside the key alphabet was accepted")
+	}
+}
+
+// TestAnImageLayerIsMergedOverAndNotSaved: a directory the image pre-built (a Go image's
+// GOCACHE with its .flare-image manifest) is saved as the entries a run added only, and
+// restored by merging over the layer a fresh sandbox starts with. Fails without the
+// manifest's skip in Save (the archive holds the layer's entries: 3 files, not 1) and
+// without the merge in Restore (the layer's entries are removed).
+func TestAnImageLayerIsMergedOverAndNotSaved(t *testing.T) {
+	c, _, _ := newCache(t, true)
+	ctx := context.Background()
+	layer := func(dir string) {
+		write(t, filepath.Join(dir, "0a", "0a11-a"), "std index", 0o644)
+		write(t, filepath.Join(dir, "0b", "0b22-d"), "std output", 0o644)
+		write(t, filepath.Join(dir, ".flare-image"), "0a/0a11-a\n0b/0b22-d\n", 0o644)
+	}
+	gocache := filepath.Join(t.TempDir(), ".cache", "go-build")
+	layer(gocache)
+	write(t, filepath.Join(gocache, "0c", "0c33-d"), "the run's package", 0o644)
+
+	saved, err := c.Save(ctx, "tc-go", []string{gocache})
+	if err != nil || saved.Files != 1 || saved.RawBytes != int64(len("the run's package")) {
+		t.Fatalf("save of a layer: %+v %v (want only the run's entry)", saved, err)
+	}
+
+	fresh := filepath.Join(t.TempDir(), ".cache", "go-build") // the next sandbox: the image's layer only
+	layer(fresh)
+	got, err := c.Restore(ctx, "tc-go", []string{fresh})
+	if err != nil || !got.Hit || got.Files != 1 {
+		t.Fatalf("restore %+v %v", got, err)
+	}
+	for name, want := range map[string]string{"0a/0a11-a": "std index", "0b/0b22-d": "std output", "0c/0c33-d": "the run's package"} {
+		if b, err := os.ReadFile(filepath.Join(fresh, name)); err != nil || string(b) != want {
+			t.Errorf("%s after the restore: %q %v", name, b, err)
+		}
+	}
+}
+
+// clockStore is the real store with a virtual clock for LastModified: each Put is one
+// minute after the previous, so "newest" does not depend on the store's 1 s resolution.
+type clockStore struct {
+	*blobstore.Store
+	now     time.Time
+	written map[string]time.Time
+}
+
+func (s *clockStore) Put(ctx context.Context, key string, r io.Reader, ct string) (int64, error) {
+	s.now = s.now.Add(time.Minute)
+	s.written[key] = s.now
+	return s.Store.Put(ctx, key, r, ct)
+}
+
+func (s *clockStore) List(ctx context.Context, prefix string) ([]blobstore.Object, error) {
+	objs, err := s.Store.List(ctx, prefix)
+	for i := range objs {
+		objs[i].Modified = s.written[objs[i].Key]
+	}
+	return objs, err
+}
+
+// TestSavesKeepTheNewestArchivesOfEachTool: after a save, a tool's archives beyond the
+// newest Keep (across its versions and lockfiles) are deleted; another tool's are not
+// counted, and the archive just saved is kept. Fails without the eviction (six Go
+// archives stay) or if it counted every tool together (the npm archive goes).
+func TestSavesKeepTheNewestArchivesOfEachTool(t *testing.T) {
+	c, store, s3 := newCache(t, true)
+	cs := &clockStore{Store: store, now: time.Unix(1_800_000_000, 0), written: map[string]time.Time{}}
+	c.Store, c.Keep = cs, 2
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "d")
+	write(t, filepath.Join(dir, "f"), "x", 0o644)
+	for _, key := range []string{"npm-v22-aaaa", "tc-go-go1.25.0-1111", "tc-go-go1.26.8-2222", "tc-go-go1.26.8-3333", "tc-go-go1.26.8-4444"} {
+		if _, err := c.Save(ctx, key, []string{dir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"cache/acme/app/npm-v22-aaaa.tar.zst", "cache/acme/app/tc-go-go1.26.8-3333.tar.zst", "cache/acme/app/tc-go-go1.26.8-4444.tar.zst"}
+	if got := s3.Keys(t, "cache/"+repo+"/"); !slices.Equal(got, want) {
+		t.Fatalf("kept %v\nwant %v", got, want)
 	}
 }
