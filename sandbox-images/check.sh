@@ -10,7 +10,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 sandbox-images/build-agent.sh "$tmp/flare"
 "$tmp/flare" agent --help >/dev/null 2>&1 || { echo "check: flare agent --help failed" >&2; exit 1; }
-for df in sandbox-images/lean/Dockerfile sandbox-images/chromium/Dockerfile; do
+for df in sandbox-images/lean/Dockerfile sandbox-images/chromium/Dockerfile sandbox-images/go/Dockerfile; do
 	grep -q 'RUN sandbox-images/build-agent.sh /out/flare' "$df" || { echo "check: $df does not build the agent with build-agent.sh" >&2; exit 1; }
 	grep -q '^USER ' "$df" || { echo "check: $df runs as root" >&2; exit 1; }
 	grep -q '^ENTRYPOINT \["/usr/local/bin/flare", "agent"' "$df" || { echo "check: $df does not start flare agent" >&2; exit 1; }

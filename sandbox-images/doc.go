@@ -1,5 +1,14 @@
-// Package sandboximages holds the sandbox images' Dockerfiles (lean, chromium) and the
-// test that checks what they install against Debian's package index. There is no
+// Package sandboximages holds the sandbox images' Dockerfiles (lean, chromium, go) and
+// the test that checks what they install against Debian's package index. There is no
 // Docker engine where the tests run; sandbox-images/check.sh builds the agent the way
 // the Dockerfiles do.
+//
+// GoLayer is go-layer.sh, the step the Go image runs at `docker build` to pre-build the
+// standard library into its build cache; the local stack runs the same script to model
+// that image layer in a fresh sandbox.
 package sandboximages
+
+import _ "embed"
+
+//go:embed go-layer.sh
+var GoLayer string

@@ -61,8 +61,53 @@ func missingFromIndex(t *testing.T, pkgs []string) []string {
 	return missing
 }
 
+// dockerfiles are the sandbox images (check.sh lists the same).
+var dockerfiles = []string{"lean/Dockerfile", "chromium/Dockerfile", "go/Dockerfile"}
+
+// finalStage is the Dockerfile's last stage: from its last FROM line on.
+func finalStage(dockerfile string) string {
+	i := strings.LastIndex(dockerfile, "\nFROM ")
+	if i < 0 {
+		return dockerfile
+	}
+	return dockerfile[i+1:]
+}
+
+// TestEveryImageWithGoPrebuildsItsStandardLibrary: an image whose runtime stage carries
+// a Go toolchain runs go-layer.sh into the GOCACHE its runs use, so no run compiles the
+// standard library (issue 15). Fails if a Go image drops the step, or if the layer goes
+// to another directory than the GOCACHE the image sets.
+func TestEveryImageWithGoPrebuildsItsStandardLibrary(t *testing.T) {
+	withGo := 0
+	for _, df := range dockerfiles {
+		b, err := os.ReadFile(df)
+		if err != nil {
+			t.Fatal(err)
+		}
+		final := finalStage(string(b))
+		if !strings.HasPrefix(final, "FROM golang:") {
+			continue
+		}
+		withGo++
+		run := ""
+		for _, line := range strings.Split(final, "\n") {
+			if r, ok := strings.CutPrefix(line, "RUN sh /usr/local/share/flare/go-layer.sh "); ok {
+				run = strings.TrimSpace(r)
+			}
+		}
+		if run == "" || !strings.Contains(final, "COPY sandbox-images/go-layer.sh /usr/local/share/flare/go-layer.sh") {
+			t.Errorf("%s carries Go but does not pre-build its standard library with go-layer.sh", df)
+		} else if !strings.Contains(final, "GOCACHE="+run+" ") {
+			t.Errorf("%s builds the Go layer into %s, which is not the GOCACHE it sets", df, run)
+		}
+	}
+	if withGo == 0 {
+		t.Fatal("no image carries Go")
+	}
+}
+
 func TestEveryAptPackageOfTheImagesIsInDebiansIndex(t *testing.T) {
-	for _, df := range []string{"lean/Dockerfile", "chromium/Dockerfile"} {
+	for _, df := range dockerfiles {
 		b, err := os.ReadFile(df)
 		if err != nil {
 			t.Fatal(err)

@@ -274,8 +274,15 @@ func Open(ctx context.Context, o Options) (*Stack, error) {
 			o.Log.Warn("local sandboxes run WITHOUT isolation: their commands can read the stack's secrets", "err", err)
 		}
 	}
+	var goLayer string
+	if o.FreshSandbox { // a Container's image pre-builds Go's standard library: so does this one's model
+		if goLayer, err = sandboxes.GoLayer(ctx, "", o.Log); err != nil {
+			o.Log.Warn("fresh sandboxes start without the Go image layer: every run compiles the standard library", "err", err)
+		}
+	}
 	st.Procs = &sandboxes.Procs{Command: o.AgentCommand, Root: o.Workspaces, Log: o.Log, Isolate: isolate, DataDir: absData, IdleAfter: o.AgentIdle,
-		Fresh: o.FreshSandbox, KeepWorkspaces: o.KeepWorkspaces}
+		Fresh: o.FreshSandbox, GoLayer: goLayer, KeepWorkspaces: o.KeepWorkspaces}
+	st.Procs.WarmUp()
 	deps := edge.Deps{Config: cfg, Runs: o.Runs, Meta: st.Meta, Blobs: bl, KV: st.Meta, ConfigKV: st.Config, IdempotencyKV: st.Idempotency, Sandboxes: st.Procs, Log: o.Log}
 	if gh != nil { // a nil *github.Client must not become a non-nil port
 		deps.Checks, deps.Tokens, deps.GitHub = gh, gh, gh

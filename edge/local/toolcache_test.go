@@ -53,14 +53,17 @@ func runOffload(t *testing.T, st *local.Stack, repo, sha, command string) (view,
 
 // TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore: in a fresh sandbox (nothing
 // of earlier runs on disk, none of the host's caches) the first run of a Go module
-// builds cold and, having succeeded, saves its GOCACHE; the next run, at another commit
-// and so in another fresh sandbox, finds the cache warm before it builds. A run that
-// fails saves nothing, and a new lockfile restores the same Go version's newest archive
-// as its fallback. A pull request's run restores but saves nothing.
+// finds only the image's layer (the standard library pre-built: it compiles its own
+// package and no standard one) and, having succeeded, saves what it added to GOCACHE;
+// the next run, at another commit and so in another fresh sandbox, finds its package
+// already built. A run that fails saves nothing, and a new lockfile restores the same Go
+// version's newest archive as its fallback. A pull request's run restores but saves
+// nothing.
 //
-// Fails without Procs.Fresh (the first run sees the host's GOCACHE), without the
-// OnSuccess save (the second run is cold) and without the success condition in the
-// agent (the failed run's key appears).
+// Fails without Procs.Fresh (the first run sees the host's GOCACHE), without the Go
+// layer (the first run compiles fmt), without the OnSuccess save (the second run
+// compiles its package again) and without the success condition in the agent (the
+// failed run's key appears).
 func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Fatal("go is required") // the test suite runs with Go: never a skip
@@ -70,15 +73,17 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 	gomod := "module example.com/fx\n\ngo 1.26\n"
 	repo, first := repoWith(t, map[string]string{
 		"go.mod": gomod,
-		"fx.go":  "package fx\n\n// Add adds.\nfunc Add(a, b int) int { return a + b }\n",
+		"fx.go":  "package fx\n\nimport \"fmt\"\n\n// Add adds.\nfunc Add(a, b int) string { return fmt.Sprint(a + b) }\n",
 	})
-	// The markers are split in the command, so only its output contains them whole.
-	const probe = `c="$(go env GOCACHE)"; echo "GOCACHE=$c"; if [ -d "$c" ]; then echo "STATE=w""arm"; else echo "STATE=c""old"; fi; go build ./...`
+	// go build -v names each package it compiles (none it finds in the cache). The
+	// markers are split in the command, so only its output contains them whole.
+	const probe = `echo "GOCACHE=$(go env GOCACHE)"; go build -v ./... 2>&1 | sed 's/^/BU''ILT:/'; if [ -d "$(go env GOCACHE)" ]; then echo "STATE=w""arm"; fi`
+	const cold, std = "BUILT:example.com/fx\n", "BUILT:fmt\n"
 	key, _ := dsl.ToolchainKey("go", goVersion(t), []byte(gomod))
 	blob := "cache/local/app/" + key + ".tar.zst"
 
 	v, logs := runOffload(t, st, repo, first, probe)
-	if v.Execution.Status != "success" || !strings.Contains(logs, "STATE=cold") || strings.Contains(logs, "GOCACHE="+os.Getenv("GOCACHE")) {
+	if v.Execution.Status != "success" || !strings.Contains(logs, cold) || strings.Contains(logs, std) || strings.Contains(logs, "GOCACHE="+os.Getenv("GOCACHE")) {
 		t.Fatalf("first run in a fresh sandbox: %s\n%s", v.Execution.Status, logs)
 	}
 	if keys := blobKeys(t, st, "cache/local/app/"); !strings.Contains(strings.Join(keys, " "), blob) {
@@ -87,7 +92,7 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 
 	second := commitFile(t, repo, "notes.txt", "same lockfile\n")
 	v, logs = runOffload(t, st, repo, second, probe)
-	if v.Execution.Status != "success" || !strings.Contains(logs, "STATE=warm") {
+	if v.Execution.Status != "success" || strings.Contains(logs, cold) || !strings.Contains(logs, "STATE=warm") {
 		t.Fatalf("second run did not find the restored cache: %s\n%s", v.Execution.Status, logs)
 	}
 
@@ -96,7 +101,7 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 	third := commitFile(t, repo, "go.mod", gomod+"\n// changed\n")
 	newKey, _ := dsl.ToolchainKey("go", goVersion(t), []byte(gomod+"\n// changed\n"))
 	v, logs = runOffload(t, st, repo, third, probe+" && exit 3")
-	if v.Execution.Status != "failure" || !strings.Contains(logs, "STATE=warm") {
+	if v.Execution.Status != "failure" || strings.Contains(logs, cold) {
 		t.Fatalf("failing run with a new lockfile: %s\n%s", v.Execution.Status, logs)
 	}
 	for _, k := range blobKeys(t, st, "cache/local/app/") {
@@ -115,7 +120,7 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 		t.Fatalf("dispatch: %d %s", r.status, r.raw)
 	}
 	id := r.body["executionId"].(string)
-	if v := waitDone(t, st, id, 3*time.Minute); v.Execution.Status != "success" || !strings.Contains(logsText(t, st, id), "STATE=warm") {
+	if v := waitDone(t, st, id, 3*time.Minute); v.Execution.Status != "success" || strings.Contains(logsText(t, st, id), cold) {
 		t.Fatalf("pull request run: %s\n%s", v.Execution.Status, logsText(t, st, id))
 	}
 	for _, k := range blobKeys(t, st, "cache/local/app/") {

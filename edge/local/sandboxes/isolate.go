@@ -42,10 +42,10 @@ const nobody = 65534
 // bwrapArgs wraps an agent command: the system read-only (/usr, the /bin and /lib
 // links, a few /etc files for DNS, users and TLS), the toolchains read-only (PATH
 // entries, GOROOT, GOMODCACHE), the agent binary and a local repository read-only,
-// a private /proc, /dev and /tmp, and only the workspace writable. Nothing of the
-// data directory is bound, and the PID namespace hides the stack's processes and
-// their environment.
-func bwrapArgs(agent []string, ws string, readOnly []string, infoFD int) []string {
+// a private /proc, /dev and /tmp, and only the workspace writable, at inner (its own
+// path, or FixedWorkspace). Nothing of the data directory is bound, and the PID
+// namespace hides the stack's processes and their environment.
+func bwrapArgs(agent []string, ws, inner string, readOnly []string, infoFD int) []string {
 	a := []string{Bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session",
 		"--info-fd", fmt.Sprint(infoFD),
 		// The agent is the PID namespace's init: when it dies, however, the kernel kills
@@ -67,12 +67,18 @@ func bwrapArgs(agent []string, ws string, readOnly []string, infoFD int) []strin
 	for _, d := range readOnly {
 		a = append(a, "--ro-bind-try", d, d)
 	}
-	a = append(a, "--bind", ws, ws, "--chdir", ws)
+	a = append(a, "--bind", ws, inner, "--chdir", inner)
 	if os.Getuid() == 0 {
 		a = append(a, "--uid", fmt.Sprint(nobody), "--gid", fmt.Sprint(nobody))
 	}
 	return append(append(a, "--"), agent...)
 }
+
+// FixedWorkspace is where an isolated fresh sandbox sees its workspace: one path for
+// every sandbox, as every Container has /workspace (sandbox-images). Build tools key
+// their caches by absolute paths (Go's build cache hashes a package's directory, Cargo
+// its path dependencies'), so a cache restored into another path would not serve.
+const FixedWorkspace = "/workspace"
 
 // toolchains are the host directories a sandbox sees read-only: the agent binary,
 // the PATH's directories outside /usr, Go's root and module cache. Paths under the

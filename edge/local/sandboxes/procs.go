@@ -43,6 +43,9 @@ type Procs struct {
 	// earlier agent of the sandbox left is removed) and none of the host's toolchain
 	// caches (freshEnv), so what a run finds on disk is what it restored itself.
 	Fresh bool
+	// GoLayer is the image layer a fresh sandbox's GOCACHE starts as a copy of
+	// (GoLayer(); "": none), as a Container's starts with its image's.
+	GoLayer string
 	// IdleAfter stops an agent that has had no attempt for this long and removes its
 	// workspace (zero: never), so agents and workspaces do not grow with commits.
 	IdleAfter time.Duration
@@ -60,6 +63,10 @@ type Procs struct {
 	mu    sync.Mutex
 	procs map[string]*proc
 	gate  map[string]*sync.Mutex // one start at a time per sandbox
+
+	spare  *spare         // the next fresh sandbox's copy of GoLayer (under mu)
+	spareN int            // names spares (under mu)
+	spares sync.WaitGroup // spare copies under way, waited for by Close
 }
 
 type proc struct {
@@ -209,6 +216,10 @@ func (p *Procs) Close() {
 	for sb, pr := range all {
 		p.kill(sb, pr)
 	}
+	p.spares.Wait() // no spare starts once closed
+	if p.GoLayer != "" {
+		_ = removeTree(p.Root + "-spare")
+	}
 }
 
 // Running counts live agent processes.
@@ -262,12 +273,22 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	if err := os.MkdirAll(ws, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox %s: workspace: %w", sandbox, err)
 	}
-	argv := append(append([]string{}, p.Command...), "--listen", "127.0.0.1:0", "--workspace", ws)
+	if p.Fresh && p.GoLayer != "" {
+		if err := p.seedGo(filepath.Join(ws, ".cache", "go-build")); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", sandbox, err)
+		}
+	}
+	inner := ws // the workspace's path as the agent and its commands see it
+	if p.Isolate && p.Fresh {
+		inner = FixedWorkspace
+	}
+	gocache := filepath.Join(inner, ".cache", "go-build")
+	argv := append(append([]string{}, p.Command...), "--listen", "127.0.0.1:0", "--workspace", inner)
 	lookup := os.LookupEnv
 	if p.Fresh {
 		lookup = freshEnv(os.LookupEnv)
 	}
-	env := agentEnv(lookup, ws, sandbox)
+	env := agentEnv(lookup, inner, sandbox)
 	if p.Isolate {
 		// Inside bwrap a missing binary only shows as an agent that never listens:
 		// name it here, as a plain start would.
@@ -278,9 +299,11 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		if repo := localRepo(s); repo != "" {
 			ro = append(ro, repo)
 		}
-		argv = bwrapArgs(argv, ws, ro, 3)
+		argv = bwrapArgs(argv, ws, inner, ro, 3)
 		// The host's caches are read-only or invisible inside: the sandbox's own go here.
-		env = append(env, "TMPDIR=/tmp", "GOCACHE="+filepath.Join(ws, ".cache", "go-build"))
+		env = append(env, "TMPDIR=/tmp", "GOCACHE="+gocache)
+	} else if p.Fresh {
+		env = append(env, "GOCACHE="+gocache) // where the image layer was copied, as in a Container
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = ws
