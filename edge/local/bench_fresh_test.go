@@ -188,7 +188,25 @@ func measureFresh(b *testing.B, fx freshFixture) (bare, first, second time.Durat
 		if v.Execution.Status != "success" {
 			b.Fatalf("%s run at %s: %s\n%s", fx.name, sha[:8], v.Execution.Status, v.Check.Summary)
 		}
-		return time.Since(t0)
+		took := time.Since(t0)
+		// Where the time went: each step's start (from the dispatch) and duration; the
+		// gaps are the sandbox's start, the caches' restore and save, and the report.
+		var steps []string
+		for _, s := range v.Steps {
+			steps = append(steps, fmt.Sprintf("%s at +%.2fs for %.2fs", s.Name, s.StartedAt.Sub(t0).Seconds(), s.CompletedAt.Sub(s.StartedAt).Seconds()))
+		}
+		b.Logf("%s at %s: %.2fs; steps: %s", fx.name, sha[:8], took.Seconds(), strings.Join(steps, ", "))
+		if os.Getenv("FLARE_BENCH_LOGS") != "" { // the run's own log: toolchain caches, timings
+			b.Log(logsText(b, st, r.body["executionId"].(string)))
+		}
+		return took
 	}
-	return bare, run(shaA), run(shaB)
+	first, second = run(shaA), run(shaB)
+	// What the first run saved and the second restored: the archives' sizes.
+	if infos, err := st.Edge.Blobs.List(context.Background(), "cache/"); err == nil {
+		for _, i := range infos {
+			b.Logf("archive %s: %.1f MB", i.Key, float64(i.Size)/1e6)
+		}
+	}
+	return bare, first, second
 }
