@@ -135,8 +135,8 @@ func (p *Procs) WarmUp() {
 }
 
 // seedGo gives the fresh sandbox whose GOCACHE is gocache its copy of the Go layer:
-// the spare (waiting for it if it is still being copied: never two copies at once),
-// else a copy made now; then it starts the next spare.
+// the spare (waiting for it if it is still being copied rather than copying beside
+// it), else (concurrent starts) a copy made now; then it starts the next spare.
 func (p *Procs) seedGo(gocache string) error {
 	p.mu.Lock()
 	s := p.spare
