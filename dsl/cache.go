@@ -157,6 +157,13 @@ func DetectTool(ctx context.Context, sb Sandbox, dir string) (t Tool, lockfile [
 // A new attempt on a fresh sandbox replays the step from the journal without the files,
 // so the files are checked and restored (or installed) again when missing.
 func InstallCached(c *Ctx, name, dir string) (Install, error) {
+	return installCached(c, name, dir, false)
+}
+
+// installCached is InstallCached; with stores, an install that runs first gets the
+// package manager's download store restored (NewWorkspace: warmStores), so an install
+// for a new lockfile downloads only what changed.
+func installCached(c *Ctx, name, dir string, stores bool) (Install, error) {
 	if c.Sandbox == nil {
 		return Install{}, &ExecFailed{ExitCode: -1, Cause: "no sandbox"}
 	}
@@ -175,6 +182,9 @@ func InstallCached(c *Ctx, name, dir string) (Install, error) {
 			maps.Copy(in.Env, t.env(home))
 		}
 		in.Restore, in.Save, err = RestoreOr(ctx, c, in.Key, in.Paths, func(ctx context.Context) error {
+			if stores {
+				warmStores(c, dir, in.Env, in.Paths)
+			}
 			res, err := c.Sandbox.Exec(ctx, ExecRequest{Dir: dir, Command: t.Command, Env: in.Env, Timeout: 20 * time.Minute})
 			in.Exec = &res
 			if err != nil {
@@ -247,7 +257,7 @@ func NewWorkspace(c *Ctx, o WorkspaceOptions) (Workspace, error) {
 		return w, err
 	}
 	if o.Install {
-		in, err := InstallCached(c, "install"+suffix, dir)
+		in, err := installCached(c, "install"+suffix, dir, true)
 		if err != nil {
 			return w, err
 		}

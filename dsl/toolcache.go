@@ -34,12 +34,16 @@ type toolchain struct {
 	// forInstall: its directories serve only the package manager's install (a download
 	// store), so a run whose install InstallCached restored does not need them.
 	forInstall bool
+	// content is the entry whose presence in a directory means it holds a cache ("":
+	// the directory itself). npm writes _logs into its cache directory on every call,
+	// the probes' own included, so only _cacache says an earlier run filled it.
+	content string
 }
 
 var toolchains = []toolchain{
 	{name: "go", markers: []string{"go.sum", "go.mod"}, probe: `go env GOVERSION GOCACHE GOMODCACHE`},
 	{name: "pnpm", markers: []string{"pnpm-lock.yaml"}, probe: `pnpm --version && pnpm store path`, forInstall: true},
-	{name: "npm", markers: []string{"package-lock.json"}, probe: `node --version && npm config get cache`, forInstall: true},
+	{name: "npm", markers: []string{"package-lock.json"}, probe: `node --version && npm config get cache`, forInstall: true, content: "_cacache"},
 	{name: "cargo", markers: []string{"Cargo.lock"},
 		probe: `cargo --version && h="${CARGO_HOME:-$HOME/.cargo}" && echo "$h/registry" && echo "$h/git" && echo "${CARGO_TARGET_DIR:-$PWD/target}"`},
 	{name: "uv", markers: []string{"uv.lock"}, probe: `uv --version && uv cache dir`, forInstall: true},
@@ -136,6 +140,23 @@ func WarmCaches(c *Ctx, dir string, env map[string]string, installed *Install) [
 	return out
 }
 
+// warmStores restores the download stores (forInstall toolchains: npm's, pnpm's, uv's)
+// of the checkout at dir before its install runs: after the install they would already
+// exist, look warm and never be saved. WarmCaches then finds them handled.
+func warmStores(c *Ctx, dir string, env map[string]string, skip []string) {
+	if c.Cache == nil {
+		return
+	}
+	st := c.state()
+	st.warmMu.Lock()
+	defer st.warmMu.Unlock()
+	for _, t := range toolchains {
+		if t.forInstall {
+			warmOne(c, t, dir, path.Dir(dir), env, skip, false)
+		}
+	}
+}
+
 func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []string, installHit bool) (ToolchainCache, bool) {
 	var lock []byte
 	for _, m := range t.markers {
@@ -183,7 +204,7 @@ func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []
 	for _, p := range tc.Paths {
 		if c.state().warmed[p] {
 			warm = true
-		} else if ok, err := c.Sandbox.Exists(c, p); err == nil && ok {
+		} else if ok, err := c.Sandbox.Exists(c, path.Join(p, t.content)); err == nil && ok {
 			// The image's own layer (a Go image's pre-built standard library) is not a
 			// warm cache of this repository: the restore merges over it.
 			if layer, err := c.Sandbox.Exists(c, path.Join(p, ImageLayerManifest)); err != nil || !layer {

@@ -142,3 +142,33 @@ func TestWarmCachesSkipsTheDownloadStoreWhenTheInstallWasRestored(t *testing.T) 
 		}
 	}
 }
+
+// TestNewWorkspaceRestoresTheDownloadStoreBeforeAnInstallThatRuns: npm's store serves
+// `npm ci`, so an install that runs (nothing cached for its lockfile) finds it already
+// restored. Fails if the store is warmed only after the install (it then exists, looks
+// warm, and is neither restored nor ever saved), and if the logs npm writes into its
+// cache directory on every call count as a warm store.
+func TestNewWorkspaceRestoresTheDownloadStoreBeforeAnInstallThatRuns(t *testing.T) {
+	// npm's probes have already written their logs into the store's directory.
+	sb := &fileSandbox{files: map[string]string{"/ws/app/package-lock.json": "{}", "/ws/.npm/_logs/debug.log": "x"}}
+	storeKey, _ := dsl.ToolchainKey("npm", "v22.1.0", []byte("{}"))
+	cache := &memCache{saved: map[string][]string{storeKey: {"/ws/.npm"}}, sb: sb}
+	storeAtInstall := ""
+	sb.exec = func(r dsl.ExecRequest) dsl.ExecResult {
+		switch {
+		case strings.Contains(r.Command, "npm config get cache"):
+			return dsl.ExecResult{StdoutTail: "v22.1.0\n/ws/.npm\n"}
+		case r.Quiet: // the install key's version probe
+			return dsl.ExecResult{StdoutTail: "v22.1.0\n10.9.0\n"}
+		}
+		storeAtInstall = sb.files["/ws/.npm/restored"]
+		sb.files["/ws/.npm/_cacache/index"] = "downloaded"
+		sb.files["/ws/app/node_modules/x"] = "installed"
+		return dsl.ExecResult{}
+	}
+	c := newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache })
+	w, err := dsl.NewWorkspace(c, dsl.WorkspaceOptions{Repo: "acme/app", SHA: "abc", Install: true})
+	if err != nil || w.Install == nil || w.Install.Hit || storeAtInstall != storeKey {
+		t.Fatalf("install %+v %v; the store at the install: %q, want restored from %s", w.Install, err, storeAtInstall, storeKey)
+	}
+}
