@@ -287,11 +287,11 @@ func (b *bench) accept() {
 func (b *bench) firstStep() {
 	st := b.stack(nil)
 	defer st.Close(context.Background())
-	measure := func(label string, sha func(i int) string) {
+	measure := func(key, label string, sha func(i int) string) {
 		var lat []time.Duration
 		for i := range 15 {
 			t0 := time.Now()
-			id, _ := dispatch(st, fmt.Sprintf("first-%s-%d", label, i), sha(i), "true", nil)
+			id, _ := dispatch(st, fmt.Sprintf("first-%s-%d", key, i), sha(i), "true", nil)
 			for {
 				v := get(st, id)
 				if len(v.Steps) > 0 {
@@ -305,8 +305,8 @@ func (b *bench) firstStep() {
 		b.add(row{what: "dispatch → first step started, " + label, figure: fmt.Sprintf("p50 **%s**, p99 %s (15 runs)", ms(pct(lat, 50)), ms(pct(lat, 99))),
 			goal: "≤ 100 ms p50", reference: "quiet machine, Dec 2026: warm 3.7 ms, cold 10.4 ms p50", command: "go run ./cmd/flarebench -only first-step"})
 	}
-	measure("warm sandbox (agent running)", func(int) string { return b.shas[1] })
-	measure("cold sandbox (new agent process)", func(i int) string { return b.shas[10+i] })
+	measure("warm", "warm sandbox (agent running)", func(int) string { return b.shas[1] })
+	measure("cold", "cold sandbox (new agent process)", func(i int) string { return b.shas[10+i] })
 }
 
 // overhead: offload-test of a real test suite against the same command run bare.
