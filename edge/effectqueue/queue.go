@@ -115,8 +115,15 @@ func (q *Queue) Handle(from actors.Addr, e actors.Effect) {
 		q.lanes[key] = l
 	}
 	wasEmpty := len(l.jobs) == 0
-	if q.queued >= q.opt.MaxQueued {
-		if !l.supersede(e) {
+	if l.supersede(e, newerPosition) {
+		// A queued run's newer position makes the waiting projection of its older
+		// one pointless: one projection (its reads and two fsynced writes on the
+		// local stack's one writer) instead of one per report. Other progress is
+		// only coalesced when the queue is full (below): a skipped leased or running
+		// projection would lose the start of a sandbox spell (edge/cost.go).
+		q.queued--
+	} else if q.queued >= q.opt.MaxQueued {
+		if !l.supersede(e, supersedes) {
 			if wasEmpty && !l.busy {
 				delete(q.lanes, key)
 			}
@@ -143,17 +150,30 @@ func (q *Queue) drop(from actors.Addr, e actors.Effect, why string) {
 	q.log.Error("effect dropped: "+why, "from", from.String(), "effect", fmt.Sprintf("%T", e), "queued", q.queued)
 }
 
-// supersede removes the queued effect that e makes pointless, if there is one: an
-// earlier Progress of the same execution, or StepProgress of the same step (both
-// are projections where the last write wins). The effects that stay keep their order.
-func (l *lane) supersede(e actors.Effect) bool {
+// supersede removes the queued effect that e makes pointless by the rule by, if there
+// is one (supersedes: an earlier Progress of the same execution, or StepProgress of
+// the same step; both are projections where the last write wins). The effects that
+// stay keep their order.
+func (l *lane) supersede(e actors.Effect, by func(newer, older actors.Effect) bool) bool {
 	for i, j := range l.jobs {
-		if supersedes(e, j.e) {
+		if by(e, j.e) {
 			l.jobs = append(l.jobs[:i], l.jobs[i+1:]...)
 			return true
 		}
 	}
 	return false
+}
+
+// isPosition reports a Progress of a run waiting in the admission queue: what it
+// projects is its status (queued) and its position text, both last-write-wins.
+func isPosition(e actors.Effect) bool {
+	p, ok := e.(actors.Progress)
+	return ok && p.Status == actors.StatusQueued
+}
+
+// newerPosition: both are a queued run's position reports, of the same execution.
+func newerPosition(newer, older actors.Effect) bool {
+	return isPosition(newer) && isPosition(older) && newer.(actors.Progress).Exec == older.(actors.Progress).Exec
 }
 
 func supersedes(newer, older actors.Effect) bool {

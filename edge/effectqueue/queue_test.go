@@ -23,6 +23,9 @@ func describe(e actors.Effect) string {
 	case actors.StartAgent:
 		return "start " + e.Exec
 	case actors.Progress:
+		if e.Queue != nil {
+			return fmt.Sprintf("progress %s %s at %d", e.Exec, e.Status, e.Queue.Position)
+		}
 		return fmt.Sprintf("progress %s %s", e.Exec, e.Status)
 	case actors.StepProgress:
 		return fmt.Sprintf("step %s %s %s", e.Exec, e.Step, e.Status)
@@ -265,5 +268,34 @@ func TestQueueCloseGivesUpWhenItsContextEnds(t *testing.T) {
 	}
 	if q.Dropped() != 3 || q.workers != 0 {
 		t.Fatalf("dropped %d, %d workers left", q.Dropped(), q.workers)
+	}
+}
+
+// TestQueueCoalescesPositionReports: a queued run's position reports replace the one
+// still waiting in its lane even when the queue is far from full (one projection, not
+// one per report), while other statuses keep every projection. Without the coalescing
+// in Handle, "progress a queued" is performed three times.
+func TestQueueCoalescesPositionReports(t *testing.T) {
+	p := &performed{}
+	perform, started, release := blockFirst(p)
+	q := New(perform, Options{Workers: 1, Logger: quiet})
+	q.Handle(actors.RunAddr("b"), actors.StartAgent{Exec: "b"})
+	<-started
+	for pos := range 3 {
+		q.Handle(actors.RunAddr("a"), actors.Progress{Exec: "a", Status: actors.StatusQueued, Queue: &actors.QueueInfo{Position: 10 - pos}})
+	}
+	q.Handle(actors.RunAddr("b"), actors.Progress{Exec: "b", Status: actors.StatusLeased})
+	q.Handle(actors.RunAddr("b"), actors.Progress{Exec: "b", Status: actors.StatusRunning})
+	q.Handle(actors.RunAddr("b"), actors.Progress{Exec: "b", Status: actors.StatusQueued})
+	close(release)
+	if err := q.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"start b", "progress a queued at 8", "progress b leased", "progress b running", "progress b queued"}
+	if got := p.get(); strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Fatalf("performed %q, want %q", got, want)
+	}
+	if q.Dropped() != 0 {
+		t.Fatalf("dropped %d: coalescing is not dropping", q.Dropped())
 	}
 }

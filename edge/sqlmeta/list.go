@@ -33,7 +33,7 @@ func (s *Store) ListExecutions(ctx context.Context, f edge.ExecutionFilter) ([]e
 	}
 	q += " ORDER BY e.started_at DESC, e.id DESC LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.DB.QueryContext(ctx, q, args...)
+	rows, err := s.reads().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list executions: %w", err)
 	}
@@ -65,7 +65,7 @@ func (s *Store) PutCost(ctx context.Context, exec string, c edge.Cost) error {
 	if err != nil {
 		return fmt.Errorf("put cost %s: %w", exec, err)
 	}
-	_, err = s.DB.ExecContext(ctx, `INSERT INTO execution_costs (execution_id, cost_json, cloudflare_micro_usd, github_micro_usd)
+	_, err = s.writes().ExecContext(ctx, `INSERT INTO execution_costs (execution_id, cost_json, cloudflare_micro_usd, github_micro_usd)
 		VALUES (?, ?, ?, ?) ON CONFLICT(execution_id) DO UPDATE SET cost_json = excluded.cost_json,
 		cloudflare_micro_usd = excluded.cloudflare_micro_usd, github_micro_usd = excluded.github_micro_usd`,
 		exec, string(b), c.CloudflareMicro, c.GitHubMicro)
@@ -91,7 +91,7 @@ func (s *Store) CostTotals(ctx context.Context, f edge.CostFilter) ([]edge.CostT
 		args = append(args, f.Since.UnixMilli())
 	}
 	q += " GROUP BY e.repo, month ORDER BY month DESC, e.repo LIMIT 500"
-	rows, err := s.DB.QueryContext(ctx, q, args...)
+	rows, err := s.reads().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cost totals: %w", err)
 	}

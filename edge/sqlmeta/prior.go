@@ -22,7 +22,7 @@ func (s *Store) PriorExecution(ctx context.Context, family, exclude string) (edg
 	var e edge.Execution
 	var completed sql.NullInt64
 	var summary sql.NullString
-	err := s.DB.QueryRowContext(ctx, `SELECT id, status, completed_at, summary_json FROM executions
+	err := s.reads().QueryRowContext(ctx, `SELECT id, status, completed_at, summary_json FROM executions
 		WHERE id >= ? AND id < ? AND id <> ? AND completed_at IS NOT NULL
 		ORDER BY completed_at DESC, id DESC LIMIT 1`, family+":", family+";", exclude).Scan(&e.ID, &e.Status, &completed, &summary)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -16,9 +16,39 @@ import (
 // Store is the adapter.
 type Store struct {
 	DB *sql.DB
+	// Reads, when set, serves the queries that only read (nil: DB serves them). The
+	// local stack writes through one connection (SQLite has one writer, and a Go-side
+	// queue is fairer than its busy handler); in WAL mode readers need not queue
+	// behind that writer's fsyncs, so reads get a pool of their own. A reader sees
+	// every transaction committed before its query began: a write that has returned
+	// is visible to the next read.
+	Reads *sql.DB
+	// Writes, when set, performs the statements that write (nil: DB performs them):
+	// the local stack's group commit (edge/local/groupcommit), one transaction for the
+	// writes that arrive together. It returns once the write is committed.
+	Writes Execer
 	// Now is the KV's clock for expiry (nil: time.Now); tests move it to check a TTL
 	// at its bound.
 	Now func() time.Time
+}
+
+// Execer performs a statement that writes; *sql.DB is one.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *Store) writes() Execer {
+	if s.Writes != nil {
+		return s.Writes
+	}
+	return s.DB
+}
+
+func (s *Store) reads() *sql.DB {
+	if s.Reads != nil {
+		return s.Reads
+	}
+	return s.DB
 }
 
 func (s *Store) now() time.Time {
@@ -56,7 +86,7 @@ func nullStr(b []byte) any {
 
 // CreateExecution implements edge.Metadata.
 func (s *Store) CreateExecution(ctx context.Context, e edge.Execution) (bool, error) {
-	res, err := s.DB.ExecContext(ctx, `INSERT OR IGNORE INTO executions
+	res, err := s.writes().ExecContext(ctx, `INSERT OR IGNORE INTO executions
 		(id, run, repo, ref, sha, status, started_at, parent_execution_id, input_json)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.ID, e.Run, e.Repo, e.Ref, e.SHA, e.Status, ms(e.StartedAt), nullStr([]byte(e.Parent)), string(e.Input))
@@ -73,7 +103,7 @@ func (s *Store) UpdateExecution(ctx context.Context, e edge.Execution) error {
 	if e.CheckRunID != 0 {
 		check = e.CheckRunID
 	}
-	_, err := s.DB.ExecContext(ctx, `UPDATE executions SET
+	_, err := s.writes().ExecContext(ctx, `UPDATE executions SET
 		status = COALESCE(?, status),
 		completed_at = COALESCE(?, completed_at),
 		summary_json = COALESCE(?, summary_json),
@@ -92,7 +122,7 @@ func (s *Store) Execution(ctx context.Context, id string) (edge.Execution, error
 	var started, completed, check sql.NullInt64
 	var parent, summary sql.NullString
 	var input string
-	err := s.DB.QueryRowContext(ctx, `SELECT id, run, repo, ref, sha, status, started_at, completed_at,
+	err := s.reads().QueryRowContext(ctx, `SELECT id, run, repo, ref, sha, status, started_at, completed_at,
 		parent_execution_id, input_json, summary_json, check_run_id FROM executions WHERE id = ?`, id).
 		Scan(&e.ID, &e.Run, &e.Repo, &e.Ref, &e.SHA, &e.Status, &started, &completed, &parent, &input, &summary, &check)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -114,7 +144,7 @@ func (s *Store) PutStep(ctx context.Context, st edge.StepRow) error {
 	if st.ExitCode != nil {
 		exit = *st.ExitCode
 	}
-	_, err := s.DB.ExecContext(ctx, `INSERT INTO steps (id, execution_id, name, status, started_at, completed_at, exit_code, attempt, error_tag)
+	_, err := s.writes().ExecContext(ctx, `INSERT INTO steps (id, execution_id, name, status, started_at, completed_at, exit_code, attempt, error_tag)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET status = excluded.status, started_at = COALESCE(steps.started_at, excluded.started_at),
 		completed_at = excluded.completed_at, exit_code = excluded.exit_code, attempt = excluded.attempt, error_tag = excluded.error_tag`,
@@ -127,7 +157,7 @@ func (s *Store) PutStep(ctx context.Context, st edge.StepRow) error {
 
 // Steps implements edge.Metadata, in start order.
 func (s *Store) Steps(ctx context.Context, exec string) ([]edge.StepRow, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT name, status, attempt, started_at, completed_at, exit_code, error_tag
+	rows, err := s.reads().QueryContext(ctx, `SELECT name, status, attempt, started_at, completed_at, exit_code, error_tag
 		FROM steps WHERE execution_id = ? ORDER BY started_at, name`, exec)
 	if err != nil {
 		return nil, fmt.Errorf("steps %s: %w", exec, err)
@@ -154,7 +184,7 @@ func (s *Store) Steps(ctx context.Context, exec string) ([]edge.StepRow, error) 
 // Get implements edge.KV; expired keys are absent.
 func (s *Store) Get(ctx context.Context, key string) (string, bool, error) {
 	var v string
-	err := s.DB.QueryRowContext(ctx, `SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)`,
+	err := s.reads().QueryRowContext(ctx, `SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)`,
 		key, s.now().UnixMilli()).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
@@ -171,7 +201,7 @@ func (s *Store) Put(ctx context.Context, key, value string, ttl time.Duration) e
 	if ttl > 0 {
 		exp = s.now().Add(ttl).UnixMilli()
 	}
-	_, err := s.DB.ExecContext(ctx, `INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?)
+	_, err := s.writes().ExecContext(ctx, `INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`, key, value, exp)
 	if err != nil {
 		return fmt.Errorf("kv put %s: %w", key, err)

@@ -47,6 +47,34 @@ func TestKVContractOnSQLite(t *testing.T) {
 	})
 }
 
+// TestContractsWithAReadPool runs both contracts with reads on their own read-only
+// connections, as the local stack opens them (a WAL database, one writer): every
+// write must still go to DB (a write routed to Reads fails with "attempt to write a
+// readonly database"), and every read must see the writes that returned before it.
+func TestContractsWithAReadPool(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	if err := migrations.Apply(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	reads, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads.SetMaxOpenConns(4)
+	t.Cleanup(func() { reads.Close() })
+	porttest.Metadata(t, "pool-", func(t *testing.T) edge.Metadata { return &sqlmeta.Store{DB: db, Reads: reads} })
+	porttest.KV(t, "pool-", func(t *testing.T) porttest.KVFixture {
+		c := porttest.NewClock(time.Now())
+		return porttest.KVFixture{KV: &sqlmeta.Store{DB: db, Reads: reads, Now: c.Now}, Advance: c.Advance}
+	})
+}
+
 // TestStoredForm pins the columns' form, which D1 and SQLite share and other readers
 // (the dashboard's SQL, migrations) rely on: integer milliseconds, NULL for unset.
 func TestStoredForm(t *testing.T) {
