@@ -261,6 +261,17 @@ func get(st *local.Stack, id string) view {
 	return v
 }
 
+// countFailed waits for each execution to end and counts those that did not succeed.
+func countFailed(st *local.Stack, ids []string) int {
+	failed := 0
+	for _, id := range ids {
+		if wait(st, id).Execution.Status != "success" {
+			failed++
+		}
+	}
+	return failed
+}
+
 func wait(st *local.Stack, id string) view {
 	for {
 		v := get(st, id)
@@ -525,12 +536,7 @@ func (b *bench) reaping() {
 			})
 		}
 		wg.Wait()
-		failed := 0
-		for _, id := range ids {
-			if wait(st, id).Execution.Status != "success" {
-				failed++
-			}
-		}
+		failed := countFailed(st, ids)
 		took := time.Since(t0)
 		// A run's end stops its agent through the effect queue: give it a moment.
 		for deadline := time.Now().Add(15 * time.Second); countAgents(b.bin) > 0 && time.Now().Before(deadline); {
@@ -648,12 +654,7 @@ func (b *bench) capFIFO() {
 		})
 	}
 	wg.Wait()
-	failed := 0
-	for _, id := range ids {
-		if wait(st, id).Execution.Status != "success" {
-			failed++
-		}
-	}
+	failed := countFailed(st, ids)
 	took := time.Since(t0)
 	seen, _ := os.ReadFile(filepath.Join(dir, "seen"))
 	peak := 0

@@ -112,8 +112,9 @@ func TestSQLiteDiskFullWhileRunsAreInFlight(t *testing.T) {
 	}
 	// A dispatch now: either a clear refusal or an acknowledgement that must hold.
 	refused := map[string]map[string]any{} // idempotency key → body, for the retry
-	for i, key := range []string{"full-c"} {
-		body := offload(repo, shas[2+i], "echo ok")
+	dispatchWhileFull := func(key, sha string) {
+		t.Helper()
+		body := offload(repo, sha, "echo ok")
 		code, out, raw := post(t, st, body, key)
 		t.Logf("dispatch %s on a full disk: %d %s", key, code, strings.TrimSpace(raw))
 		switch {
@@ -122,9 +123,10 @@ func TestSQLiteDiskFullWhileRunsAreInFlight(t *testing.T) {
 		case code == http.StatusInternalServerError && out["error"] == "start_failed" && strings.Contains(raw, "full"):
 			refused[key] = body
 		default:
-			t.Fatalf("dispatch on a full disk: %d %s", code, raw)
+			t.Fatalf("dispatch %s on a full disk: %d %s", key, code, raw)
 		}
 	}
+	dispatchWhileFull("full-c", shas[2])
 	release("a")
 	va := waitDone(t, st, a, time.Minute)
 	if va.Execution.Status != "failure" || !strings.Contains(va.Check.Summary, "Storage refused a write") {
@@ -138,19 +140,7 @@ func TestSQLiteDiskFullWhileRunsAreInFlight(t *testing.T) {
 	truncateWAL(t, filepath.Join(data, "meta.db"))
 	truncateWAL(t, filepath.Join(data, "actors.db"))
 	disktest.Fill(t, filler)
-	for i, key := range []string{"full-d"} {
-		body := offload(repo, shas[3+i], "echo ok")
-		code, out, raw := post(t, st, body, key)
-		t.Logf("dispatch %s on a full disk: %d %s", key, code, strings.TrimSpace(raw))
-		switch {
-		case code == http.StatusAccepted:
-			acked = append(acked, out["executionId"].(string))
-		case code == http.StatusInternalServerError && out["error"] == "start_failed" && strings.Contains(raw, "full"):
-			refused[key] = body
-		default:
-			t.Fatalf("dispatch on a full disk past the reserve: %d %s", code, raw)
-		}
-	}
+	dispatchWhileFull("full-d", shas[3])
 	release("b")
 	// Held full until a batch has failed for good (ErrStorage after the host's
 	// CommitRetry of 10 s): its callers were answered with the error, its effects dropped.
