@@ -128,9 +128,15 @@ type Options struct {
 	Migrate bool
 	// Ready is how long to wait for the Worker to answer (default 60 s).
 	Ready time.Duration
+	// ReadyPath is what must answer 200 before Start returns (default /health, which
+	// also starts the Go runtime; /__dev/js/health answers once the isolate is up).
+	ReadyPath string
 	// KV are keys to put first, by binding, the way an operator does:
 	// `wrangler kv key put --binding B KEY VALUE --local`.
 	KV map[string]map[string]string
+	// Log, when set, also receives everything wrangler dev prints (Logs keeps only
+	// the last 256 KiB): a bench writes it to a file to diagnose a failure after the fact.
+	Log io.Writer
 }
 
 // Worker is a running `wrangler dev`.
@@ -144,8 +150,8 @@ type Worker struct {
 	stop sync.Once
 }
 
-// Start runs the built Worker under `wrangler dev` and waits until GET /health
-// answers 200 (which also starts the Go runtime).
+// Start runs the built Worker under `wrangler dev` and waits until GET opt.ReadyPath
+// (default /health, which also starts the Go runtime) answers 200.
 func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	bin, err := wrangler(root)
 	if err != nil {
@@ -158,6 +164,9 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	}
 	if opt.Ready == 0 {
 		opt.Ready = 60 * time.Second
+	}
+	if opt.ReadyPath == "" {
+		opt.ReadyPath = "/health"
 	}
 	if opt.Migrate {
 		if err := Migrate(ctx, root, opt.PersistDir); err != nil {
@@ -203,7 +212,11 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 	cmd.Env = offlineEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logs := &logBuffer{max: 256 << 10}
-	cmd.Stdout, cmd.Stderr = logs, logs
+	var out io.Writer = logs
+	if opt.Log != nil {
+		out = io.MultiWriter(logs, opt.Log)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start wrangler dev: %w", err)
 	}
@@ -212,7 +225,7 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 		w.err = cmd.Wait()
 		close(w.done)
 	}()
-	if err := w.waitReady(ctx, opt.Ready); err != nil {
+	if err := w.waitReady(ctx, opt.ReadyPath, opt.Ready); err != nil {
 		w.Stop()
 		return nil, fmt.Errorf("%w\n--- wrangler dev output ---\n%s", err, logs.String())
 	}
@@ -258,7 +271,7 @@ func d1(ctx context.Context, root, persistDir string, command []string, flags ..
 	return nil
 }
 
-func (w *Worker) waitReady(ctx context.Context, limit time.Duration) error {
+func (w *Worker) waitReady(ctx context.Context, path string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	c := &http.Client{Timeout: 5 * time.Second}
 	for {
@@ -269,7 +282,7 @@ func (w *Worker) waitReady(ctx context.Context, limit time.Duration) error {
 			return ctx.Err()
 		default:
 		}
-		if res, err := c.Get(w.URL + "/health"); err == nil {
+		if res, err := c.Get(w.URL + path); err == nil {
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {

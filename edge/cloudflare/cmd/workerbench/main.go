@@ -9,6 +9,8 @@
 //	go run ./edge/cloudflare/cmd/workerbench [-n 1000] [-c 8] [-dry-run=false]
 //	go run ./edge/cloudflare/cmd/workerbench -sizes 40   # what is big in the wasm
 //	go run ./edge/cloudflare/cmd/workerbench -admission 2000,20000  # one pool at depth
+//	go run ./edge/cloudflare/cmd/workerbench -backlog 2000  # accept with 0 and 2,000 queued
+//	go run ./edge/cloudflare/cmd/workerbench -coldstart 5   # wrangler dev spawn → first answers
 //
 // It needs worker/node_modules (cd worker && npm ci).
 package main
@@ -16,9 +18,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,7 +46,24 @@ func main() {
 	dry := flag.Bool("dry-run", true, "run wrangler deploy --dry-run for the bundle size")
 	sizes := flag.Int("sizes", 0, "only print the N largest packages of the Worker's wasm (code, gzip -9 alone) and exit")
 	depths := flag.String("admission", "", "only measure one pool's admission Durable Object at these queue depths (e.g. 2000,20000) and exit")
+	backlog := flag.Int("backlog", 0, "only measure dispatch accept with 0 and with this many runs queued (runs cannot start) and exit")
+	cold := flag.Int("coldstart", 0, "only measure the Worker's cold start this many times and exit")
+	flag.StringVar(&logPath, "log", "", "also write everything wrangler dev prints to this file")
 	flag.Parse()
+	if *backlog > 0 {
+		if err := backlogAccept(*backlog); err != nil {
+			fmt.Fprintln(os.Stderr, "workerbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *cold > 0 {
+		if err := coldStart(*cold); err != nil {
+			fmt.Fprintln(os.Stderr, "workerbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *depths != "" {
 		if err := admissionAtDepth(*depths); err != nil {
 			fmt.Fprintln(os.Stderr, "workerbench:", err)
@@ -61,6 +82,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "workerbench:", err)
 		os.Exit(1)
 	}
+}
+
+// logPath is -log: where wrangler dev's whole output goes besides its last 256 KiB.
+var logPath string
+
+// start runs the built Worker under wrangler dev with opt, its output also in logPath.
+func start(root string, opt workertest.Options) (*workertest.Worker, func(), error) {
+	closeLog := func() {}
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		opt.Log, closeLog = f, func() { f.Close() }
+	}
+	w, err := workertest.Start(context.Background(), root, opt)
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	return w, func() { w.Stop(); closeLog() }, nil
 }
 
 // benchSecret signs the bench's dispatches.
@@ -87,12 +129,12 @@ func run(n, conc int, dur time.Duration, dry bool) error {
 		io.WriteString(w, `{}`)
 	}))
 	defer agent.Close()
-	w, err := workertest.Start(context.Background(), root, workertest.Options{Migrate: true, AgentURL: agent.URL,
+	w, stop, err := start(root, workertest.Options{Migrate: true, AgentURL: agent.URL,
 		Vars: map[string]string{"HMAC_SECRET": benchSecret}})
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer stop()
 
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: 30 * time.Second}
 	do := func(req func() (*http.Request, error)) error {
@@ -271,12 +313,12 @@ func admissionAtDepth(list string) (err error) {
 	if err := workertest.Build(root); err != nil {
 		return err
 	}
-	w, err := workertest.Start(context.Background(), root, workertest.Options{Migrate: true,
+	w, stop, err := start(root, workertest.Options{Migrate: true,
 		Vars: map[string]string{"HMAC_SECRET": benchSecret}})
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer stop()
 	defer func() {
 		if err != nil { // what workerd said helps more than the status code
 			logs := w.Logs()
@@ -317,8 +359,8 @@ func admissionAtDepth(list string) (err error) {
 			wg.Go(func() {
 				for i := range next {
 					if _, err := send(pool, actors.AdmitRequest{Exec: exec(i)}); err != nil {
-						if failed.Add(1) == 1 {
-							fmt.Fprintln(os.Stderr, "enqueue:", err)
+						if failed.Add(1) <= 5 {
+							fmt.Fprintln(os.Stderr, time.Now().Format(time.TimeOnly), "enqueue:", err)
 						}
 					}
 				}
@@ -348,5 +390,187 @@ func admissionAtDepth(list string) (err error) {
 		fmt.Printf("| %d | %.0f msg/s (%d failed) | %s / %s | %s / %s | %s |\n", depth, rate, failed.Load(),
 			pct(beats, 50), pct(beats, 99), pct(arrivals, 50), pct(arrivals, 99), pct(sweeps, 50))
 	}
+	return nil
+}
+
+// backlogAccept is issue 15's proof under workerd: dispatch accept with 0 and with
+// depth runs queued, while no run can start (the sandboxes forward to a closed port,
+// as with the agent supervisor stopped, so every start fails and is retried). On each
+// of two fresh `wrangler dev` stacks with ADMISSION_CAP=4: (second stack only) depth
+// signed dispatches from 8 clients, 15 s to settle; then a burst of 500 dispatches
+// from 50 clients at once (the issue's realistic burst), and 300 dispatches from 8
+// clients, timed. Goal: the two 300s within 1.2× of each other, no answer but 202.
+func backlogAccept(depth int) error {
+	root, err := workertest.Root()
+	if err != nil {
+		return err
+	}
+	if err := workertest.Build(root); err != nil {
+		return err
+	}
+	closed, err := closedPort()
+	if err != nil {
+		return err
+	}
+	type result struct {
+		lat          []time.Duration
+		bad          int
+		burst        time.Duration
+		burstBad     int
+		queueing     time.Duration
+		queueingBad  int
+		queuedBefore int
+	}
+	measure := func(depth int) (r result, err error) {
+		w, stop, err := start(root, workertest.Options{Migrate: true, AgentURL: closed,
+			Vars: map[string]string{"HMAC_SECRET": benchSecret, "ADMISSION_CAP": "4"}})
+		if err != nil {
+			return r, err
+		}
+		defer stop()
+		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
+		// burst sends n distinct dispatches (each its own commit, so its own sandbox)
+		// from clients senders and returns each one's latency and the non-202 count.
+		burst := func(prefix string, n, clients int) ([]time.Duration, int) {
+			lat := make([]time.Duration, n)
+			var bad atomic.Int64
+			next := make(chan int, n)
+			for i := range n {
+				next <- i
+			}
+			close(next)
+			var wg sync.WaitGroup
+			for range clients {
+				wg.Go(func() {
+					for i := range next {
+						key := fmt.Sprintf("%s-%d", prefix, i)
+						sha := fmt.Sprintf("%x", sha1.Sum([]byte(key)))
+						body := []byte(`{"run":"offload-test","github":{"repo":"acme/app","sha":"` + sha + `"},` +
+							`"inputs":{"repo":"acme/app","sha":"` + sha + `","command":"true"}}`)
+						req, _ := http.NewRequest(http.MethodPost, w.URL+"/v1/dispatch/offload-test", bytes.NewReader(body))
+						req.Header.Set("X-FlareDispatch-Signature", edge.SignatureHeader(benchSecret, body))
+						req.Header.Set("Content-Type", "application/json")
+						req.Header.Set("Idempotency-Key", key)
+						t0 := time.Now()
+						res, err := c.Do(req)
+						if err != nil {
+							lat[i] = time.Since(t0)
+							if bad.Add(1) <= 5 {
+								fmt.Fprintln(os.Stderr, prefix, "dispatch:", err)
+							}
+							continue
+						}
+						raw, _ := io.ReadAll(res.Body)
+						res.Body.Close()
+						lat[i] = time.Since(t0)
+						if res.StatusCode != http.StatusAccepted && bad.Add(1) <= 5 {
+							fmt.Fprintln(os.Stderr, time.Now().Format(time.TimeOnly), prefix, "dispatch:", res.StatusCode, string(raw))
+						}
+					}
+				})
+			}
+			wg.Wait()
+			return lat, int(bad.Load())
+		}
+		if depth > 0 {
+			t0 := time.Now()
+			_, r.queueingBad = burst("queued", depth, 8)
+			r.queueing = time.Since(t0)
+			time.Sleep(15 * time.Second)
+		}
+		t0 := time.Now()
+		_, r.burstBad = burst("burst", 500, 50)
+		r.burst = time.Since(t0)
+		time.Sleep(5 * time.Second)
+		r.lat, r.bad = burst("measured", 300, 8)
+		return r, nil
+	}
+	empty, err := measure(0)
+	if err != nil {
+		return err
+	}
+	deep, err := measure(depth)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("dispatch accept under wrangler dev, ADMISSION_CAP=4, no run can start (AGENT_URL %s):\n", closed)
+	fmt.Printf("| queued before | %d dispatches, 8 clients | burst of 500 from 50 clients | 300 timed from 8 clients p50 / p99 | non-202 |\n|---|---|---|---|---|\n", depth)
+	for _, x := range []struct {
+		n int
+		r result
+	}{{0, empty}, {depth, deep}} {
+		queueing := "—"
+		if x.n > 0 {
+			queueing = fmt.Sprintf("%.1f s (%.0f/s)", x.r.queueing.Seconds(), float64(x.n)/x.r.queueing.Seconds())
+		}
+		fmt.Printf("| %d | %s | %.1f s (%.0f/s) | %s / %s | %d, %d, %d |\n", x.n, queueing, x.r.burst.Seconds(), 500/x.r.burst.Seconds(),
+			pct(x.r.lat, 50), pct(x.r.lat, 99), x.r.queueingBad, x.r.burstBad, x.r.bad)
+	}
+	fmt.Printf("ratio %d queued / 0 queued: p50 %.2f×, p99 %.2f× (goal ≤ 1.2×)\n", depth,
+		float64(q(deep.lat, 50))/float64(q(empty.lat, 50)), float64(q(deep.lat, 99))/float64(q(empty.lat, 99)))
+	return nil
+}
+
+// closedPort returns the URL of a loopback port nothing listens on: a sandbox
+// forwarding there fails to start, like one whose agent supervisor is stopped.
+func closedPort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr, nil
+}
+
+// coldStart measures the Worker's cold start under workerd n times, each on a fresh
+// `wrangler dev` (new persistence directory, nothing migrated): from the spawn until a
+// plain-JavaScript route answers (wrangler, workerd and the isolate up: the module
+// with the wasm loaded and compiled), then the first Go request (GET /health:
+// instantiate the wasm, Go's init and main, the edge built), then a second one (warm).
+func coldStart(n int) error {
+	root, err := workertest.Root()
+	if err != nil {
+		return err
+	}
+	if err := workertest.Build(root); err != nil {
+		return err
+	}
+	get := func(url string) (time.Duration, error) {
+		t0 := time.Now()
+		res, err := http.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("GET %s: %s", url, res.Status)
+		}
+		return time.Since(t0), nil
+	}
+	var isolate, first, second []time.Duration
+	fmt.Printf("| run | spawn → first JS answer | first Go answer (GET /health) | second | spawn → first Go answer |\n|---|---|---|---|---|\n")
+	for i := range n {
+		t0 := time.Now()
+		w, stop, err := start(root, workertest.Options{ReadyPath: "/__dev/js/health"})
+		if err != nil {
+			return err
+		}
+		up := time.Since(t0)
+		f, err := get(w.URL + "/health")
+		if err != nil {
+			stop()
+			return err
+		}
+		s, err := get(w.URL + "/health")
+		stop()
+		if err != nil {
+			return err
+		}
+		isolate, first, second = append(isolate, up), append(first, f), append(second, s)
+		fmt.Printf("| %d | %.2f s | %s | %s | %.2f s |\n", i+1, up.Seconds(), pct([]time.Duration{f}, 50), pct([]time.Duration{s}, 50), (up + f).Seconds())
+	}
+	fmt.Printf("median: spawn → JS %.2f s, first Go answer %s, second %s\n", q(isolate, 50).Seconds(), pct(first, 50), pct(second, 50))
 	return nil
 }
