@@ -10,8 +10,6 @@ import (
 	"github.com/go-rod/rod"
 	"github.com/go-rod/rod/lib/proto"
 
-	"github.com/flare-dispatch/flare-dispatch/agent/browser"
-	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
@@ -27,16 +25,10 @@ func upgrade(t *testing.T, base, query string, header map[string]string) int {
 // GET /v1/browser/cdp passes a live attempt's CDP websocket through to the configured
 // chromium, refuses what it must (426, 401, 503), and closes when the run ends.
 func TestBrowserCDPPassThroughOnTheLocalStack(t *testing.T) {
-	bin := chromiumtest.Bin(t)
+	endpoint := chromiumtest.Endpoint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	b := browser.New(browser.Config{Bin: bin, TempDir: t.TempDir()})
-	defer b.Close()
-	s, err := b.NewCDPSession(ctx, dsl.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := startStack(t, env{"BROWSER_CDP_URL": s.WSEndpoint()})
+	st := startStack(t, env{"BROWSER_CDP_URL": endpoint})
 	repo, shas := gittest.Repo(t, 1)
 	r := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], "sleep 60", nil), "")
 	if r.status != 202 {

@@ -1,14 +1,11 @@
 package local_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/flare-dispatch/flare-dispatch/agent/browser"
-	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/internal/browserruns"
 	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
@@ -66,17 +63,10 @@ func TestPlaywrightE2EOnTheLocalStackAnnotatesTheCheckRun(t *testing.T) {
 // its sandbox and its acceptance script drives that browser through the edge with the
 // CDP-scoped token it got in CDP_WS_URL.
 func TestCDPAcceptanceThroughTheEdgesPassThrough(t *testing.T) {
-	bin := chromiumtest.Bin(t)
 	browserruns.NeedNode(t)
-	ctx := context.Background()
-	b := browser.New(browser.Config{Bin: bin, TempDir: t.TempDir()})
-	defer b.Close()
-	host, err := b.NewCDPSession(ctx, dsl.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	endpoint := chromiumtest.Endpoint(t)
 	repo, sha := gittest.RepoWith(t, browserruns.Files(t, "app"))
-	st := startStack(t, env{"BROWSER_MODE": "remote", "BROWSER_CDP_URL": host.WSEndpoint()})
+	st := startStack(t, env{"BROWSER_MODE": "remote", "BROWSER_CDP_URL": endpoint})
 	r := dispatch(t, st, "cdp-acceptance", runBody("cdp-acceptance", repo, sha, map[string]any{
 		"repo": repo, "sha": sha, "appBootCommand": "PORT=4327 node server.js", "appPort": 4327,
 		"testCommand": `case "$CDP_WS_URL" in */v1/browser/cdp?token=*) ;; *) echo "not through the edge: $CDP_WS_URL"; exit 9;; esac; node --experimental-websocket accept.js`,

@@ -106,23 +106,3 @@ func decode[T any](t testing.TB, raw json.RawMessage) T {
 }
 
 func needNode(t testing.TB) { browserruns.NeedNode(t) }
-
-// launchURL starts a chromium of the test's own (for looking at pages the runs
-// produced) and returns its CDP websocket URL.
-func (w *world) launchURL(t testing.TB) (string, error) {
-	t.Helper()
-	b := browser.New(browser.Config{Bin: w.bin, TempDir: t.TempDir()})
-	t.Cleanup(func() { b.Close() })
-	s, err := b.NewCDPSession(context.Background(), dsl.SessionOptions{})
-	if err != nil {
-		return "", err
-	}
-	return s.WSEndpoint(), nil
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/dsl/dsltest"
+	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
@@ -129,7 +130,7 @@ func TestProductDemoWalksStoriesRecordsAndReplays(t *testing.T) {
 
 	// The replay page, served by the edge, opened in chromium: it renders the frames of
 	// the recording, and stepping through them reaches the about page.
-	page := rod.New().ControlURL(must(w.launchURL(t))).Context(ctx).MustConnect().MustPage(out.ReplayURI)
+	page := rod.New().ControlURL(chromiumtest.Endpoint(t)).Context(ctx).MustConnect().MustPage(out.ReplayURI)
 	page.MustWaitLoad()
 	frames := page.MustElement("body[data-frames]").MustAttribute("data-frames")
 	if n, _ := strconv.Atoi(*frames); n != out.Frames || n < 3 {

@@ -2,9 +2,14 @@
 package chromiumtest
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"testing"
+	"time"
+
+	"github.com/flare-dispatch/flare-dispatch/agent/browser"
+	"github.com/flare-dispatch/flare-dispatch/dsl"
 )
 
 // Bin returns the chromium binary ($CHROME_PATH, else /usr/bin/chromium). Without it
@@ -22,4 +27,20 @@ func Bin(t testing.TB) string {
 		t.Skipf("no chromium at %s (apt-get install -y chromium)", bin)
 	}
 	return bin
+}
+
+// Endpoint launches a chromium of the test's own (a plain session, as a run's
+// browser sandbox or Browser Rendering would give) and returns its CDP websocket
+// URL; the browser is closed when the test ends.
+func Endpoint(t testing.TB) string {
+	t.Helper()
+	b := browser.New(browser.Config{Bin: Bin(t), TempDir: t.TempDir()})
+	t.Cleanup(func() { b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := b.NewCDPSession(ctx, dsl.SessionOptions{})
+	if err != nil {
+		t.Fatalf("chromium session: %v", err)
+	}
+	return s.WSEndpoint()
 }

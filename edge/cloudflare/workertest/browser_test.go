@@ -20,8 +20,6 @@ import (
 	"github.com/go-rod/rod/lib/cdp"
 	"github.com/go-rod/rod/lib/proto"
 
-	"github.com/flare-dispatch/flare-dispatch/agent/browser"
-	"github.com/flare-dispatch/flare-dispatch/dsl"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/internal/chromiumtest"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
@@ -35,22 +33,16 @@ import (
 // it when the run ends; a preview URL of the attempt reaches a port on the sandbox
 // (LocalAgentProxy: the host's loopback) until the run ends.
 func TestWorkerBrowserCDPAndPreviewURLs(t *testing.T) {
-	bin := chromiumtest.Bin(t)
+	endpoint := chromiumtest.Endpoint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	b := browser.New(browser.Config{Bin: bin, TempDir: t.TempDir()})
-	defer b.Close()
-	sess, err := b.NewCDPSession(ctx, dsl.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "app says %s %s", r.Method, r.URL.RequestURI())
 	}))
 	defer app.Close()
 	appURL, _ := url.Parse(app.URL)
 
-	s := startEdge(t, map[string]string{"BROWSER_CDP_DEV_URL": sess.WSEndpoint(), "SANDBOX_PREVIEW_HOSTNAME": "preview.flare.test"})
+	s := startEdge(t, map[string]string{"BROWSER_CDP_DEV_URL": endpoint, "SANDBOX_PREVIEW_HOSTNAME": "preview.flare.test"})
 	repo, shas := gittest.Repo(t, 1)
 	r := s.dispatch(t, "offload-test", offloadBody(repo, shas[0], "sleep 90"), "")
 	if r.status != http.StatusAccepted {
