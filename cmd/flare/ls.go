@@ -31,20 +31,12 @@ Examples:
 
 func init() { cmdLs.run = runLs }
 
-// listedExecution is one item of GET /v1/executions (contract §3).
+// listedExecution is one item of GET /v1/executions (contract §3): the execution's
+// row as the API shows it, its log link, and its cost once it has one.
 type listedExecution struct {
-	ID          string     `json:"id"`
-	Run         string     `json:"run"`
-	Repo        string     `json:"repo"`
-	Ref         string     `json:"ref"`
-	SHA         string     `json:"sha"`
-	Status      string     `json:"status"`
-	StartedAt   time.Time  `json:"startedAt"`
-	CompletedAt time.Time  `json:"completedAt,omitzero"`
-	Parent      string     `json:"parentExecutionId,omitempty"`
-	CheckRunID  int64      `json:"checkRunId,omitempty"`
-	LogsURL     string     `json:"logsUrl,omitempty"`
-	Cost        *edge.Cost `json:"cost,omitempty"`
+	edge.Execution
+	LogsURL string     `json:"logsUrl,omitempty"`
+	Cost    *edge.Cost `json:"cost,omitempty"`
 }
 
 type executionPage struct {
