@@ -18,6 +18,7 @@ import (
 	"github.com/rhysd/actionlint"
 
 	"github.com/flare-dispatch/flare-dispatch/internal/actiontest"
+	"github.com/flare-dispatch/flare-dispatch/internal/flarebuild"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	if flareBin, err = actiontest.BuildFlare(dir); err != nil {
+	if flareBin, err = flarebuild.Flare(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "build flare:", err)
 		os.Exit(1)
 	}
@@ -71,7 +72,7 @@ func TestEveryRegisteredRunHasARecipe(t *testing.T) {
 }
 
 func TestRecipesPassActionlint(t *testing.T) {
-	root, _ := filepath.Abs(actiontest.Root())
+	root, _ := filepath.Abs(flarebuild.Root())
 	proj, err := actionlint.NewProject(root)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func TestRecipesPassActionlint(t *testing.T) {
 // TestActionlintCatchesAWrongInput shows the lint above can fail: an input the Action
 // does not declare is reported.
 func TestActionlintCatchesAWrongInput(t *testing.T) {
-	root, _ := filepath.Abs(actiontest.Root())
+	root, _ := filepath.Abs(flarebuild.Root())
 	proj, _ := actionlint.NewProject(root)
 	src := "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./actions/flare-dispatch-action\n" +
 		"        with:\n          run: offload-test\n          endpoint: https://x\n          hmac-secret: s\n          hmac_secret: s\n"

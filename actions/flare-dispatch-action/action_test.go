@@ -21,6 +21,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/internal/actiontest"
+	"github.com/flare-dispatch/flare-dispatch/internal/flarebuild"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 )
 
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	if flareBin, err = actiontest.BuildFlare(dir); err != nil {
+	if flareBin, err = flarebuild.Flare(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "build flare:", err)
 		os.Exit(1)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/internal/flarebuild"
 )
 
 var flareBin string
@@ -21,9 +22,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	flareBin = filepath.Join(dir, "flare")
-	if out, err := exec.Command("go", "build", "-o", flareBin, ".").CombinedOutput(); err != nil {
-		panic(string(out))
+	if flareBin, err = flarebuild.Flare(dir); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
+	"github.com/flare-dispatch/flare-dispatch/internal/flarebuild"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
@@ -30,11 +30,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	flareBin = filepath.Join(dir, "flare")
-	build := exec.Command("go", "build", "-tags", "flaretest", "-o", flareBin, "../../cmd/flare")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build flare:", err)
+	if flareBin, err = flarebuild.Flare(dir, "flaretest"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

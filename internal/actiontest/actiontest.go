@@ -9,31 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/internal/flarebuild"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
-// Root is the repository's root directory.
-func Root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 // Script is the Action's script.
-func Script() string { return filepath.Join(Root(), "actions", "flare-dispatch-action", "dispatch.sh") }
-
-// BuildFlare builds the CLI into dir and returns its path: the stack's agents are its
-// `flare agent` processes.
-func BuildFlare(dir string) (string, error) {
-	bin := filepath.Join(dir, "flare")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/flare")
-	cmd.Dir = Root()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	return bin, cmd.Run()
+func Script() string {
+	return filepath.Join(flarebuild.Root(), "actions", "flare-dispatch-action", "dispatch.sh")
 }
 
 // Stack starts the embedded stack with the production runs, as `flare up` does, and

@@ -29,9 +29,9 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
-	"github.com/flare-dispatch/flare-dispatch/internal/actiontest"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakeopenai"
+	"github.com/flare-dispatch/flare-dispatch/internal/flarebuild"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	flareBin, err = actiontest.BuildFlare(dir)
+	flareBin, err = flarebuild.Flare(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "build flare:", err)
 		os.Exit(1)

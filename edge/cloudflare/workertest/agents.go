@@ -9,28 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 )
-
-// BuildFlare builds the flare CLI (cmd/flare) into dir with the given build tags and
-// returns its path. Tests build it with the tag flaretest, so that its agents know the
-// test runs (internal/testruns).
-func BuildFlare(root, dir string, tags ...string) (string, error) {
-	bin := filepath.Join(dir, "flare")
-	args := []string{"build", "-o", bin}
-	if len(tags) > 0 {
-		args = append(args, "-tags", strings.Join(tags, ","))
-	}
-	cmd := exec.Command("go", append(args, "./cmd/flare")...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/flare: %w\n%s", err, out)
-	}
-	return bin, nil
-}
 
 // Supervisor is a running `flare agent-supervisor`: the AGENT_URL of a local Worker,
 // one agent process per sandbox id.

@@ -27,6 +27,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/porttest"
 	"github.com/flare-dispatch/flare-dispatch/internal/ci"
 	"github.com/flare-dispatch/flare-dispatch/internal/fakegithub"
+	"github.com/flare-dispatch/flare-dispatch/internal/flarebuild"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/internal/testruns"
 	"github.com/flare-dispatch/flare-dispatch/internal/webhookexamples"
@@ -63,7 +64,7 @@ func startEdgeWith(t *testing.T, vars map[string]string, kv map[string]map[strin
 	t.Helper()
 	ci.SkipShort(t, "starts wrangler dev and agents")
 	root := Require(t)
-	flare, err := BuildFlare(root, t.TempDir(), "flaretest")
+	flare, err := flarebuild.Flare(t.TempDir(), "flaretest")
 	if err != nil {
 		t.Fatal(err)
 	}
