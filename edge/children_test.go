@@ -66,6 +66,17 @@ func (m *dslMeta) Execution(_ context.Context, id string) (edge.Execution, error
 }
 
 func (m *dslMeta) PutStep(context.Context, edge.StepRow) error { return nil }
+func (m *dslMeta) ReopenExecution(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.execs[id]
+	if !ok {
+		return fmt.Errorf("execution %s: %w", id, edge.ErrNotFound)
+	}
+	e.Status, e.CompletedAt, e.Summary = "queued", time.Time{}, nil
+	m.execs[id] = e
+	return nil
+}
 func (m *dslMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.ExecutionListing, error) {
 	return nil, nil
 }

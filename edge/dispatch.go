@@ -191,6 +191,13 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 	if err != nil {
 		return actors.RunStatus{}, fmt.Errorf("record execution: %w", err)
 	}
+	if !created {
+		// A retry of a dispatch whose start failed: the row was ended (endUnstarted)
+		// and no actor exists, so this Start owns the row as if it had created it.
+		if created, err = s.reopenUnstarted(ctx, p.Exec); err != nil {
+			return actors.RunStatus{}, err
+		}
+	}
 	pool := spec.Pool
 	if pool == "" {
 		pool = dsl.PoolLean
@@ -212,17 +219,39 @@ func (s *Server) Start(ctx context.Context, run dsl.Run, p Params) (actors.RunSt
 	return st, nil
 }
 
+// startFailedTag is the failure tag of a row whose run actor could not be started.
+const startFailedTag = "StartFailed"
+
 // endUnstarted ends the row this Start created when its run actor could not be
 // started (e.g. the actor store's disk is full): without an actor nothing would ever
 // move it from queued. The caller answered 5xx, so a retry with the same id finds
-// the row, starts the actor, and the actor's progress overwrites this ending.
+// the row, reopens it (reopenUnstarted) and starts the actor.
 func (s *Server) endUnstarted(ctx context.Context, exec string, cause error) {
-	summary, _ := json.Marshal(map[string]any{"failure": actors.Failure{Tag: "StartFailed",
+	summary, _ := json.Marshal(map[string]any{"failure": actors.Failure{Tag: startFailedTag,
 		Message: "could not start the execution: " + cause.Error() + "; dispatch it again with the same Idempotency-Key"}})
 	if err := s.Meta.UpdateExecution(context.WithoutCancel(ctx), Execution{ID: exec, Status: string(actors.StatusFailure),
 		CompletedAt: s.Now(), Summary: summary}); err != nil {
 		s.Log.Error("dispatch: ending an execution whose start failed", "execution", exec, "err", err)
 	}
+}
+
+// reopenUnstarted sets a row that endUnstarted ended back to queued, so that the run a
+// retry starts is not shown failed and completed meanwhile (nor keeps the StartFailed
+// summary if it ends without one). It reports whether it did; any other row is left
+// alone (it has a run actor, or had one).
+func (s *Server) reopenUnstarted(ctx context.Context, exec string) (bool, error) {
+	ex, err := s.Meta.Execution(ctx, exec)
+	if err != nil {
+		return false, fmt.Errorf("read execution: %w", err)
+	}
+	var sum struct{ Failure *actors.Failure }
+	if ex.Status != string(actors.StatusFailure) || json.Unmarshal(ex.Summary, &sum) != nil || sum.Failure == nil || sum.Failure.Tag != startFailedTag {
+		return false, nil
+	}
+	if err := s.Meta.ReopenExecution(ctx, exec); err != nil {
+		return false, fmt.Errorf("reopen execution: %w", err)
+	}
+	return true, nil
 }
 
 // sandboxFor is the sandbox an execution runs in.

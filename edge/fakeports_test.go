@@ -91,6 +91,17 @@ func (m *memMeta) Execution(_ context.Context, id string) (edge.Execution, error
 }
 
 func (m *memMeta) PutStep(context.Context, edge.StepRow) error { return nil }
+func (m *memMeta) ReopenExecution(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.execs[id]
+	if !ok {
+		return fmt.Errorf("execution %s: %w", id, edge.ErrNotFound)
+	}
+	e.Status, e.CompletedAt, e.Summary = "queued", time.Time{}, nil
+	m.execs[id] = e
+	return nil
+}
 func (m *memMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.ExecutionListing, error) {
 	return nil, nil
 }

@@ -63,6 +63,9 @@ type Metadata interface {
 	// UpdateExecution writes status, completion time, summary and check-run id
 	// (zero values leave a column as it is).
 	UpdateExecution(ctx context.Context, e Execution) error
+	// ReopenExecution sets the row back to queued with no completion time and no
+	// summary: a retry of a dispatch whose start failed (Start) runs it after all.
+	ReopenExecution(ctx context.Context, id string) error
 	Execution(ctx context.Context, id string) (Execution, error)
 	// ListExecutions returns the executions f selects, newest first, never their
 	// input (GET /v1/executions, the dashboard, a fan-out's children).

@@ -316,6 +316,18 @@ func TestWebhookFailedStartIsNotRecordedSoARedeliveryRetries(t *testing.T) {
 	if got := dispatched(r); len(got) != 1 || got[0] != "pr="+id {
 		t.Fatalf("redelivery: %s", r.raw)
 	}
+	// The retry runs it after all: the row is queued again, not failed and completed
+	// with the StartFailed summary while its run goes on (reopenUnstarted).
+	if ex := f.meta.execs[id]; ex.Status != "queued" || !ex.CompletedAt.IsZero() || ex.Summary != nil {
+		t.Fatalf("row after the retry started it: status %s, completed %v, summary %s", ex.Status, ex.CompletedAt, ex.Summary)
+	}
+	// A row that ended for real is not reopened by another delivery.
+	f.meta.UpdateExecution(t.Context(), edge.Execution{ID: id, Status: "failure", CompletedAt: time.Now(),
+		Summary: []byte(`{"failure":{"tag":"CommandFailed","message":"exit 1"}}`)})
+	f.deliver("pull_request", "d-2", body)
+	if ex := f.meta.execs[id]; ex.Status != "failure" || ex.CompletedAt.IsZero() {
+		t.Fatalf("an ended row was reopened: status %s, completed %v", ex.Status, ex.CompletedAt)
+	}
 }
 
 func TestWebhookConcurrentDeliveriesStartOneExecution(t *testing.T) {

@@ -26,6 +26,7 @@ var metadataTests = []test[edge.Metadata]{
 	{"AbsentExecutionIsErrNotFound", absentExecution},
 	{"UpdateLeavesZeroFieldsAlone", updateKeeps},
 	{"UpdateOfAnAbsentExecutionCreatesNothing", updateAbsent},
+	{"ReopenClearsCompletionAndSummaryKeepsTheRest", reopen},
 	{"PutStepUpsertsAndKeepsTheFirstStart", putStepUpserts},
 	{"StepsAreTheExecutionsInStartOrder", stepsOrdered},
 	{"PriorExecutionIsTheNewestFinishedOfTheFamily", priorExecution},
@@ -73,6 +74,26 @@ func mustExecution(t T, m edge.Metadata, id string) edge.Execution {
 		t.Fatalf("execution %s: %v", id, err)
 	}
 	return e
+}
+
+// reopen: a row ended because its start failed, then started by a retry (edge.Start).
+func reopen(t T, m edge.Metadata) {
+	e := execution(idOf(t))
+	mustCreate(t, m, e)
+	if err := m.UpdateExecution(ctx, edge.Execution{ID: e.ID, Status: "failure", CompletedAt: at.Add(time.Second),
+		Summary: json.RawMessage(`{"failure":{"tag":"StartFailed"}}`), CheckRunID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReopenExecution(ctx, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := mustExecution(t, m, e.ID)
+	if got.Status != "queued" || !got.CompletedAt.IsZero() || got.Summary != nil {
+		t.Fatalf("reopened: status %q, completed %v, summary %s; want queued, none, none", got.Status, got.CompletedAt, got.Summary)
+	}
+	if got.CheckRunID != 7 || got.Run != e.Run || !got.StartedAt.Equal(e.StartedAt) || string(got.Input) != string(e.Input) {
+		t.Fatalf("reopen changed other columns: %+v", got)
+	}
 }
 
 func createOnce(t T, m edge.Metadata) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 )
 
@@ -112,6 +113,16 @@ func (s *Store) UpdateExecution(ctx context.Context, e edge.Execution) error {
 		nullStr([]byte(e.Status)), ms(e.CompletedAt), nullStr(e.Summary), check, e.ID)
 	if err != nil {
 		return fmt.Errorf("update execution %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// ReopenExecution implements edge.Metadata.
+func (s *Store) ReopenExecution(ctx context.Context, id string) error {
+	_, err := s.writes().ExecContext(ctx, `UPDATE executions SET status = ?, completed_at = NULL, summary_json = NULL WHERE id = ?`,
+		string(actors.StatusQueued), id)
+	if err != nil {
+		return fmt.Errorf("reopen execution %s: %w", id, err)
 	}
 	return nil
 }
