@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/dsl"
 )
@@ -57,6 +58,30 @@ func openBrowser(c *dsl.Ctx, o dsl.SessionOptions) (dsl.CDPSession, error) {
 
 type attached struct {
 	WSEndpoint string `json:"wsEndpoint"`
+}
+
+// upload is one directory or file a browser run uploads as an artifact after its
+// command: the step's name, the artifact's name and the path in the sandbox.
+type upload struct{ step, name, path string }
+
+// captureAndUpload is how a browser run ends after its command: what the session saw
+// written to dir (the step captureStep, within timeout), then each upload in order
+// (an empty or missing path uploads nothing). The artifacts come back in the order
+// given.
+func captureAndUpload(c *dsl.Ctx, sess dsl.CDPSession, captureStep, dir string, timeout time.Duration, uploads ...upload) (dsl.Capture, []dsl.Artifact, error) {
+	capture, err := dsl.Step(c, captureStep, func(ctx context.Context) (dsl.Capture, error) {
+		return sess.Capture(ctx, dir)
+	}, dsl.Timeout(timeout))
+	if err != nil {
+		return dsl.Capture{}, nil, err
+	}
+	arts := make([]dsl.Artifact, len(uploads))
+	for i, u := range uploads {
+		if arts[i], err = dsl.UploadArtifact(c, u.step, u.name, u.path, true); err != nil {
+			return dsl.Capture{}, nil, err
+		}
+	}
+	return capture, arts, nil
 }
 
 // link is a markdown link to an artifact, or "—" when nothing was uploaded.

@@ -135,24 +135,14 @@ var CDPAcceptance = dsl.Define(dsl.Spec{
 		return CDPAcceptanceOutput{}, err
 	}
 	captureDir := path.Join(ws.Dir, ".flare-browser")
-	capture, err := dsl.Step(c, "capture-browser", func(ctx context.Context) (dsl.Capture, error) {
-		return sess.Capture(ctx, captureDir)
-	}, dsl.Timeout(2*time.Minute))
+	capture, arts, err := captureAndUpload(c, sess, "capture-browser", captureDir, 2*time.Minute,
+		upload{"upload-report", "acceptance-report", path.Join(ws.Dir, in.ReportDir)},
+		upload{"upload-screenshots", "screenshots", path.Join(ws.Dir, in.ScreenshotsDir)},
+		upload{"upload-browser", "browser", captureDir})
 	if err != nil {
 		return CDPAcceptanceOutput{}, err
 	}
-	report, err := dsl.UploadArtifact(c, "upload-report", "acceptance-report", path.Join(ws.Dir, in.ReportDir), true)
-	if err != nil {
-		return CDPAcceptanceOutput{}, err
-	}
-	shots, err := dsl.UploadArtifact(c, "upload-screenshots", "screenshots", path.Join(ws.Dir, in.ScreenshotsDir), true)
-	if err != nil {
-		return CDPAcceptanceOutput{}, err
-	}
-	browser, err := dsl.UploadArtifact(c, "upload-browser", "browser", captureDir, true)
-	if err != nil {
-		return CDPAcceptanceOutput{}, err
-	}
+	report, shots, browser := arts[0], arts[1], arts[2]
 	out := CDPAcceptanceOutput{ExitCode: res.ExitCode, DurationMs: res.DurationMs, ReportURI: dirURL(report), ScreenshotsURI: dirURL(shots),
 		BrowserURI: dirURL(browser), Browser: capture, LogURI: res.LogURI}
 	out.SummaryMd = acceptanceSummary(res, capture, report, shots, browser)

@@ -110,24 +110,14 @@ var PlaywrightDemo = dsl.Define(dsl.Spec{
 		return PlaywrightDemoOutput{}, err
 	}
 	videoDir := path.Join(ws.Dir, ".flare-video")
-	capture, err := dsl.Step(c, "capture-video", func(ctx context.Context) (dsl.Capture, error) {
-		return sess.Capture(ctx, videoDir)
-	}, dsl.Timeout(5*time.Minute))
+	capture, arts, err := captureAndUpload(c, sess, "capture-video", videoDir, 5*time.Minute,
+		upload{"upload-bundle", "demo-bundle", path.Join(ws.Dir, in.ArtifactPath)},
+		upload{"upload-video", "video", videoDir},
+		upload{"upload-log", "playwright.log", logFile})
 	if err != nil {
 		return PlaywrightDemoOutput{}, err
 	}
-	bundle, err := dsl.UploadArtifact(c, "upload-bundle", "demo-bundle", path.Join(ws.Dir, in.ArtifactPath), true)
-	if err != nil {
-		return PlaywrightDemoOutput{}, err
-	}
-	video, err := dsl.UploadArtifact(c, "upload-video", "video", videoDir, true)
-	if err != nil {
-		return PlaywrightDemoOutput{}, err
-	}
-	log, err := dsl.UploadArtifact(c, "upload-log", "playwright.log", logFile, true)
-	if err != nil {
-		return PlaywrightDemoOutput{}, err
-	}
+	bundle, video, log := arts[0], arts[1], arts[2]
 	out := PlaywrightDemoOutput{ExitCode: res.ExitCode, DurationMs: res.DurationMs, VideoURI: dirURL(bundle), BundleURI: dirURL(bundle), LogURI: log.URL}
 	player := dsl.Artifact{}
 	if capture.VideoFrames > 0 && video.URL != "" {
