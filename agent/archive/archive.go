@@ -3,9 +3,10 @@
 //
 // Writing walks a directory without following symlinks: directories, regular files and
 // symlinks become entries (other file types are skipped); modes keep their permission
-// bits and mtimes are kept. Extraction goes through an os.Root, so no entry, however
-// named, and no symlink in the archive can make it write outside the target directory;
-// symlinks whose target leaves the directory are refused.
+// bits and mtimes are kept (Extract gives every file one new time instead: see there).
+// Extraction goes through an os.Root, so no entry, however named, and no symlink in the
+// archive can make it write outside the target directory; symlinks whose target leaves
+// the directory are refused.
 package archive
 
 import (
@@ -118,10 +119,17 @@ func WriteFile(tw *tar.Writer, name string, r io.Reader, size int64, mode int64)
 // whose first segment target rejects (returns "") are skipped. Target directories are
 // created. Directory modes are applied at the end so read-only directories can be
 // filled. Small files are written by a few workers while the stream is read on (a tree
-// of many small files is bound by file-creation syscalls, not bytes); modification
-// times are not restored.
+// of many small files is bound by file-creation syscalls, not bytes).
+//
+// Every regular file gets one modification time, the extraction's start, rather than
+// the archive's: a restored cache must be newer than the checkout it lands in (the
+// archive's times are older than the sources, so every build tool would call the cache
+// stale), and no restored file may be newer than another, which writing order alone
+// would make them: Cargo rebuilds any unit whose dependency's output is newer than its
+// own ("dependency … is newer than we are"), so a `target` whose lib landed after the
+// integration test that links it recompiled the crate on every warm run.
 func Extract(r io.Reader, target func(top string) string) (Stats, error) {
-	x := &extractor{roots: map[string]*os.Root{}, made: map[string]bool{}, work: make(chan fileJob, 2*extractWorkers)}
+	x := &extractor{roots: map[string]*os.Root{}, made: map[string]bool{}, work: make(chan fileJob, 2*extractWorkers), mtime: time.Now()}
 	for range extractWorkers {
 		x.wg.Add(1)
 		go x.worker()
@@ -155,6 +163,7 @@ type fileJob struct {
 }
 
 type extractor struct {
+	mtime time.Time // every extracted file's modification time
 	roots map[string]*os.Root
 	made  map[string]bool // directories known to exist, by root top + "/" + rel
 	work  chan fileJob
@@ -186,7 +195,7 @@ func (x *extractor) worker() {
 		if x.firstErr() != nil {
 			continue
 		}
-		if err := writeFile(j.root, j.rel, j.mode, bytes.NewReader(j.data)); err != nil {
+		if err := writeFile(j.root, j.rel, j.mode, x.mtime, bytes.NewReader(j.data)); err != nil {
 			x.fail(fmt.Errorf("%s: %w", j.rel, err))
 			continue
 		}
@@ -197,8 +206,9 @@ func (x *extractor) worker() {
 	}
 }
 
-// writeFile creates rel (replacing whatever is there) with mode and the contents of r.
-func writeFile(rt *os.Root, rel string, mode fs.FileMode, r io.Reader) error {
+// writeFile creates rel (replacing whatever is there) with mode, the contents of r and
+// the modification time mtime.
+func writeFile(rt *os.Root, rel string, mode fs.FileMode, mtime time.Time, r io.Reader) error {
 	f, err := rt.OpenFile(rel, os.O_CREATE|os.O_WRONLY|os.O_EXCL, mode|0o200)
 	if errors.Is(err, fs.ErrExist) { // a duplicate entry, or a symlink in its place
 		_ = rt.Remove(rel)
@@ -213,6 +223,9 @@ func writeFile(rt *os.Root, rel string, mode fs.FileMode, r io.Reader) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = rt.Chtimes(rel, mtime, mtime)
 	}
 	return err
 }
@@ -280,7 +293,7 @@ func (x *extractor) run(r io.Reader, target func(top string) string) (Stats, err
 				x.work <- fileJob{rt, rel, mode, data}
 				continue
 			}
-			if err := writeFile(rt, rel, mode, tr); err != nil {
+			if err := writeFile(rt, rel, mode, x.mtime, tr); err != nil {
 				return st, fmt.Errorf("%s: %w", hdr.Name, err)
 			}
 			st.Files++

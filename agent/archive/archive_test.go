@@ -3,10 +3,14 @@ package archive_test
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/agent/archive"
 )
@@ -94,4 +98,83 @@ func FuzzExtractStaysInside(f *testing.F) {
 			t.Fatalf("wrote outside the target: %v", got)
 		}
 	})
+}
+
+// slowReader pauses once, after the first half of its data: a stream from the blob
+// store that arrives in bursts, as a restore's does.
+type slowReader struct {
+	data   []byte
+	off    int
+	paused bool
+	pause  time.Duration
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.off >= len(r.data) {
+		return 0, io.EOF
+	}
+	end := len(r.data)
+	if !r.paused {
+		if r.off >= len(r.data)/2 {
+			r.paused = true
+			time.Sleep(r.pause) // the input's own delay, not synchronisation
+		} else {
+			end = len(r.data) / 2
+		}
+	}
+	n := copy(p, r.data[r.off:end])
+	r.off += n
+	return n, nil
+}
+
+// A restored cache must not contain a file newer than another: Cargo recompiles a unit
+// whose dependency's output is newer than its own (its integration test after its lib
+// landed later in the restore), and did so on every warm run in a fresh sandbox
+// (BENCHMARKS.md, "Warm caches in a cold sandbox", 2026-12-04 18:40). Extract gives
+// every file the extraction's start as its time, newer than anything written before it
+// (the checkout). Without that, the files written after the pause are ≥ 50 ms newer
+// than those before it and this test fails.
+func TestExtractGivesEveryFileOneTimeAfterWhatCameBefore(t *testing.T) {
+	var entries []entry
+	for i := range 40 {
+		entries = append(entries, entry{name: fmt.Sprintf("0/deps/f%02d", i), body: strings.Repeat("x", 1000*i), typ: tar.TypeReg})
+		if i == 30 { // a large file, written inline rather than by the workers
+			entries = append(entries, entry{name: "0/deps/large.rlib", body: strings.Repeat("y", 3<<20), typ: tar.TypeReg})
+		}
+	}
+	data := tarOf(entries...)
+	base := t.TempDir()
+	source := filepath.Join(base, "src.rs") // the checkout, written before the restore
+	if err := os.WriteFile(source, []byte("fn main() {}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := os.Stat(source)
+	target := filepath.Join(base, "target")
+	st, err := archive.Extract(&slowReader{data: data, pause: 50 * time.Millisecond}, func(string) string { return target })
+	if err != nil || st.Files != 41 {
+		t.Fatalf("extract: %+v %v", st, err)
+	}
+	var first time.Time
+	err = filepath.WalkDir(target, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if first.IsZero() {
+			first = info.ModTime()
+		}
+		if !info.ModTime().Equal(first) {
+			t.Errorf("%s: modified at %v, another restored file at %v", p, info.ModTime(), first)
+		}
+		if info.ModTime().Before(src.ModTime()) {
+			t.Errorf("%s: modified at %v, before the checkout's %v", p, info.ModTime(), src.ModTime())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
