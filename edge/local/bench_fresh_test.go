@@ -2,9 +2,12 @@ package local_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,20 +19,29 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
-// freshFixture is a repository to measure: its files, a command that prepares the
-// lockfile with the real tool (nil: none), the command a run executes, and whether the
-// run installs dependencies first.
+// freshFixture is a repository to measure: its files (inline, or a tree copied from
+// elsewhere), a command that prepares the lockfile with the real tool (nil: none), the
+// command a run executes, and whether the run installs dependencies first.
 type freshFixture struct {
-	name    string
+	name    string // FLARE_BENCH_FIXTURES picks by name or by tool ("go": both Go fixtures)
+	what    string // the table's description of the fixture
 	tool    string // must be on PATH (CI=true: a failure, never a skip)
 	files   map[string]string
+	tree    func(testing.TB) string // a directory whose files are the fixture's (nil: files)
 	prepare []string
 	command string
 	install string // "" or the install command a bare run does first
 }
 
+// realGoModule is the real Go fixture: a third-party module whose go.mod requires
+// nothing outside the standard library (a fresh sandbox needs no module download),
+// pinned, with a warm `go test ./...` of a few seconds (issue 15's motivating example).
+const realGoModule = "github.com/BurntSushi/toml@v1.6.0"
+
 var freshFixtures = []freshFixture{
-	{name: "go", tool: "go", command: "go test -count=1 ./...", files: map[string]string{
+	{name: "go", tool: "go", command: "go test -count=1 ./...", tree: goModuleTree(realGoModule),
+		what: realGoModule + " through the Go module proxy (stdlib only; 8 packages, ~10k lines, 1,000 toml-test files)"},
+	{name: "go-small", tool: "go", command: "go test -count=1 ./...", what: "2 stdlib-only packages written for the bench", files: map[string]string{
 		"go.mod": "module example.com/fx\n\ngo 1.26\n",
 		"api/api.go": `package api
 
@@ -71,11 +83,13 @@ func TestHandler(t *testing.T) {
 		"text/text.go":      "package text\n\nimport \"strings\"\n\n// Words splits s.\nfunc Words(s string) []string { return strings.Fields(s) }\n",
 		"text/text_test.go": "package text\n\nimport \"testing\"\n\nfunc TestWords(t *testing.T) {\n\tif len(Words(\"a b\")) != 2 {\n\t\tt.Fatal(\"words\")\n\t}\n}\n",
 	}},
-	{name: "npm", tool: "npm", command: "npm test", install: "npm ci --no-audit --no-fund", files: map[string]string{
+	{name: "npm", tool: "npm", what: "`is-number` 7.0.0 from the registry", command: "npm test", install: "npm ci --no-audit --no-fund", files: map[string]string{
 		"package.json": `{"name":"fx","version":"1.0.0","private":true,"scripts":{"test":"node test.js"},"dependencies":{"is-number":"7.0.0"}}`,
 		"test.js":      "const isNumber = require('is-number');\nif (!isNumber(5)) process.exit(1);\nconsole.log('ok');\n",
 	}, prepare: []string{"npm", "install", "--no-audit", "--no-fund", "--package-lock-only"}},
-	{name: "cargo", tool: "cargo", command: "cargo test --offline", files: map[string]string{
+	{name: "cargo", tool: "cargo", command: "cargo test --offline", tree: sourceTree("testdata/freshcargo"),
+		what: "ledgerkit (testdata/freshcargo, written for the bench): 6 modules, property tests, a doc-test", prepare: []string{"cargo", "generate-lockfile", "--offline"}},
+	{name: "cargo-small", tool: "cargo", what: "one function, one test", command: "cargo test --offline", files: map[string]string{
 		"Cargo.toml": "[package]\nname = \"fx\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
 		"src/lib.rs": "pub fn add(a: u64, b: u64) -> u64 { a + b }\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() { assert_eq!(super::add(2, 2), 4); }\n}\n",
 	}, prepare: []string{"cargo", "generate-lockfile", "--offline"}},
@@ -89,56 +103,160 @@ func TestHandler(t *testing.T) {
 // dispatch → completed check of the first run in a fresh stack (cold: nothing in the
 // blob store); second = the same at the next commit (same lockfile: another fresh
 // sandbox, caches restored from the blob store). Goals: second ≤ 1.3× bare, first ≤ 3×.
-// It prints a markdown table for BENCHMARKS.md with the machine and date.
+// It prints a markdown table for BENCHMARKS.md with the machine, date, toolchains and
+// each row's load average.
 // FLARE_BENCH_FRESH=1 turns it on (it compiles cold: minutes on a loaded machine);
-// FLARE_BENCH_FIXTURES=go,npm picks fixtures.
+// FLARE_BENCH_FIXTURES=go,npm picks fixtures by name or tool ("go" runs go and go-small).
+// The real Go fixture is fetched through the Go module proxy: no proxy, a failed bench.
 func BenchmarkFreshSandbox(b *testing.B) {
 	if os.Getenv("FLARE_BENCH_FRESH") == "" {
 		b.Skip("set FLARE_BENCH_FRESH=1 to run the fresh-sandbox benchmark")
 	}
-	want := os.Getenv("FLARE_BENCH_FIXTURES")
+	want := strings.Split(os.Getenv("FLARE_BENCH_FIXTURES"), ",")
+	started := time.Now().UTC()
+	startLoad := strings.Join(loadFields(), " ")
 	var rows []string
 	for _, fx := range freshFixtures {
-		if want != "" && !slices.Contains(strings.Split(want, ","), fx.name) {
+		if want[0] != "" && !slices.Contains(want, fx.name) && !slices.Contains(want, fx.tool) {
 			continue
 		}
 		if _, err := exec.LookPath(fx.tool); err != nil {
 			if os.Getenv("CI") == "true" {
 				b.Fatalf("%s is required", fx.tool)
 			}
-			rows = append(rows, fmt.Sprintf("| %s | %s not installed | | | |", fx.name, fx.tool))
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s not installed | | | | |", fx.name, fx.what, fx.tool))
 			continue
 		}
 		b.Run(fx.name, func(b *testing.B) {
 			for b.Loop() {
+				load := loadAvg()
 				bare, first, second := measureFresh(b, fx)
 				b.ReportMetric(bare.Seconds(), "bare-s")
 				b.ReportMetric(first.Seconds(), "first-s")
 				b.ReportMetric(second.Seconds(), "second-s")
-				rows = append(rows, fmt.Sprintf("| %s | %.2f s | %.2f s (**%.2f×**) | %.2f s (**%.2f×**) | `%s` |", fx.name,
-					bare.Seconds(), first.Seconds(), first.Seconds()/bare.Seconds(), second.Seconds(), second.Seconds()/bare.Seconds(), fx.command))
+				rows = append(rows, fmt.Sprintf("| %s | %s | %.2f s | %.2f s (**%.2f×**) | %.2f s (**%.2f×**) | %s → %s | `%s` |", fx.name, fx.what,
+					bare.Seconds(), first.Seconds(), first.Seconds()/bare.Seconds(), second.Seconds(), second.Seconds()/bare.Seconds(),
+					load, loadAvg(), fx.command))
 			}
 		})
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("\n%s, %d CPU, %s, %s\n\n| fixture | bare, warm | first run, fresh sandbox (goal ≤ 3×) | second run, fresh sandbox (goal ≤ 1.3×) | command |\n|---|---|---|---|---|\n%s\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), machine(), host, strings.Join(rows, "\n"))
+	fmt.Printf("\n%s → %s UTC, %s (%s), %d CPU, load average (1, 5, 15 min) at the start %s, at the end %s\n%s\n\n"+
+		"| fixture | what | bare, warm (median of 3) | first run, fresh sandbox (goal ≤ 3×) | second run, fresh sandbox (goal ≤ 1.3×) | load (1 min) during the row | command |\n"+
+		"|---|---|---|---|---|---|---|\n%s\n",
+		started.Format("2006-01-02 15:04"), time.Now().UTC().Format("15:04"), uname(), host, runtime.NumCPU(),
+		startLoad, strings.Join(loadFields(), " "), toolchains(), strings.Join(rows, "\n"))
 }
 
-// machine is the kernel and load average, for the figures' context.
-func machine() string {
-	out, _ := exec.Command("uname", "-srm").Output()
+// loadFields is /proc/loadavg's 1, 5 and 15 minute averages (nil where it cannot be read).
+func loadFields() []string {
 	load, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(load))
-	if len(f) >= 3 {
-		return strings.TrimSpace(string(out)) + ", load " + strings.Join(f[:3], " ")
+	if f := strings.Fields(string(load)); len(f) >= 3 {
+		return f[:3]
 	}
+	return nil
+}
+
+// loadAvg is the 1-minute load average, for a row's context.
+func loadAvg() string {
+	if f := loadFields(); f != nil {
+		return f[0]
+	}
+	return "?"
+}
+
+func uname() string {
+	out, _ := exec.Command("uname", "-srm").Output()
 	return strings.TrimSpace(string(out))
+}
+
+// toolchains names the versions the figures were taken with.
+func toolchains() string {
+	var v []string
+	for _, c := range [][]string{{"go", "version"}, {"cargo", "--version"}, {"node", "--version"}, {"npm", "--version"}} {
+		out, err := exec.Command(c[0], c[1:]...).Output()
+		if err != nil {
+			continue
+		}
+		line := strings.TrimSpace(string(out))
+		if c[0] == "node" || c[0] == "npm" {
+			line = c[0] + " " + line
+		}
+		v = append(v, line)
+	}
+	return strings.Join(v, "; ")
+}
+
+// goModuleTree fetches a module (path@version) through the Go module proxy this
+// machine reaches (`go mod download`, into the host's module cache) and returns its
+// directory. A module that cannot be fetched fails the benchmark with go's own error:
+// never a silent skip, which would print a table without the row that matters.
+func goModuleTree(mod string) func(testing.TB) string {
+	return func(tb testing.TB) string {
+		tb.Helper()
+		cmd := exec.Command("go", "mod", "download", "-json", mod)
+		cmd.Dir = tb.TempDir() // outside any module: the download is all it does
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		var got struct{ Dir, Error string }
+		if jerr := json.Unmarshal(out, &got); err != nil || jerr != nil || got.Error != "" || got.Dir == "" {
+			goproxy, _ := exec.Command("go", "env", "GOPROXY").Output()
+			tb.Fatalf("fetching the fixture %s through the Go module proxy (GOPROXY=%s): %v %s%s",
+				mod, strings.TrimSpace(string(goproxy)), err, got.Error, stderr.String())
+		}
+		return got.Dir
+	}
+}
+
+// sourceTree is a directory of this package's testdata.
+func sourceTree(dir string) func(testing.TB) string {
+	return func(tb testing.TB) string {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return abs
+	}
+}
+
+// copyTree copies the regular files under src into dst, keeping the executable bit;
+// files are written writable whatever their mode (the module cache's are read-only).
+func copyTree(tb testing.TB, src, dst string) {
+	tb.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		body, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(to, body, 0o644|info.Mode().Perm()&0o111)
+	})
+	if err != nil {
+		tb.Fatalf("copying the fixture %s: %v", src, err)
+	}
 }
 
 func measureFresh(b *testing.B, fx freshFixture) (bare, first, second time.Duration) {
 	w := gittest.Init(b)
 	w.Write(fx.files)
+	if fx.tree != nil {
+		copyTree(b, fx.tree(b), w.Dir)
+	}
 	if fx.prepare != nil {
 		cmd := exec.Command(fx.prepare[0], fx.prepare[1:]...)
 		cmd.Dir = w.Dir
