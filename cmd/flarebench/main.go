@@ -38,6 +38,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/internal/benchstat"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
@@ -67,7 +68,7 @@ func main() {
 	tmp, err := os.MkdirTemp("", "flarebench-")
 	check(err)
 	defer os.RemoveAll(tmp)
-	started, load0 := time.Now().UTC(), loadAvg()
+	started, load0 := time.Now().UTC(), benchstat.LoadAvg()
 	bin := filepath.Join(tmp, "flare")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/flare")
 	build.Stderr = os.Stderr
@@ -80,11 +81,11 @@ func main() {
 	}{{"accept", b.accept}, {"backlog", b.backlog}, {"first-step", b.firstStep}, {"overhead", b.overhead},
 		{"logs", b.logs}, {"actor-memory", b.actorMemory}, {"reaping", b.reaping}, {"cap", b.capFIFO}} {
 		if len(want) == 0 || want[m.name] {
-			b.load = loadAvg()
+			b.load = benchstat.LoadAvg()
 			m.f()
 		}
 	}
-	md := b.markdown(started, load0, loadAvg())
+	md := b.markdown(started, load0, benchstat.LoadAvg())
 	fmt.Print("\n" + md)
 	if *mdPath != "" {
 		check(os.WriteFile(*mdPath, []byte(md), 0o644))
@@ -104,7 +105,7 @@ type row struct{ what, figure, goal, reference, load, command string }
 
 // add records a figure and prints it at once (the table comes at the end).
 func (b *bench) add(r row) {
-	r.load = b.load + "–" + loadAvg()
+	r.load = b.load + "–" + benchstat.LoadAvg()
 	b.rows = append(b.rows, r)
 	fmt.Printf("%s: %s (goal: %s; reference: %s; load %s)\n", r.what, r.figure, r.goal, r.reference, r.load)
 }
@@ -113,7 +114,7 @@ func (b *bench) markdown(started time.Time, load0, load1 string) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "### The local stack, one command (`go run ./cmd/flarebench %s`)\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(&s, "%s UTC, %s; load average %s at the start, %s at the end.\n\n",
-		started.Format("2006-01-02 15:04"), machine(), load0, load1)
+		started.Format("2006-01-02 15:04"), benchstat.Machine(), load0, load1)
 	s.WriteString("| what | figure | goal | reference | load (1 min) | command |\n|---|---|---|---|---|---|\n")
 	for _, r := range b.rows {
 		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | `%s` |\n", r.what, r.figure, r.goal, r.reference, r.load, r.command)
@@ -165,29 +166,16 @@ func post(st *local.Stack, key, sha, command string, env map[string]string) (int
 // burst posts n dispatches from clients goroutines (commit i picks the sha) and
 // returns each one's latency and the answers that were not 202.
 func burst(st *local.Stack, n, clients int, prefix string, sha func(i int) string, command string) ([]time.Duration, int) {
-	lat := make([]time.Duration, n)
-	var bad sync.Map
-	next := make(chan int, n)
-	for i := range n {
-		next <- i
+	lat, bad := benchstat.Fanout(n, clients, func(i int) error {
+		if status, raw, _ := post(st, fmt.Sprintf("%s-%d", prefix, i), sha(i), command, nil); status != http.StatusAccepted {
+			return fmt.Errorf("%d %s", status, raw)
+		}
+		return nil
+	})
+	for _, err := range bad {
+		fmt.Fprintln(os.Stderr, "dispatch:", err)
 	}
-	close(next)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for i := range next {
-				status, raw, took := post(st, fmt.Sprintf("%s-%d", prefix, i), sha(i), command, nil)
-				lat[i] = took
-				if status != http.StatusAccepted {
-					bad.Store(i, fmt.Sprintf("%d %s", status, raw))
-				}
-			}
-		})
-	}
-	wg.Wait()
-	errs := 0
-	bad.Range(func(_, v any) bool { errs++; fmt.Fprintln(os.Stderr, "dispatch:", v); return true })
-	return lat, errs
+	return lat, len(bad)
 }
 
 // backlog: dispatch accept with 0 and with -depth runs already queued (issue 15:
@@ -234,9 +222,9 @@ func (b *bench) backlog() {
 		empty, deep, errs = append(empty, e...), append(deep, d...), errs+n0+n1
 		ratios = append(ratios, fmt.Sprintf("%.2f×/%.2f×", ratio(d, e, 50), ratio(d, e, 99)))
 	}
-	b.add(row{what: fmt.Sprintf("dispatch accept, %s queued vs 0 (ADMISSION_CAP=4 held; 300 dispatches from 8 clients; %d interleaved pairs)", thousands(*depth), max(*repeat, 1)),
+	b.add(row{what: fmt.Sprintf("dispatch accept, %s queued vs 0 (ADMISSION_CAP=4 held; 300 dispatches from 8 clients; %d interleaved pairs)", benchstat.Thousands(*depth), max(*repeat, 1)),
 		figure: fmt.Sprintf("0 queued p50 %s p99 %s; %s queued p50 %s p99 %s: **%.2f× p50, %.2f× p99** (pairs, p50/p99: %s); non-202: %d",
-			ms(pct(empty, 50)), ms(pct(empty, 99)), thousands(*depth), ms(pct(deep, 50)), ms(pct(deep, 99)), ratio(deep, empty, 50), ratio(deep, empty, 99), strings.Join(ratios, ", "), errs),
+			ms(pct(empty, 50)), ms(pct(empty, 99)), benchstat.Thousands(*depth), ms(pct(deep, 50)), ms(pct(deep, 99)), ratio(deep, empty, 50), ratio(deep, empty, 99), strings.Join(ratios, ", "), errs),
 		goal: "≤ 1.2× apart, no 5xx", reference: "the same burst with 0 queued", command: "go run ./cmd/flarebench -only backlog"})
 }
 
@@ -555,7 +543,7 @@ func (b *bench) reaping() {
 		if a.n == small.n {
 			ref = "the baseline of the next row"
 		}
-		b.add(row{what: fmt.Sprintf("the stack after %s dispatches on distinct commits (each a new sandbox and `flare agent`), default cap 16", thousands(a.n)),
+		b.add(row{what: fmt.Sprintf("the stack after %s dispatches on distinct commits (each a new sandbox and `flare agent`), default cap 16", benchstat.Thousands(a.n)),
 			figure: fmt.Sprintf("**%d agents** left (peak %d while running); %d processes, **%d open fds**, **%.0f MB RSS** (this process + its children); %d failed; all done in %s",
 				a.agents, a.peak, a.procs, a.fds, float64(a.rss)/1e6, a.failed, a.took.Round(100*time.Millisecond)),
 			goal: "agents reaped: 0 left; fds and RSS flat in the number of runs", reference: ref,
@@ -698,52 +686,12 @@ func profile(name string) func() {
 }
 
 func pct(d []time.Duration, p int) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*p/100)].Round(10 * time.Microsecond)
+	return benchstat.Percentile(d, float64(p)).Round(10 * time.Microsecond)
 }
 
 func ratio(x, y []time.Duration, p int) float64 { return float64(pct(x, p)) / float64(pct(y, p)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
-
-func thousands(n int) string {
-	s := strconv.Itoa(n)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); len(f) > 0 {
-		return f[0]
-	}
-	return "?"
-}
-
-// machine describes this machine: CPUs, memory, kernel, Go.
-func machine() string {
-	model := ""
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "model name"); ok {
-				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 1 {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			mem = fmt.Sprintf("%.0f GiB", kb/(1<<20))
-		}
-	}
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return fmt.Sprintf("%d vCPU (%s), %s, Linux %s %s, %s", runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)), runtime.GOARCH, runtime.Version())
-}
 
 // gitRepo makes a repository of n commits (git fast-import: a thousand commits in well
 // under a second) and returns its path and the commits in order.
