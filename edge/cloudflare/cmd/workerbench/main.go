@@ -9,7 +9,8 @@
 //	go run ./edge/cloudflare/cmd/workerbench [-n 1000] [-c 8] [-dry-run=false]
 //	go run ./edge/cloudflare/cmd/workerbench -sizes 40   # what is big in the wasm
 //	go run ./edge/cloudflare/cmd/workerbench -admission 2000,20000  # one pool at depth
-//	go run ./edge/cloudflare/cmd/workerbench -backlog 2000  # accept with 0 and 2,000 queued
+//	go run ./edge/cloudflare/cmd/workerbench -backlog 2000  # accept with 0 and 2,000 queued, interleaved
+//	go run ./edge/cloudflare/cmd/workerbench -acceptparts 50  # what one new dispatch is made of
 //	go run ./edge/cloudflare/cmd/workerbench -coldstart 5   # wrangler dev spawn → first answers
 //
 // It needs worker/node_modules (cd worker && npm ci).
@@ -18,16 +19,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +35,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/actors"
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/workertest"
+	"github.com/flare-dispatch/flare-dispatch/internal/benchstat"
 )
 
 func main() {
@@ -47,11 +46,22 @@ func main() {
 	sizes := flag.Int("sizes", 0, "only print the N largest packages of the Worker's wasm (code, gzip -9 alone) and exit")
 	depths := flag.String("admission", "", "only measure one pool's admission Durable Object at these queue depths (e.g. 2000,20000) and exit")
 	backlog := flag.Int("backlog", 0, "only measure dispatch accept with 0 and with this many runs queued (runs cannot start) and exit")
+	pairs := flag.Int("pairs", 6, "-backlog: timed pairs of batches, alternating the two stacks, both up at once (0: the two stacks one after the other, 300 timed each)")
+	batch := flag.Int("batch", 50, "-backlog: dispatches per timed batch (8 clients)")
+	warmup := flag.Int("warmup", 50, "-backlog with -pairs: untimed dispatches to each stack before the pairs")
+	parts := flag.Int("acceptparts", 0, "only time the parts of one new dispatch (KV, D1, run object creation...) this many rounds and exit")
 	cold := flag.Int("coldstart", 0, "only measure the Worker's cold start this many times and exit")
 	flag.StringVar(&logPath, "log", "", "also write everything wrangler dev prints to this file")
 	flag.Parse()
 	if *backlog > 0 {
-		if err := backlogAccept(*backlog); err != nil {
+		if err := backlogAccept(*backlog, *pairs, *batch, *warmup); err != nil {
+			fmt.Fprintln(os.Stderr, "workerbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *parts > 0 {
+		if err := acceptParts(*parts); err != nil {
 			fmt.Fprintln(os.Stderr, "workerbench:", err)
 			os.Exit(1)
 		}
@@ -221,7 +231,7 @@ func run(n, conc int, dur time.Duration, dry bool) error {
 		fmt.Printf("| %s | %s | %s | %s |\n", r.name, pct(r.t, 50), pct(r.t, 90), pct(r.t, 99))
 	}
 	ratio := func(name string, a, b []time.Duration) {
-		fmt.Printf("%s: p50 %.2f, p99 %.2f\n", name, float64(q(a, 50))/float64(q(b, 50)), float64(q(a, 99))/float64(q(b, 99)))
+		fmt.Printf("%s: p50 %.2f, p99 %.2f\n", name, benchstat.Ratio(a, b, 50), benchstat.Ratio(a, b, 99))
 	}
 	ratio("health Go/JS", routes[1].t, routes[2].t)
 	ratio("dispatch Go/JS", routes[3].t, routes[4].t)
@@ -252,18 +262,9 @@ func run(n, conc int, dur time.Duration, dry bool) error {
 	return nil
 }
 
-func q(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	return s[max(0, min(len(s)-1, i-1))]
-}
-
-func pct(d []time.Duration, p int) string {
-	return fmt.Sprintf("%.2f ms", float64(q(d, p).Microseconds())/1000)
+// pct formats the nearest-rank p-th percentile of d in milliseconds.
+func pct(d []time.Duration, p float64) string {
+	return fmt.Sprintf("%.2f ms", float64(benchstat.Percentile(d, p).Microseconds())/1000)
 }
 
 // packageSizes prints what each package contributes to build/app.wasm: its functions'
@@ -398,136 +399,6 @@ func admissionAtDepth(list string) (err error) {
 	return nil
 }
 
-// backlogAccept is issue 15's proof under workerd: dispatch accept with 0 and with
-// depth runs queued, while no run can start (the sandboxes forward to a closed port,
-// as with the agent supervisor stopped, so every start fails and is retried). On each
-// of two fresh `wrangler dev` stacks with ADMISSION_CAP=4: (second stack only) depth
-// signed dispatches from 8 clients, 15 s to settle; then 300 dispatches from 8
-// clients, timed, and a burst of 500 dispatches from 50 clients at once (the issue's
-// realistic burst). Goal: the two 300s within 1.2× of each other, no answer but 202.
-func backlogAccept(depth int) error {
-	root, err := workertest.Root()
-	if err != nil {
-		return err
-	}
-	if err := workertest.Build(root); err != nil {
-		return err
-	}
-	closed, err := closedPort()
-	if err != nil {
-		return err
-	}
-	type result struct {
-		lat          []time.Duration
-		bad          int
-		burst        time.Duration
-		burstBad     int
-		queueing     time.Duration
-		queueingBad  int
-		queuedBefore int
-	}
-	measure := func(depth int) (r result, err error) {
-		w, stop, err := start(root, workertest.Options{Migrate: true, AgentURL: closed,
-			Vars: map[string]string{"HMAC_SECRET": benchSecret, "ADMISSION_CAP": "4"}})
-		if err != nil {
-			return r, err
-		}
-		defer stop()
-		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
-		// burst sends n distinct dispatches (each its own commit, so its own sandbox)
-		// from clients senders and returns each one's latency and the non-202 count.
-		burst := func(prefix string, n, clients int) ([]time.Duration, int) {
-			lat := make([]time.Duration, n)
-			var bad atomic.Int64
-			next := make(chan int, n)
-			for i := range n {
-				next <- i
-			}
-			close(next)
-			var wg sync.WaitGroup
-			for range clients {
-				wg.Go(func() {
-					for i := range next {
-						key := fmt.Sprintf("%s-%d", prefix, i)
-						sha := fmt.Sprintf("%x", sha1.Sum([]byte(key)))
-						body := []byte(`{"run":"offload-test","github":{"repo":"acme/app","sha":"` + sha + `"},` +
-							`"inputs":{"repo":"acme/app","sha":"` + sha + `","command":"true"}}`)
-						req, _ := http.NewRequest(http.MethodPost, w.URL+"/v1/dispatch/offload-test", bytes.NewReader(body))
-						req.Header.Set("X-FlareDispatch-Signature", edge.SignatureHeader(benchSecret, body))
-						req.Header.Set("Content-Type", "application/json")
-						req.Header.Set("Idempotency-Key", key)
-						t0 := time.Now()
-						res, err := c.Do(req)
-						if err != nil {
-							lat[i] = time.Since(t0)
-							if bad.Add(1) <= 5 {
-								fmt.Fprintln(os.Stderr, prefix, "dispatch:", err)
-							}
-							continue
-						}
-						raw, _ := io.ReadAll(res.Body)
-						res.Body.Close()
-						lat[i] = time.Since(t0)
-						if res.StatusCode != http.StatusAccepted && bad.Add(1) <= 5 {
-							fmt.Fprintln(os.Stderr, time.Now().Format(time.TimeOnly), prefix, "dispatch:", res.StatusCode, string(raw))
-						}
-					}
-				})
-			}
-			wg.Wait()
-			return lat, int(bad.Load())
-		}
-		if depth > 0 {
-			t0 := time.Now()
-			_, r.queueingBad = burst("queued", depth, 8)
-			r.queueing = time.Since(t0)
-			time.Sleep(15 * time.Second)
-		}
-		// The timed 300 first: a burst leaves runs to settle that would weigh on them.
-		r.lat, r.bad = burst("measured", 300, 8)
-		t0 := time.Now()
-		_, r.burstBad = burst("burst", 500, 50)
-		r.burst = time.Since(t0)
-		return r, nil
-	}
-	empty, err := measure(0)
-	if err != nil {
-		return err
-	}
-	deep, err := measure(depth)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("dispatch accept under wrangler dev, ADMISSION_CAP=4, no run can start (AGENT_URL %s):\n", closed)
-	fmt.Printf("| queued before | %d dispatches, 8 clients | 300 timed from 8 clients p50 / p99 | then a burst of 500 from 50 clients | non-202 (queueing, timed, burst) |\n|---|---|---|---|---|\n", depth)
-	for _, x := range []struct {
-		n int
-		r result
-	}{{0, empty}, {depth, deep}} {
-		queueing := "—"
-		if x.n > 0 {
-			queueing = fmt.Sprintf("%.1f s (%.0f/s)", x.r.queueing.Seconds(), float64(x.n)/x.r.queueing.Seconds())
-		}
-		fmt.Printf("| %d | %s | %s / %s | %.1f s (%.0f/s) | %d, %d, %d |\n", x.n, queueing, pct(x.r.lat, 50), pct(x.r.lat, 99),
-			x.r.burst.Seconds(), 500/x.r.burst.Seconds(), x.r.queueingBad, x.r.bad, x.r.burstBad)
-	}
-	fmt.Printf("ratio %d queued / 0 queued: p50 %.2f×, p99 %.2f× (goal ≤ 1.2×)\n", depth,
-		float64(q(deep.lat, 50))/float64(q(empty.lat, 50)), float64(q(deep.lat, 99))/float64(q(empty.lat, 99)))
-	return nil
-}
-
-// closedPort returns the URL of a loopback port nothing listens on: a sandbox
-// forwarding there fails to start, like one whose agent supervisor is stopped.
-func closedPort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr, nil
-}
-
 // coldStart measures the Worker's cold start under workerd n times, each on a fresh
 // `wrangler dev` (new persistence directory, nothing migrated): from the spawn until a
 // plain-JavaScript route answers (wrangler, workerd and the isolate up: the module
@@ -576,6 +447,6 @@ func coldStart(n int) error {
 		isolate, first, second = append(isolate, up), append(first, f), append(second, s)
 		fmt.Printf("| %d | %.2f s | %s | %s | %.2f s |\n", i+1, up.Seconds(), pct([]time.Duration{f}, 50), pct([]time.Duration{s}, 50), (up + f).Seconds())
 	}
-	fmt.Printf("median: spawn → JS %.2f s, first Go answer %s, second %s\n", q(isolate, 50).Seconds(), pct(first, 50), pct(second, 50))
+	fmt.Printf("median: spawn → JS %.2f s, first Go answer %s, second %s\n", benchstat.Percentile(isolate, 50).Seconds(), pct(first, 50), pct(second, 50))
 	return nil
 }
