@@ -392,16 +392,15 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 	if prefix == "" {
 		prefix = "logs/" + st.Exec + "/"
 	}
-	sink, first, quota := s.logSink(ctx, st, prefix, log)
+	sink, numbering := s.logSink(ctx, st, prefix, log)
 	sb, err := sandbox.New(sandbox.Config{
-		Workspace: s.cfg.Workspace,
-		Local:     st.Local,
-		Logs:      sink,
-		LogPrefix: prefix,
-		FirstExec: first,
-		LogQuota:  quota,
-		LogGiveUp: s.cfg.LogGiveUp,
-		Redactor:  red,
+		Workspace:    s.cfg.Workspace,
+		Local:        st.Local,
+		Logs:         sink,
+		LogPrefix:    prefix,
+		LogNumbering: numbering,
+		LogGiveUp:    s.cfg.LogGiveUp,
+		Redactor:     red,
 		GitToken: func(ctx context.Context, repo string) (string, error) {
 			g, err := client.GitCredentials(ctx, repo)
 			return g.Token, err
@@ -459,32 +458,45 @@ func (s *server) execute(ctx context.Context, a *attempt, run dsl.Run, client *a
 // saveTimeout bounds the OnSuccess hooks (cache saves) of a run.
 const saveTimeout = 10 * time.Minute
 
-// logSink connects to the blob store of Start and finds the number of this attempt's
-// first command log (after every log an earlier attempt wrote) and what is left of the
-// execution's log quota (Start.Blobs.LogQuota, counted across attempts, so a retried
-// runaway does not get a fresh budget each time). Without a store, logs are not
-// shipped (the tails still reach the journal).
-func (s *server) logSink(ctx context.Context, st agentapi.Start, prefix string, log *slog.Logger) (logship.Sink, int, *logship.Quota) {
+// logSink connects to the blob store of Start and starts finding the number of this
+// attempt's first command log (after every log an earlier attempt wrote) and what is
+// left of the execution's log quota (Start.Blobs.LogQuota, counted across attempts, so
+// a retried runaway does not get a fresh budget each time). The listing runs while the
+// run checks out; numbering waits for it when the first command starts. Without a
+// store, logs are not shipped (the tails still reach the journal) and numbering is nil.
+func (s *server) logSink(ctx context.Context, st agentapi.Start, prefix string, log *slog.Logger) (logship.Sink, func() (int, *logship.Quota)) {
 	b := st.Blobs
 	if b.Endpoint == "" {
 		log.Warn("no blob store in Start: command logs are not shipped")
-		return nil, 1, nil
+		return nil, nil
 	}
 	sink, err := logship.NewS3Sink(logship.S3Config{Endpoint: b.Endpoint, Bucket: b.Bucket, AccessKeyID: b.AccessKeyID, Secret: b.Secret, HTTPClient: s.cfg.HTTPClient})
 	if err != nil {
 		log.Warn("blob store unusable: command logs are not shipped", "err", err)
-		return nil, 1, nil
+		return nil, nil
 	}
-	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	keys, used, err := sink.ListSize(lctx, prefix)
-	if err != nil {
-		// Number far past any earlier attempt's logs rather than overwrite them.
-		first := 1 + (st.Attempt-1)*1000
-		log.Warn("listing earlier logs failed", "err", err, "firstExec", first)
-		return sink, first, logship.NewQuota(b.LogQuota, 0)
+	type listed struct {
+		first int
+		quota *logship.Quota
 	}
-	return sink, logship.LastExec(prefix, keys) + 1, logship.NewQuota(b.LogQuota, used)
+	done := make(chan listed, 1)
+	go func() {
+		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		keys, used, err := sink.ListSize(lctx, prefix)
+		if err != nil {
+			// Number far past any earlier attempt's logs rather than overwrite them.
+			first := 1 + (st.Attempt-1)*1000
+			log.Warn("listing earlier logs failed", "err", err, "firstExec", first)
+			done <- listed{first, logship.NewQuota(b.LogQuota, 0)}
+			return
+		}
+		done <- listed{logship.LastExec(prefix, keys) + 1, logship.NewQuota(b.LogQuota, used)}
+	}()
+	return sink, sync.OnceValues(func() (int, *logship.Quota) {
+		l := <-done
+		return l.first, l.quota
+	})
 }
 
 // heartbeat tells the edge the attempt is alive until ctx ends. When the edge answers

@@ -51,10 +51,8 @@ func (s *Sandbox) Checkout(ctx context.Context, repo, sha string) (string, error
 	defer unlock()
 
 	env := s.gitEnv()
-	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
-		if head, err := s.git(ctx, dir, env, "rev-parse", "HEAD"); err == nil && strings.HasPrefix(head, sha) && s.originIs(ctx, dir, env, remote) {
-			return dir, nil
-		}
+	if head, ok := s.head(ctx, dir, env); ok && strings.HasPrefix(head, sha) && s.originIs(ctx, dir, env, remote) {
+		return dir, nil
 	}
 
 	if env, err = s.withToken(ctx, env, repo, fromGitHub); err != nil {
@@ -68,27 +66,31 @@ func (s *Sandbox) Checkout(ctx context.Context, repo, sha string) (string, error
 	} else if err != nil {
 		_ = os.RemoveAll(dir) // not a repository: start clean
 	}
+	// A new repository gets its origin once, after the checkout: the fetches name the
+	// URL themselves, so a failed one leaves no origin and the next call starts clean.
+	fresh := false
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
 		if out, err := s.git(ctx, "", env, "init", "--quiet", dir); err != nil {
 			return "", fail("git init: " + out)
 		}
-		if out, err := s.git(ctx, dir, env, "remote", "add", "origin", remote); err != nil {
-			return "", fail("git remote add: " + out)
-		}
+		fresh = true
 	}
 
+	// No gc or maintenance after a fetch into a workspace that lives for one run: one
+	// process less on every checkout (the config keys are ignored by a git without them).
+	fetch := []string{"-c", "gc.auto=0", "-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags"}
 	target := ""
 	if len(sha) == 40 || len(sha) == 64 {
-		if _, err := s.git(ctx, dir, env, "fetch", "--quiet", "--no-tags", "--depth=1", "origin", sha); err == nil {
+		if _, err := s.git(ctx, dir, env, append(fetch, "--depth=1", remote, sha)...); err == nil {
 			target = sha
 		}
 	}
 	if target == "" {
-		args := []string{"fetch", "--quiet", "--no-tags"}
+		args := fetch
 		if _, err := os.Stat(filepath.Join(dir, ".git", "shallow")); err == nil {
 			args = append(args, "--unshallow")
 		}
-		args = append(args, "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+		args = append(args, remote, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
 		if out, err := s.git(ctx, dir, env, args...); err != nil {
 			return "", fail("git fetch: " + out)
 		}
@@ -101,16 +103,55 @@ func (s *Sandbox) Checkout(ctx context.Context, repo, sha string) (string, error
 	if out, err := s.git(ctx, dir, env, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "--detach", target); err != nil {
 		return "", fail("git checkout: " + out)
 	}
-	// The remote never held a credential; set it again anyway so nothing else can have left one.
-	if out, err := s.git(ctx, dir, env, "remote", "set-url", "origin", remote); err != nil {
-		return "", fail("git remote set-url: " + out)
+	// The remote never holds a credential (the token travels as a header): a reused
+	// repository's origin was compared with it above, a new one gets it here.
+	if fresh {
+		if out, err := s.git(ctx, dir, env, "remote", "add", "origin", remote); err != nil {
+			return "", fail("git remote add: " + out)
+		}
 	}
-	head, err := s.git(ctx, dir, env, "rev-parse", "HEAD")
-	if err != nil || !strings.HasPrefix(head, sha) {
+	head, ok := s.head(ctx, dir, env)
+	if !ok || !strings.HasPrefix(head, sha) {
 		return "", fail("HEAD is " + head + " after checkout")
 	}
+	s.remember(dir, remote)
 	s.cfg.Log.Info("checked out", "repo", repo, "sha", head, "dir", dir)
 	return dir, nil
+}
+
+// head is the commit checked out in dir. A detached HEAD (what Checkout leaves) is
+// read from .git/HEAD, without a git process; anything else asks git.
+func (s *Sandbox) head(ctx context.Context, dir string, env []string) (string, bool) {
+	if b, err := os.ReadFile(filepath.Join(dir, ".git", "HEAD")); err == nil {
+		if h := strings.TrimSpace(string(b)); (len(h) == 40 || len(h) == 64) && hexSHA.MatchString(h) {
+			return h, true
+		}
+	} else if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
+		return "", false
+	}
+	h, err := s.git(ctx, dir, env, "rev-parse", "HEAD")
+	return h, err == nil
+}
+
+// remember notes the repository configuration Checkout left in dir, so the next
+// Checkout of this attempt (each command step checks again) knows the origin without
+// a git process while the file is unchanged.
+func (s *Sandbox) remember(dir, remote string) {
+	cfg, err := os.ReadFile(filepath.Join(dir, ".git", "config"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		delete(s.checked, dir)
+		return
+	}
+	s.checked[dir] = checkedOut{remote: remote, config: cfg}
+}
+
+// checkedOut is what Checkout left in a directory: its origin and the repository's
+// configuration file as it was then.
+type checkedOut struct {
+	remote string
+	config []byte
 }
 
 // withToken adds the installation token for repo to a git environment, as an HTTP
@@ -165,6 +206,14 @@ func safeName(n string) string {
 }
 
 func (s *Sandbox) originIs(ctx context.Context, dir string, env []string, remote string) bool {
+	s.mu.Lock()
+	c, ok := s.checked[dir]
+	s.mu.Unlock()
+	if ok && c.remote == remote {
+		if cfg, err := os.ReadFile(filepath.Join(dir, ".git", "config")); err == nil && bytes.Equal(cfg, c.config) {
+			return true // as this attempt's Checkout left it
+		}
+	}
 	url, err := s.git(ctx, dir, env, "remote", "get-url", "origin")
 	return err == nil && url == remote
 }

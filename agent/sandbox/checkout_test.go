@@ -190,3 +190,112 @@ func TestCheckoutFromGitHubUsesTheTokenAndKeepsItOffDisk(t *testing.T) {
 		t.Fatalf("no credentials: got %v", err)
 	}
 }
+
+// gitCalls puts a git on PATH that records each invocation's subcommand (the first
+// argument that is not an option or its value) in the returned file, then runs git.
+func gitCalls(t *testing.T) string {
+	t.Helper()
+	real, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, log := t.TempDir(), filepath.Join(t.TempDir(), "calls")
+	shim := "#!/bin/sh\nfor a in \"$@\"; do case \"$prev\" in -C|-c) prev=; continue;; esac\n" +
+		"case \"$a\" in -*) prev=$a;; *) echo \"$a\" >> " + log + "; break;; esac; done\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(shim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return log
+}
+
+func calls(t *testing.T, log string) []string {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(log)
+	return strings.Fields(string(b))
+}
+
+// TestCheckoutSpawnsFewGitProcesses: a checkout is the fixed cost of every run. A new
+// repository takes init, fetch (from the URL itself), checkout and one remote add;
+// checking the same commit again in the attempt takes no git process (HEAD and the
+// configuration are read from disk). Before, the first took six (remote add before the
+// fetch, set-url and rev-parse after) and each check two (rev-parse, remote get-url).
+func TestCheckoutSpawnsFewGitProcesses(t *testing.T) {
+	src, shas := gitRepo(t, filepath.Join(t.TempDir(), "web"))
+	log := gitCalls(t)
+	var ws string
+	sb := newSandbox(t, func(c *sandbox.Config) { ws = c.Workspace })
+	ctx := context.Background()
+	dir, err := sb.Checkout(ctx, src, shas[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(calls(t, log), " "); got != "init fetch checkout remote" {
+		t.Fatalf("a new checkout ran git %q", got)
+	}
+	for range 2 {
+		if _, err := sb.Checkout(ctx, src, shas[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls(t, log); len(got) != 0 {
+		t.Fatalf("checking the same commit again ran git %q", got)
+	}
+	// The next attempt's sandbox has no memory of it: it asks git for the origin once.
+	sb2 := newSandbox(t, func(c *sandbox.Config) { c.Workspace = ws })
+	if again, err := sb2.Checkout(ctx, src, shas[0]); err != nil || again != dir {
+		t.Fatalf("next attempt: %s %v", again, err)
+	}
+	if got := strings.Join(calls(t, log), " "); got != "remote" {
+		t.Fatalf("the next attempt's check ran git %q", got)
+	}
+	if origin := read(t, filepath.Join(dir, ".git", "config")); strings.Count(origin, "[remote \"origin\"]") != 1 || !strings.Contains(origin, "url = "+src) {
+		t.Fatalf(".git/config:\n%s", origin)
+	}
+}
+
+// TestCheckoutSeesWhatACommandChanged: the check without git processes trusts nothing a
+// command could have changed since: a moved HEAD is checked out again, and an origin
+// pointed elsewhere makes a new clone (the configuration file is compared, not only
+// the remote this attempt asked for). Without the comparison the second case kept the
+// other origin.
+func TestCheckoutSeesWhatACommandChanged(t *testing.T) {
+	src, shas := gitRepo(t, filepath.Join(t.TempDir(), "web"))
+	other, _ := gitRepo(t, filepath.Join(t.TempDir(), "other", "web"))
+	sb := newSandbox(t, nil)
+	ctx := context.Background()
+	if _, err := sb.Checkout(ctx, src, shas[1]); err != nil { // both commits on disk
+		t.Fatal(err)
+	}
+	dir, err := sb.Checkout(ctx, src, shas[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := func(command string) {
+		t.Helper()
+		if res, err := sb.Exec(ctx, dsl.ExecRequest{Dir: dir, Command: command, Quiet: true}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %+v %v", command, res, err)
+		}
+	}
+	sh("git -c advice.detachedHead=false checkout --quiet --detach " + shas[1])
+	if _, err := sb.Checkout(ctx, src, shas[0]); err != nil || read(t, filepath.Join(dir, "VERSION")) != "one\n" {
+		t.Fatalf("HEAD moved by a command: %v, VERSION %q", err, read(t, filepath.Join(dir, "VERSION")))
+	}
+	sh("git remote set-url origin " + other + " && touch left-by-the-command")
+	if _, err := sb.Checkout(ctx, src, shas[0]); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := read(t, filepath.Join(dir, ".git", "config")); strings.Contains(cfg, other) || !strings.Contains(cfg, "url = "+src) {
+		t.Fatalf("origin changed by a command was kept:\n%s", cfg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "left-by-the-command")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("not a new clone: %v", err)
+	}
+}

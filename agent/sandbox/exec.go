@@ -42,6 +42,14 @@ func (s *Sandbox) Exec(ctx context.Context, r dsl.ExecRequest) (dsl.ExecResult, 
 
 // nextLog reserves the number of the next command log.
 func (s *Sandbox) nextLog() int {
+	s.numbered.Do(func() {
+		if s.cfg.LogNumbering != nil {
+			first, quota := s.cfg.LogNumbering()
+			s.mu.Lock()
+			s.nextExec, s.quota = max(1, first), quota
+			s.mu.Unlock()
+		}
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.nextExec
@@ -87,7 +95,7 @@ func (s *Sandbox) exec(ctx context.Context, r dsl.ExecRequest, n int, started fu
 		// Uploads outlive ctx a little so the last lines of a cancelled command land.
 		upCtx, cancelUp := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancelUp()
-		logf = logship.Open(upCtx, s.cfg.Logs, logKey, logship.Options{Quota: s.cfg.LogQuota, GiveUp: s.cfg.LogGiveUp})
+		logf = logship.Open(upCtx, s.cfg.Logs, logKey, logship.Options{Quota: s.quota, GiveUp: s.cfg.LogGiveUp})
 		logf.Meta(red.String(r.Command))
 	}
 	log := s.cfg.Log.With("log", logKey)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -247,5 +248,48 @@ func TestUnstoredLogFailsTheCommandWithStorageFull(t *testing.T) {
 	}
 	if res.ExitCode != 0 || res.StdoutTail != "hello\n" {
 		t.Fatalf("the command's own result is kept: %+v", res)
+	}
+}
+
+// TestLogNumberingIsAskedAtTheFirstCommandLog: the agent lists the execution's earlier
+// logs while the checkout runs; the sandbox asks for the result only when it numbers
+// its first command log (a checkout or a quiet probe does not wait for it), once, and
+// numbers from it with its quota.
+func TestLogNumberingIsAskedAtTheFirstCommandLog(t *testing.T) {
+	st := s3test.Start(t)
+	id, secret := st.Credential(t, "ex7", "acme/web")
+	sink, err := logship.NewS3Sink(logship.S3Config{Endpoint: st.URL, Bucket: st.Bucket, AccessKeyID: id, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, shas := gitRepo(t, filepath.Join(t.TempDir(), "web"))
+	var asked atomic.Int32
+	sb := newSandbox(t, func(c *sandbox.Config) {
+		c.Logs, c.LogPrefix = sink, "logs/ex7/"
+		c.FirstExec = 1 // ignored: LogNumbering answers
+		c.LogNumbering = func() (int, *logship.Quota) {
+			asked.Add(1)
+			return 4, logship.NewQuota(1<<20, 0)
+		}
+	})
+	ctx := context.Background()
+	dir, err := sb.Checkout(ctx, src, shas[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Exec(ctx, dsl.ExecRequest{Dir: dir, Command: "true", Quiet: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := asked.Load(); n != 0 {
+		t.Fatalf("asked %d times before the first command log", n)
+	}
+	for i, want := range []string{"logs/ex7/exec-4.ndjson", "logs/ex7/exec-5.ndjson"} {
+		res, err := sb.Exec(ctx, dsl.ExecRequest{Dir: dir, Command: "echo hi"})
+		if err != nil || res.LogURI != want {
+			t.Fatalf("command %d: %+v %v; want log %s", i+1, res, err, want)
+		}
+	}
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("asked %d times, want once", n)
 	}
 }

@@ -32,7 +32,11 @@ type Config struct {
 	LogPrefix string         // logs/<exec>/
 	FirstExec int            // number of this attempt's first command log (1 → exec.ndjson)
 	LogQuota  *logship.Quota // the run's log budget, shared by its command logs; nil: unbounded
-	LogGiveUp time.Duration  // how long one log segment's put is retried (default logship.DefaultGiveUp)
+	// LogNumbering, when set, gives FirstExec and LogQuota instead: it is called once,
+	// when the first command log is numbered, so the agent lists the execution's earlier
+	// logs while the checkout runs rather than before it.
+	LogNumbering func() (first int, quota *logship.Quota)
+	LogGiveUp    time.Duration // how long one log segment's put is retried (default logship.DefaultGiveUp)
 
 	Redactor *redact.Redactor // secrets to mask in logs, tails and errors
 	GitToken GitTokenFunc     // nil: clone anonymously
@@ -52,8 +56,11 @@ type Sandbox struct {
 
 	mu       sync.Mutex
 	nextExec int
+	numbered sync.Once      // LogNumbering asked
+	quota    *logship.Quota // the log budget (Config.LogQuota or LogNumbering's)
 	repoLock map[string]*sync.Mutex
-	procs    map[string]*detached // RunDetached's commands, by id
+	procs    map[string]*detached  // RunDetached's commands, by id
+	checked  map[string]checkedOut // what Checkout left, by directory
 }
 
 var _ dsl.Sandbox = (*Sandbox)(nil)
@@ -83,7 +90,7 @@ func New(cfg Config) (*Sandbox, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Sandbox{cfg: cfg, nextExec: max(1, cfg.FirstExec), repoLock: map[string]*sync.Mutex{}}, nil
+	return &Sandbox{cfg: cfg, nextExec: max(1, cfg.FirstExec), quota: cfg.LogQuota, repoLock: map[string]*sync.Mutex{}, checked: map[string]checkedOut{}}, nil
 }
 
 // baseEnv is the environment every process in the sandbox starts from: the agent's
