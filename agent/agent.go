@@ -487,7 +487,9 @@ func (s *server) logSink(ctx context.Context, st agentapi.Start, prefix string, 
 		if err != nil {
 			// Number far past any earlier attempt's logs rather than overwrite them.
 			first := 1 + (st.Attempt-1)*1000
-			log.Warn("listing earlier logs failed", "err", err, "firstExec", first)
+			if ctx.Err() == nil { // not a run that ended before its first command
+				log.Warn("listing earlier logs failed", "err", err, "firstExec", first)
+			}
 			done <- listed{first, logship.NewQuota(b.LogQuota, 0)}
 			return
 		}

@@ -356,6 +356,26 @@ func (b *bench) overhead() {
 	b.add(row{what: "offload-test overhead: `go test -count=1 ./actors/kinds/ ./edge/local/cron/`, 5 each interleaved, medians, warm Go caches in `env`, agents without isolation",
 		figure: fmt.Sprintf("bare %s, offload-test %s: **%+d ms (%.1f %%)**", mb.Round(time.Millisecond), mo.Round(time.Millisecond), (mo - mb).Milliseconds(), 100*float64(mo-mb)/float64(mb)),
 		goal:   "≤ 5 % + 300 ms", reference: "the same command run bare", command: "go run ./cmd/flarebench -only overhead"})
+
+	// The fixed cost alone, where it goes: the same stack running `true`, which a
+	// seven-second suite's noise on a shared machine would hide.
+	var total, start, co, gap, ex, tail []time.Duration
+	for i := range 10 {
+		t0 := time.Now()
+		id, _ := dispatch(st, fmt.Sprintf("overhead-true-%d", i), b.shas[2], "true", nil)
+		v := wait(st, id)
+		if v.Execution.Status != "success" || len(v.Steps) != 2 {
+			panic(fmt.Sprintf("offload-test of true: %s, %d steps", v.Execution.Status, len(v.Steps)))
+		}
+		c, e := v.Steps[0], v.Steps[1]
+		total, start = append(total, v.Execution.CompletedAt.Sub(t0)), append(start, c.StartedAt.Sub(t0))
+		co, gap = append(co, c.CompletedAt.Sub(c.StartedAt)), append(gap, e.StartedAt.Sub(c.CompletedAt))
+		ex, tail = append(ex, e.CompletedAt.Sub(e.StartedAt)), append(tail, v.Execution.CompletedAt.Sub(e.CompletedAt))
+	}
+	b.add(row{what: "a run's fixed cost: offload-test of `true`, 10 runs, medians, agents without isolation",
+		figure: fmt.Sprintf("dispatch → completed **%s**: checkout step starts at +%s and takes %s, %s to the command's step, which takes %s, %s to completed",
+			ms(pct(total, 50)), ms(pct(start, 50)), ms(pct(co, 50)), ms(pct(gap, 50)), ms(pct(ex, 50)), ms(pct(tail, 50))),
+		goal: "— (the overhead row's goal)", reference: "issue 15, before: 1,082 ms at load 14 (checkout 654 ms)", command: "go run ./cmd/flarebench -only overhead"})
 }
 
 // logs: log shipping throughput (a command's output reaching the blob store) and the
