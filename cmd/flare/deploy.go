@@ -444,6 +444,19 @@ func (d *deployer) record(src []byte, ids map[string]string) error {
 	return nil
 }
 
+// imageDockerfile is the Dockerfile that builds a sandbox image, from the image's name
+// as sandbox-images/*/Dockerfile tag them: flare-agent is the lean image, flare-agent-X
+// the one in sandbox-images/X (flare-agent-go, flare-agent-chromium). Any other name is
+// built as the lean image.
+func imageDockerfile(nameTag string) string {
+	name, _, _ := strings.Cut(nameTag, ":")
+	variant, ok := strings.CutPrefix(name, "flare-agent-")
+	if !ok || variant == "" || strings.ContainsAny(variant, "/.") {
+		variant = "lean"
+	}
+	return filepath.Join("sandbox-images", variant, "Dockerfile")
+}
+
 // images pushes the sandbox images when a Docker engine answers.
 func (d *deployer) images(ctx context.Context, cfg wranglerConfig) error {
 	d.step("images", "the sandbox images")
@@ -454,11 +467,7 @@ func (d *deployer) images(ctx context.Context, cfg wranglerConfig) error {
 		if !ok {
 			continue
 		}
-		variant := "lean"
-		if strings.Contains(nameTag, "chromium") {
-			variant = "chromium"
-		}
-		imgs = append(imgs, image{nameTag, filepath.Join("sandbox-images", variant, "Dockerfile")})
+		imgs = append(imgs, image{nameTag, imageDockerfile(nameTag)})
 	}
 	docker := exec.CommandContext(ctx, "docker", "info")
 	if _, err := exec.LookPath("docker"); err != nil || docker.Run() != nil {

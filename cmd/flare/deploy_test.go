@@ -216,3 +216,23 @@ func TestDeployDryRunWithThePinnedWrangler(t *testing.T) {
 }
 
 func fingerprintOf(s string) string { return edge.Fingerprint(s) }
+
+// Each image name wrangler.jsonc may bind is built from its own Dockerfile: before
+// imageDockerfile, every name without "chromium" (flare-agent-go too) was built from the
+// lean Dockerfile, so a Go pool would have pushed an image without Go.
+func TestImageDockerfile(t *testing.T) {
+	for nameTag, want := range map[string]string{
+		"flare-agent:0.1.0":          "sandbox-images/lean/Dockerfile",
+		"flare-agent-go:0.1.0":       "sandbox-images/go/Dockerfile",
+		"flare-agent-chromium:0.1.0": "sandbox-images/chromium/Dockerfile",
+		"my-own-image:1":             "sandbox-images/lean/Dockerfile",
+		"flare-agent-../x:1":         "sandbox-images/lean/Dockerfile",
+	} {
+		if got := imageDockerfile(nameTag); got != filepath.FromSlash(want) {
+			t.Errorf("imageDockerfile(%q) = %s, want %s", nameTag, got, want)
+		}
+		if _, err := os.Stat(filepath.Join("..", "..", imageDockerfile(nameTag))); err != nil {
+			t.Errorf("%s: %v", nameTag, err)
+		}
+	}
+}
