@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI's stand-in for building the sandbox images, which needs a Docker engine: it runs
+# CI's stand-in for building the sandbox images (build-local.sh builds them for real,
+# too slowly for CI: specs/cloudflare.md "Sandbox images"): it runs
 # the images' build step (build-agent.sh, exactly as the Dockerfiles run it) and checks
 # that each Dockerfile still builds and runs the agent that way.
 #
@@ -19,4 +20,4 @@ for df in sandbox-images/lean/Dockerfile sandbox-images/chromium/Dockerfile sand
 		echo "check: $df has a base image without an exact tag or digest" >&2; exit 1
 	fi
 done
-echo "sandbox-images: agent builds as the Dockerfiles build it; images themselves unverified (no Docker engine)"
+echo "sandbox-images: agent builds as the Dockerfiles build it; the images themselves: sandbox-images/build-local.sh (root, podman; not in CI)"
