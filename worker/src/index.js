@@ -304,8 +304,21 @@ export class LocalAgentProxy extends DurableObject {
       req.headers.delete("cf-container-target-port");
       req.headers.delete("x-flare-sandbox");
     }
-    return fetch(req);
+    try {
+      return await fetch(req);
+    } catch (err) {
+      return sandboxFailed(502, "sandbox unreachable", err);
+    }
   }
+}
+
+// sandboxFailed answers for a sandbox that could not be reached or started, naming
+// the cause. A throw would reach the caller as the same error, but workerd would also
+// log it as uncaught, with its stack, on this object's thread at every attempt (three
+// per failed start under wrangler dev with the agent supervisor stopped); the edge
+// reads the status and the text as the start's failure (containers.post).
+function sandboxFailed(status, what, err) {
+  return new Response(`${what}: ${err?.message ?? err}\n`, { status });
 }
 
 // The agent's HTTP port inside the sandbox images (sandbox-images/).
@@ -322,7 +335,11 @@ class AgentContainer extends Container {
     if (new URL(request.url).pathname === "/cancel" && !this.ctx.container?.running) {
       return Response.json({ cancelled: false, running: false });
     }
-    return super.fetch(request);
+    try {
+      return await super.fetch(request);
+    } catch (err) {
+      return sandboxFailed(503, "sandbox could not start", err); // e.g. Containers not enabled, image pull failure
+    }
   }
 }
 

@@ -8,11 +8,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
 )
+
+// ClosedPort returns the URL of a loopback port nothing listens on: a Worker whose
+// AGENT_URL is there has sandboxes that cannot start, like one whose agent supervisor
+// is stopped (or, deployed, whose Containers cannot start).
+func ClosedPort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr, nil
+}
 
 // Supervisor is a running `flare agent-supervisor`: the AGENT_URL of a local Worker,
 // one agent process per sandbox id.

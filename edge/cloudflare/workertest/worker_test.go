@@ -427,6 +427,42 @@ func TestWorker(t *testing.T) {
 	})
 }
 
+// TestWorkerSandboxThatCannotStartFailsTheRun: with nothing at AGENT_URL every start
+// of the run's sandbox fails; the run is retried, then fails SandboxStartFailed with
+// the cause, and the sandbox's Durable Object answers each attempt with that cause
+// instead of throwing it (which workerd logs as "Uncaught Error: Network connection
+// lost." with its stack, three times per failed start: worker/src/index.js
+// sandboxFailed).
+func TestWorkerSandboxThatCannotStartFailsTheRun(t *testing.T) {
+	dir := t.TempDir()
+	closed, err := ClosedPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(t.Context(), Require(t), dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := D1Exec(t.Context(), Require(t), dir, `INSERT INTO executions (id, run, repo, ref, sha, status, input_json) VALUES `+
+		`('nostart-1', 'checks', 'local/app', 'main', 'abc1234', 'queued', '{"run":"checks","repo":"local/app","ref":"main","sha":"abc1234"}')`); err != nil {
+		t.Fatal(err)
+	}
+	w := start(t, Options{PersistDir: dir, AgentURL: closed})
+	call(t, w, actors.RunAddr("nostart-1"), actors.RunStart{Exec: "nostart-1", Run: "checks", Pool: "lean", Sandbox: "s", MaxDuration: time.Hour})
+	var st actors.RunStatus
+	eventually(t, 90*time.Second, func() error {
+		if st = status(t, w, "nostart-1"); !st.Status.Terminal() {
+			return fmt.Errorf("status %s", st.Status)
+		}
+		return nil
+	})
+	if st.Failure == nil || st.Failure.Tag != "SandboxStartFailed" || !strings.Contains(st.Failure.Message, "502 sandbox unreachable") {
+		t.Fatalf("run after its sandbox could not start: %+v (failure %+v)", st, st.Failure)
+	}
+	if logs := w.Logs(); strings.Contains(logs, "Uncaught") {
+		t.Fatalf("wrangler dev logged an uncaught error:\n%s", logs)
+	}
+}
+
 // TestWorkerStateSurvivesRestart stops wrangler dev and starts it again on the same
 // persistence directory: the actors come back from their SQLite storage.
 func TestWorkerStateSurvivesRestart(t *testing.T) {

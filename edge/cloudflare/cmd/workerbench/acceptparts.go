@@ -35,7 +35,7 @@ func acceptParts(n int) error {
 	if err := workertest.Build(root); err != nil {
 		return err
 	}
-	closed, err := closedPort()
+	closed, err := workertest.ClosedPort()
 	if err != nil {
 		return err
 	}

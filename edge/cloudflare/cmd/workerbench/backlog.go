@@ -8,7 +8,6 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -49,7 +48,7 @@ func backlogAccept(depth, pairs, batch, warmup int) error {
 	if err := workertest.Build(root); err != nil {
 		return err
 	}
-	closed, err := closedPort()
+	closed, err := workertest.ClosedPort()
 	if err != nil {
 		return err
 	}
@@ -311,16 +310,4 @@ func backlogSequential(root, closed string, depth int) error {
 	fmt.Printf("ratio %d queued / 0 queued: p50 %.2f×, p99 %.2f× (goal ≤ 1.2×)\n", depth,
 		benchstat.Ratio(deep.lat, empty.lat, 50), benchstat.Ratio(deep.lat, empty.lat, 99))
 	return nil
-}
-
-// closedPort returns the URL of a loopback port nothing listens on: a sandbox
-// forwarding there fails to start, like one whose agent supervisor is stopped.
-func closedPort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr, nil
 }
