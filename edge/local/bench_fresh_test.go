@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/internal/benchstat"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
@@ -114,7 +114,7 @@ func BenchmarkFreshSandbox(b *testing.B) {
 	}
 	want := strings.Split(os.Getenv("FLARE_BENCH_FIXTURES"), ",")
 	started := time.Now().UTC()
-	startLoad := strings.Join(loadFields(), " ")
+	startLoad := benchstat.LoadAvg()
 	var rows []string
 	for _, fx := range freshFixtures {
 		if want[0] != "" && !slices.Contains(want, fx.name) && !slices.Contains(want, fx.tool) {
@@ -129,45 +129,22 @@ func BenchmarkFreshSandbox(b *testing.B) {
 		}
 		b.Run(fx.name, func(b *testing.B) {
 			for b.Loop() {
-				load := loadAvg()
+				load := benchstat.LoadAvg()
 				bare, first, second := measureFresh(b, fx)
 				b.ReportMetric(bare.Seconds(), "bare-s")
 				b.ReportMetric(first.Seconds(), "first-s")
 				b.ReportMetric(second.Seconds(), "second-s")
 				rows = append(rows, fmt.Sprintf("| %s | %s | %.2f s | %.2f s (**%.2f×**) | %.2f s (**%.2f×**) | %s → %s | `%s` |", fx.name, fx.what,
 					bare.Seconds(), first.Seconds(), first.Seconds()/bare.Seconds(), second.Seconds(), second.Seconds()/bare.Seconds(),
-					load, loadAvg(), fx.command))
+					load, benchstat.LoadAvg(), fx.command))
 			}
 		})
 	}
-	host, _ := os.Hostname()
-	fmt.Printf("\n%s → %s UTC, %s (%s), %d CPU, load average (1, 5, 15 min) at the start %s, at the end %s\n%s\n\n"+
+	fmt.Printf("\n%s → %s UTC, %s, load average (1 min) at the start %s, at the end %s\n%s\n\n"+
 		"| fixture | what | bare, warm (median of 3) | first run, fresh sandbox (goal ≤ 3×) | second run, fresh sandbox (goal ≤ 1.3×) | load (1 min) during the row | command |\n"+
 		"|---|---|---|---|---|---|---|\n%s\n",
-		started.Format("2006-01-02 15:04"), time.Now().UTC().Format("15:04"), uname(), host, runtime.NumCPU(),
-		startLoad, strings.Join(loadFields(), " "), toolchains(), strings.Join(rows, "\n"))
-}
-
-// loadFields is /proc/loadavg's 1, 5 and 15 minute averages (nil where it cannot be read).
-func loadFields() []string {
-	load, _ := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(load)); len(f) >= 3 {
-		return f[:3]
-	}
-	return nil
-}
-
-// loadAvg is the 1-minute load average, for a row's context.
-func loadAvg() string {
-	if f := loadFields(); f != nil {
-		return f[0]
-	}
-	return "?"
-}
-
-func uname() string {
-	out, _ := exec.Command("uname", "-srm").Output()
-	return strings.TrimSpace(string(out))
+		started.Format("2006-01-02 15:04"), time.Now().UTC().Format("15:04"), benchstat.Machine(),
+		startLoad, benchstat.LoadAvg(), toolchains(), strings.Join(rows, "\n"))
 }
 
 // toolchains names the versions the figures were taken with.
