@@ -38,9 +38,17 @@ type freshFixture struct {
 // pinned, with a warm `go test ./...` of a few seconds (issue 15's motivating example).
 const realGoModule = "github.com/BurntSushi/toml@v1.6.0"
 
+// longGoModule is a real stdlib-only module whose suite takes seconds, not one.
+const longGoModule = "github.com/google/go-cmp@v0.7.0"
+
 var freshFixtures = []freshFixture{
 	{name: "go", tool: "go", command: "go test -count=1 ./...", tree: goModuleTree(realGoModule),
 		what: realGoModule + " through the Go module proxy (stdlib only; 8 packages, ~10k lines, 1,000 toml-test files)"},
+	// A suite of the length people offload: go-cmp's warm `go test ./...` is several
+	// seconds (most of it one test that diffs large values), where the fixed cost of a
+	// run (dispatch, sandbox start, checkout, restore) no longer dominates the ratio.
+	{name: "go-long", tool: "go", command: "go test -count=1 ./...", tree: goModuleTree(longGoModule),
+		what: longGoModule + " through the Go module proxy (stdlib only; a multi-second suite)"},
 	{name: "go-small", tool: "go", command: "go test -count=1 ./...", what: "2 stdlib-only packages written for the bench", files: map[string]string{
 		"go.mod": "module example.com/fx\n\ngo 1.26\n",
 		"api/api.go": `package api
