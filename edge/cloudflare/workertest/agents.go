@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -19,13 +18,11 @@ import (
 // AGENT_URL is there has sandboxes that cannot start, like one whose agent supervisor
 // is stopped (or, deployed, whose Containers cannot start).
 func ClosedPort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		return "", err
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr, nil
+	return fmt.Sprintf("http://127.0.0.1:%d", port), nil
 }
 
 // Supervisor is a running `flare agent-supervisor`: the AGENT_URL of a local Worker,

@@ -184,6 +184,19 @@ func Start(ctx context.Context, root string, opt Options) (*Worker, error) {
 			}
 		}
 	}
+	// A port freePort found free can be taken again before wrangler binds it (by
+	// wrangler's or workerd's own sockets on ephemeral ports): wrangler then exits with
+	// "Address already in use", and the start is tried again on other ports.
+	for attempt := 1; ; attempt++ {
+		w, err := launch(ctx, bin, root, opt)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
+			return w, err
+		}
+	}
+}
+
+// launch is one start of wrangler dev on two ports found free.
+func launch(ctx context.Context, bin, root string, opt Options) (*Worker, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -316,7 +329,8 @@ func (w *Worker) Stop() {
 // Logs returns what wrangler dev printed (the last 256 KiB).
 func (w *Worker) Logs() string { return w.logs.String() }
 
-func freePort() (int, error) {
+// freePort is a variable so that a test can hand Start a port that is taken.
+var freePort = func() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
