@@ -28,11 +28,8 @@ import (
 // part's latency on a thread shared only with the stack's own runs, not its share
 // under load.
 func acceptParts(n int) error {
-	root, err := workertest.Root()
+	root, err := builtWorker()
 	if err != nil {
-		return err
-	}
-	if err := workertest.Build(root); err != nil {
 		return err
 	}
 	closed, err := workertest.ClosedPort()

@@ -41,11 +41,8 @@ func backlogAccept(depth, pairs, batch, warmup int) error {
 	if pairs < 0 || batch < 1 || warmup < 0 {
 		return fmt.Errorf("-pairs %d -batch %d -warmup %d: want pairs ≥ 0, batch ≥ 1, warmup ≥ 0", pairs, batch, warmup)
 	}
-	root, err := workertest.Root()
+	root, err := builtWorker()
 	if err != nil {
-		return err
-	}
-	if err := workertest.Build(root); err != nil {
 		return err
 	}
 	closed, err := workertest.ClosedPort()

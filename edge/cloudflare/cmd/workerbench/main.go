@@ -262,6 +262,16 @@ func run(n, conc int, dur time.Duration, dry bool) error {
 	return nil
 }
 
+// builtWorker is the repository root with the Worker built (build/app.wasm and the
+// entry), as every bench item starts.
+func builtWorker() (string, error) {
+	root, err := workertest.Root()
+	if err != nil {
+		return "", err
+	}
+	return root, workertest.Build(root)
+}
+
 // pct formats the nearest-rank p-th percentile of d in milliseconds.
 func pct(d []time.Duration, p float64) string {
 	return fmt.Sprintf("%.2f ms", float64(benchstat.Percentile(d, p).Microseconds())/1000)
@@ -271,11 +281,8 @@ func pct(d []time.Duration, p float64) string {
 // code, raw and gzip -9 on its own (the data section, about a third of the binary,
 // is not split by package).
 func packageSizes(n int) error {
-	root, err := workertest.Root()
+	root, err := builtWorker()
 	if err != nil {
-		return err
-	}
-	if err := workertest.Build(root); err != nil {
 		return err
 	}
 	funcs, data, err := workertest.WasmFuncs(filepath.Join(root, "build", "app.wasm"))
@@ -310,11 +317,8 @@ func admissionAtDepth(list string) (err error) {
 		}
 		depths = append(depths, d)
 	}
-	root, err := workertest.Root()
+	root, err := builtWorker()
 	if err != nil {
-		return err
-	}
-	if err := workertest.Build(root); err != nil {
 		return err
 	}
 	w, stop, err := start(root, workertest.Options{Migrate: true,
@@ -405,11 +409,8 @@ func admissionAtDepth(list string) (err error) {
 // with the wasm loaded and compiled), then the first Go request (GET /health:
 // instantiate the wasm, Go's init and main, the edge built), then a second one (warm).
 func coldStart(n int) error {
-	root, err := workertest.Root()
+	root, err := builtWorker()
 	if err != nil {
-		return err
-	}
-	if err := workertest.Build(root); err != nil {
 		return err
 	}
 	get := func(url string) (time.Duration, error) {
