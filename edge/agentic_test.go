@@ -34,7 +34,7 @@ func agenticHarness(t *testing.T, declare bool) (*agentHarness, *fakeopenai.Serv
 	def, backends := model.Backends(model.Env{OpenAIBaseURL: f.URL, OpenAIKey: "sk-edge-only", OpenAIModel: "gpt-fake"})
 	gw := model.New(http.DefaultClient, def, backends, map[string]model.Price{"gpt-fake": {InputPerMTok: 1, OutputPerMTok: 2}})
 	gw.Sleep = func(context.Context, time.Duration) error { return nil }
-	h := &agentHarness{meta: newDSLMeta(), kv: newKV(), actors: newDSLActors(), blobs: newBlobs(), gh: &recordingGitHub{}}
+	h := &agentHarness{meta: newMeta(), kv: newKV(), actors: newDSLActors(), blobs: newBlobs(), gh: &recordingGitHub{}}
 	gh := &commentingGitHub{recordingGitHub: h.gh, comments: map[string]edge.PRComment{}}
 	run := modelRun
 	if !declare {

@@ -23,12 +23,12 @@ var neededRun = dsl.Define(dsl.Spec{Name: "needs-secrets", Version: "1.0.0", Max
 
 type secretsHarness struct {
 	srv  *edge.Server
-	meta *dslMeta
+	meta *memMeta
 	kv   *memKV
 }
 
 func newSecretsHarness(t *testing.T) *secretsHarness {
-	h := &secretsHarness{meta: newDSLMeta(), kv: newKV()}
+	h := &secretsHarness{meta: newMeta(), kv: newKV()}
 	h.srv = edge.New(edge.Deps{Config: edge.Config{HMACSecret: testSecret}, Runs: dsl.NewRegistry(shardRun, parentRun, neededRun),
 		Meta: h.meta, KV: h.kv, Actors: newDSLActors()})
 	ctx := context.Background()

@@ -21,71 +21,6 @@ import (
 // The agent API of fan-out, suspension and the brokered capabilities, against fakes of
 // the run actors (which record what they are told) and of the metadata.
 
-type dslMeta struct {
-	mu    sync.Mutex
-	execs map[string]edge.Execution
-}
-
-func newDSLMeta() *dslMeta { return &dslMeta{execs: map[string]edge.Execution{}} }
-
-func (m *dslMeta) CreateExecution(_ context.Context, e edge.Execution) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.execs[e.ID]; ok {
-		return false, nil
-	}
-	m.execs[e.ID] = e
-	return true, nil
-}
-
-func (m *dslMeta) UpdateExecution(_ context.Context, e edge.Execution) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur := m.execs[e.ID]
-	if e.Status != "" {
-		cur.Status = e.Status
-	}
-	if len(e.Summary) > 0 {
-		cur.Summary = e.Summary
-	}
-	if !e.CompletedAt.IsZero() {
-		cur.CompletedAt = e.CompletedAt
-	}
-	m.execs[e.ID] = cur
-	return nil
-}
-
-func (m *dslMeta) Execution(_ context.Context, id string) (edge.Execution, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.execs[id]
-	if !ok {
-		return e, fmt.Errorf("execution %s: %w", id, edge.ErrNotFound)
-	}
-	return e, nil
-}
-
-func (m *dslMeta) PutStep(context.Context, edge.StepRow) error { return nil }
-func (m *dslMeta) ReopenExecution(_ context.Context, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.execs[id]
-	if !ok {
-		return fmt.Errorf("execution %s: %w", id, edge.ErrNotFound)
-	}
-	e.Status, e.CompletedAt, e.Summary = "queued", time.Time{}, nil
-	m.execs[id] = e
-	return nil
-}
-func (m *dslMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.ExecutionListing, error) {
-	return nil, nil
-}
-func (m *dslMeta) PutCost(context.Context, string, edge.Cost) error { return nil }
-func (m *dslMeta) CostTotals(context.Context, edge.CostFilter) ([]edge.CostTotal, error) {
-	return nil, nil
-}
-func (m *dslMeta) Steps(context.Context, string) ([]edge.StepRow, error) { return nil, nil }
-
 // dslActors plays the run actors: every agent message of attempt 1 is accepted (or
 // refused with refuse), starts and queries answer from status, everything is recorded.
 type dslActors struct {
@@ -147,7 +82,7 @@ var parentRun = dsl.Define(dsl.Spec{Name: "matrix-fanout", Version: "1.0.0", Max
 
 type agentHarness struct {
 	srv    *edge.Server
-	meta   *dslMeta
+	meta   *memMeta
 	kv     *memKV
 	actors *dslActors
 	blobs  *memBlobs
@@ -156,7 +91,7 @@ type agentHarness struct {
 }
 
 func newAgentHarness(t *testing.T) *agentHarness {
-	h := &agentHarness{meta: newDSLMeta(), kv: newKV(), actors: newDSLActors(), blobs: newBlobs(), gh: &recordingGitHub{}}
+	h := &agentHarness{meta: newMeta(), kv: newKV(), actors: newDSLActors(), blobs: newBlobs(), gh: &recordingGitHub{}}
 	h.srv = edge.New(edge.Deps{Config: edge.Config{HMACSecret: testSecret}, Runs: dsl.NewRegistry(shardRun, parentRun),
 		Meta: h.meta, KV: h.kv, Actors: h.actors, Blobs: h.blobs, GitHub: h.gh})
 	p, _ := json.Marshal(edge.Params{Exec: "mf:acme_app:abc", Run: "matrix-fanout", Repo: "acme/app", Ref: "refs/heads/main", SHA: "abc",

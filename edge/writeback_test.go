@@ -291,8 +291,8 @@ func (g *recordingGitHub) OpenPullRequests(context.Context, int64, string) ([]ed
 var writebackRun = dsl.Define(dsl.Spec{Name: "refresh-fixtures", Version: "1.0.0", MaxDuration: 60e9, Writeback: fixtures},
 	func(*dsl.Ctx, struct{}) (struct{}, error) { return struct{}{}, nil })
 
-func writebackServer(gh edge.GitHubAPI) (*edge.Server, *memBlobs, *dslMeta, *memKV) {
-	bl, meta, kv := newBlobs(), newDSLMeta(), newKV()
+func writebackServer(gh edge.GitHubAPI) (*edge.Server, *memBlobs, *memMeta, *memKV) {
+	bl, meta, kv := newBlobs(), newMeta(), newKV()
 	s := edge.New(edge.Deps{Config: edge.Config{HMACSecret: "test-secret-0123456789"}, Runs: dsl.NewRegistry(writebackRun),
 		Meta: meta, Blobs: bl, KV: kv, Actors: newDSLActors(), GitHub: gh})
 	return s, bl, meta, kv
@@ -306,7 +306,7 @@ func stage(bl *memBlobs, exec, manifest string, files map[string]string) {
 	}
 }
 
-func succeed(t *testing.T, s *edge.Server, meta *dslMeta, kv *memKV, exec string) edge.CheckReport {
+func succeed(t *testing.T, s *edge.Server, meta *memMeta, kv *memKV, exec string) edge.CheckReport {
 	t.Helper()
 	if _, ok := meta.execs[exec]; !ok {
 		p, _ := json.Marshal(edge.Params{Exec: exec, Run: "refresh-fixtures", Repo: "acme/app", Ref: "refs/heads/main", InstallationID: 5})
