@@ -165,13 +165,20 @@ func TestExecEnvironmentIsAllowlisted(t *testing.T) {
 	}
 }
 
-func TestExecRedactsSecretsAndShipsNumberedLogs(t *testing.T) {
-	st := s3test.Start(t)
-	id, secret := st.Credential(t, "ex9", "acme/web")
+// logSink ships logs into st with a credential scoped to the execution exec.
+func logSink(t *testing.T, st *s3test.Store, exec string) *logship.S3Sink {
+	t.Helper()
+	id, secret := st.Credential(t, exec, "acme/web")
 	sink, err := logship.NewS3Sink(logship.S3Config{Endpoint: st.URL, Bucket: st.Bucket, AccessKeyID: id, Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sink
+}
+
+func TestExecRedactsSecretsAndShipsNumberedLogs(t *testing.T) {
+	st := s3test.Start(t)
+	sink := logSink(t, st, "ex9")
 	red := &redact.Redactor{}
 	red.Add("s3cr3t-value")
 	sb := newSandbox(t, func(c *sandbox.Config) {
@@ -257,11 +264,7 @@ func TestUnstoredLogFailsTheCommandWithStorageFull(t *testing.T) {
 // numbers from it with its quota.
 func TestLogNumberingIsAskedAtTheFirstCommandLog(t *testing.T) {
 	st := s3test.Start(t)
-	id, secret := st.Credential(t, "ex7", "acme/web")
-	sink, err := logship.NewS3Sink(logship.S3Config{Endpoint: st.URL, Bucket: st.Bucket, AccessKeyID: id, Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sink := logSink(t, st, "ex7")
 	src, shas := gitRepo(t, filepath.Join(t.TempDir(), "web"))
 	var asked atomic.Int32
 	sb := newSandbox(t, func(c *sandbox.Config) {
