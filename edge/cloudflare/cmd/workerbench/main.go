@@ -53,42 +53,23 @@ func main() {
 	cold := flag.Int("coldstart", 0, "only measure the Worker's cold start this many times and exit")
 	flag.StringVar(&logPath, "log", "", "also write everything wrangler dev prints to this file")
 	flag.Parse()
-	if *backlog > 0 {
-		if err := backlogAccept(*backlog, *pairs, *batch, *warmup); err != nil {
-			fmt.Fprintln(os.Stderr, "workerbench:", err)
-			os.Exit(1)
-		}
-		return
+	// Each -flag runs one item alone; none runs the latency and throughput figures.
+	var err error
+	switch {
+	case *backlog > 0:
+		err = backlogAccept(*backlog, *pairs, *batch, *warmup)
+	case *parts > 0:
+		err = acceptParts(*parts)
+	case *cold > 0:
+		err = coldStart(*cold)
+	case *depths != "":
+		err = admissionAtDepth(*depths)
+	case *sizes > 0:
+		err = packageSizes(*sizes)
+	default:
+		err = run(*n, *conc, *dur, *dry)
 	}
-	if *parts > 0 {
-		if err := acceptParts(*parts); err != nil {
-			fmt.Fprintln(os.Stderr, "workerbench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if *cold > 0 {
-		if err := coldStart(*cold); err != nil {
-			fmt.Fprintln(os.Stderr, "workerbench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if *depths != "" {
-		if err := admissionAtDepth(*depths); err != nil {
-			fmt.Fprintln(os.Stderr, "workerbench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if *sizes > 0 {
-		if err := packageSizes(*sizes); err != nil {
-			fmt.Fprintln(os.Stderr, "workerbench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(*n, *conc, *dur, *dry); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "workerbench:", err)
 		os.Exit(1)
 	}
