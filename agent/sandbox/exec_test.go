@@ -269,7 +269,6 @@ func TestLogNumberingIsAskedAtTheFirstCommandLog(t *testing.T) {
 	var asked atomic.Int32
 	sb := newSandbox(t, func(c *sandbox.Config) {
 		c.Logs, c.LogPrefix = sink, "logs/ex7/"
-		c.FirstExec = 1 // ignored: LogNumbering answers
 		c.LogNumbering = func() (int, *logship.Quota) {
 			asked.Add(1)
 			return 4, logship.NewQuota(1<<20, 0)

@@ -28,13 +28,13 @@ type Config struct {
 	Workspace string // root of the sandbox's files; HOME of every command
 	Local     bool   // local mode: repositories may be local paths or file:// URLs
 
-	Logs      logship.Sink   // where command logs go; nil: not shipped
-	LogPrefix string         // logs/<exec>/
-	FirstExec int            // number of this attempt's first command log (1 → exec.ndjson)
-	LogQuota  *logship.Quota // the run's log budget, shared by its command logs; nil: unbounded
-	// LogNumbering, when set, gives FirstExec and LogQuota instead: it is called once,
-	// when the first command log is numbered, so the agent lists the execution's earlier
-	// logs while the checkout runs rather than before it.
+	Logs      logship.Sink // where command logs go; nil: not shipped
+	LogPrefix string       // logs/<exec>/
+	// LogNumbering gives the number of this attempt's first command log (1 →
+	// exec.ndjson) and the run's log budget shared by its command logs (nil:
+	// unbounded). It is called once, when the first command log is numbered, so the
+	// agent lists the execution's earlier logs while the checkout runs rather than
+	// before it. nil: numbering from 1, unbounded.
 	LogNumbering func() (first int, quota *logship.Quota)
 	LogGiveUp    time.Duration // how long one log segment's put is retried (default logship.DefaultGiveUp)
 
@@ -57,7 +57,7 @@ type Sandbox struct {
 	mu       sync.Mutex
 	nextExec int
 	numbered sync.Once      // LogNumbering asked
-	quota    *logship.Quota // the log budget (Config.LogQuota or LogNumbering's)
+	quota    *logship.Quota // the log budget LogNumbering gave
 	repoLock map[string]*sync.Mutex
 	procs    map[string]*detached  // RunDetached's commands, by id
 	checked  map[string]checkedOut // what Checkout left, by directory
@@ -90,7 +90,7 @@ func New(cfg Config) (*Sandbox, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Sandbox{cfg: cfg, nextExec: max(1, cfg.FirstExec), quota: cfg.LogQuota, repoLock: map[string]*sync.Mutex{}, checked: map[string]checkedOut{}}, nil
+	return &Sandbox{cfg: cfg, nextExec: 1, repoLock: map[string]*sync.Mutex{}, checked: map[string]checkedOut{}}, nil
 }
 
 // baseEnv is the environment every process in the sandbox starts from: the agent's
