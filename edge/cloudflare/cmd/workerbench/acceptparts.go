@@ -4,14 +4,12 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha1"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
 
 	"github.com/flare-dispatch/flare-dispatch/actors"
-	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/cloudflare/workertest"
 	"github.com/flare-dispatch/flare-dispatch/internal/benchstat"
 )
@@ -58,12 +56,8 @@ func acceptParts(n int) error {
 		return nil
 	}
 	dispatch := func(key string) error {
-		sha := fmt.Sprintf("%x", sha1.Sum([]byte(key)))
-		body := []byte(`{"run":"offload-test","github":{"repo":"acme/app","sha":"` + sha + `"},` +
-			`"inputs":{"repo":"acme/app","sha":"` + sha + `","command":"true"}}`)
-		return do(http.MethodPost, "/v1/dispatch/offload-test", body, map[string]string{
-			"X-FlareDispatch-Signature": edge.SignatureHeader(benchSecret, body),
-			"Content-Type":              "application/json", "Idempotency-Key": key})
+		body, hdr := distinctDispatch(key)
+		return do(http.MethodPost, "/v1/dispatch/offload-test", body, hdr)
 	}
 	runStart := func(exec string) error {
 		b, _ := actors.Marshal(actors.RunStart{Exec: exec, Run: "offload-test", Pool: "lean", Sandbox: "sb-" + exec, MaxDuration: time.Hour})

@@ -92,19 +92,26 @@ func startBacklogStack(root, closed, name string) (*backlogStack, error) {
 		stop: func() { w.Stop(); closeLog(); os.RemoveAll(dir) }}, nil
 }
 
+// distinctDispatch is a signed offload-test dispatch (body and headers) at a commit
+// of its own, derived from key, so its own sandbox; key is also its Idempotency-Key.
+func distinctDispatch(key string) (body []byte, hdr map[string]string) {
+	sha := fmt.Sprintf("%x", sha1.Sum([]byte(key)))
+	body = []byte(`{"run":"offload-test","github":{"repo":"acme/app","sha":"` + sha + `"},` +
+		`"inputs":{"repo":"acme/app","sha":"` + sha + `","command":"true"}}`)
+	return body, map[string]string{"X-FlareDispatch-Signature": edge.SignatureHeader(benchSecret, body),
+		"Content-Type": "application/json", "Idempotency-Key": key}
+}
+
 // dispatches sends n distinct signed dispatches (each its own commit, so its own
 // sandbox) from clients senders and returns each one's latency and the answers that
 // were not 202 (client errors included); the first few go to stderr.
 func (s *backlogStack) dispatches(prefix string, n, clients int) ([]time.Duration, int) {
 	lat, bad := benchstat.Fanout(n, clients, func(i int) error {
-		key := fmt.Sprintf("%s-%d", prefix, i)
-		sha := fmt.Sprintf("%x", sha1.Sum([]byte(key)))
-		body := []byte(`{"run":"offload-test","github":{"repo":"acme/app","sha":"` + sha + `"},` +
-			`"inputs":{"repo":"acme/app","sha":"` + sha + `","command":"true"}}`)
+		body, hdr := distinctDispatch(fmt.Sprintf("%s-%d", prefix, i))
 		req, _ := http.NewRequest(http.MethodPost, s.w.URL+"/v1/dispatch/offload-test", bytes.NewReader(body))
-		req.Header.Set("X-FlareDispatch-Signature", edge.SignatureHeader(benchSecret, body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", key)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
 		res, err := s.c.Do(req)
 		if err != nil {
 			return err
