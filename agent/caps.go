@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -198,7 +199,10 @@ func (s *server) blobCapabilities(c *dsl.Ctx, st agentapi.Start, log *slog.Logge
 		return
 	}
 	if st.GitHub.Repo != "" {
-		c.Cache = &cache.Cache{Store: store, Prefix: "cache/" + st.GitHub.Repo + "/", Writable: b.CacheWrite, Log: log}
+		c.Cache = &cache.Cache{Store: store, Prefix: "cache/" + st.GitHub.Repo + "/", Writable: b.CacheWrite, Log: log,
+			// Beside the toolchains' directories (HOME/.cache/go-build, …): adopting a
+			// prefetched archive is then a rename.
+			Stage: filepath.Join(s.cfg.Workspace, ".cache", "flare-prefetch")}
 	}
 	c.Artifacts = &artifacts.Artifacts{Store: store, Exec: st.Exec, Origin: st.EdgeURL, Log: log}
 }

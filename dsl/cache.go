@@ -244,6 +244,7 @@ func NewWorkspace(c *Ctx, o WorkspaceOptions) (Workspace, error) {
 	if o.StepSuffix != "" {
 		suffix = "-" + o.StepSuffix
 	}
+	defer startPrefetch(c)()
 	dir, err := Checkout(c, "checkout"+suffix, o.Repo, o.SHA, Retries(1))
 	if err != nil {
 		return Workspace{}, err

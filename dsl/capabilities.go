@@ -27,18 +27,35 @@ type Cache interface {
 	// Save archives paths under key, replacing any archive there. A sandbox without
 	// write access to the cache (a pull request's execution) gets ReadOnly and no error.
 	Save(ctx context.Context, key string, paths []string) (CacheResult, error)
+	// Prefetch fetches the newest archive whose key starts with prefix into a staging
+	// place of the sandbox, before the caller knows which key it needs (a run's
+	// toolchain caches are keyed by a lockfile its checkout has not written yet). Nothing
+	// to prefetch: nil and no error.
+	Prefetch(ctx context.Context, prefix string) (Prefetched, error)
+}
+
+// Prefetched is an archive Prefetch fetched. Adopt or Drop it, once.
+type Prefetched interface {
+	Key() string
+	// Adopt puts the staged files where Restore of Key would have put them, over paths
+	// (in the order they were saved); CacheResult.Prefetched says so.
+	Adopt(ctx context.Context, paths []string) (CacheResult, error)
+	// Drop removes the staged files.
+	Drop()
 }
 
 // CacheResult says what Restore or Save did.
 type CacheResult struct {
-	Key        string `json:"key"`
-	Hit        bool   `json:"hit,omitempty"`      // Restore found the archive
-	FromKey    string `json:"fromKey,omitempty"`  // the fallback key restored instead of Key
-	ReadOnly   bool   `json:"readOnly,omitempty"` // Save was not allowed; nothing stored
-	Bytes      int64  `json:"bytes"`              // archive size (compressed)
-	RawBytes   int64  `json:"rawBytes"`           // file bytes archived or extracted
-	Files      int    `json:"files"`
-	DurationMs int64  `json:"durationMs"`
+	Key     string `json:"key"`
+	Hit     bool   `json:"hit,omitempty"`     // Restore found the archive
+	FromKey string `json:"fromKey,omitempty"` // the fallback key restored instead of Key
+	// Prefetched: the archive was fetched while the checkout ran (Cache.Prefetch).
+	Prefetched bool  `json:"prefetched,omitempty"`
+	ReadOnly   bool  `json:"readOnly,omitempty"` // Save was not allowed; nothing stored
+	Bytes      int64 `json:"bytes"`              // archive size (compressed)
+	RawBytes   int64 `json:"rawBytes"`           // file bytes archived or extracted
+	Files      int   `json:"files"`
+	DurationMs int64 `json:"durationMs"`
 }
 
 // Artifacts stores an execution's files for people to download through the edge's

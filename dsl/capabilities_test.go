@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,7 +188,34 @@ func (s *fileSandbox) Changes(context.Context, string) ([]dsl.Change, error) { r
 type memCache struct {
 	saved map[string][]string
 	sb    *fileSandbox
+	// staged is what Prefetch of each prefix hands out (none: nothing to prefetch).
+	staged map[string]*memStaged
 }
+
+func (m *memCache) Prefetch(_ context.Context, prefix string) (dsl.Prefetched, error) {
+	if st := m.staged[prefix]; st != nil {
+		return st, nil
+	}
+	return nil, nil
+}
+
+// memStaged is a prefetched archive of a memCache: adopting it restores its key.
+type memStaged struct {
+	m                *memCache
+	key              string
+	adopted, dropped atomic.Int32
+}
+
+func (s *memStaged) Key() string { return s.key }
+
+func (s *memStaged) Adopt(ctx context.Context, paths []string) (dsl.CacheResult, error) {
+	s.adopted.Add(1)
+	res, err := s.m.Restore(ctx, s.key, paths)
+	res.Prefetched = true
+	return res, err
+}
+
+func (s *memStaged) Drop() { s.dropped.Add(1) }
 
 func (m *memCache) Restore(_ context.Context, key string, paths []string) (dsl.CacheResult, error) {
 	if _, ok := m.saved[key]; !ok {

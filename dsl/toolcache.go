@@ -216,13 +216,13 @@ func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []
 	if warm {
 		tc.Skipped = "already warm in this sandbox"
 	} else {
-		tc.Restore, err = c.Cache.RestoreFallback(c, key, []string{fallback}, tc.Paths)
+		tc.Restore, err = restoreToolchain(c, t.name, key, fallback, tc.Paths)
 		if err != nil {
 			c.logger().Warn("toolchain cache restore failed; building cold", "tool", t.name, "key", key, "err", err)
 		}
 		tc.Restored = tc.Restore.Hit
 		c.logger().Info("toolchain cache", "tool", t.name, "key", key, "hit", tc.Restore.Hit, "from", tc.Restore.FromKey,
-			"bytes", tc.Restore.Bytes, "durationMs", tc.Restore.DurationMs)
+			"prefetched", tc.Restore.Prefetched, "bytes", tc.Restore.Bytes, "durationMs", tc.Restore.DurationMs)
 	}
 	// Saved when this key's archive was not what came back: a miss, or a fallback that
 	// the run has now brought up to date with this lockfile.
@@ -240,6 +240,103 @@ func warmOne(c *Ctx, t toolchain, dir, ws string, env map[string]string, skip []
 	return tc, true
 }
 
+// restoreToolchain is RestoreFallback of key with fallback, served by the archive
+// prefetched for the tool (startPrefetch) when that is the one RestoreFallback would
+// restore: key itself, or the newest under fallback while key has no archive. Otherwise
+// the prefetched files are dropped and the store is asked, as without a prefetch.
+func restoreToolchain(c *Ctx, tool, key, fallback string, paths []string) (CacheResult, error) {
+	p := takePrefetched(c, tool)
+	if p == nil {
+		return c.Cache.RestoreFallback(c, key, []string{fallback}, paths)
+	}
+	from := p.Key()
+	if from != key && strings.HasPrefix(from, fallback) {
+		// The newest of the tool's version; key itself may still have an (older) archive.
+		res, err := c.Cache.Restore(c, key, paths)
+		if err != nil || res.Hit {
+			p.Drop()
+			return res, err
+		}
+	} else if from != key {
+		p.Drop() // another toolchain version's
+		return c.Cache.RestoreFallback(c, key, []string{fallback}, paths)
+	}
+	res, err := p.Adopt(c, paths)
+	if err != nil {
+		c.logger().Warn("prefetched toolchain cache unusable; restoring again", "tool", tool, "key", from, "err", err)
+		return c.Cache.RestoreFallback(c, key, []string{fallback}, paths)
+	}
+	if from != key {
+		res.Key, res.FromKey = key, from
+	}
+	return res, nil
+}
+
+// prefetchJob is one toolchain family's Cache.Prefetch, running beside the checkout.
+type prefetchJob struct {
+	done   chan struct{}
+	staged Prefetched // set before done closes; taken (nil) once adopted or dropped
+}
+
+// startPrefetch starts, once per attempt, fetching the newest archive of each toolchain
+// whose cache a build fills (not the download stores: only an install reads them) while
+// the checkout runs: the key needs the checkout's lockfile, but the newest archive is
+// the one a run of an unchanged lockfile restores, and fetching it beside the checkout
+// hides its download and extraction. finish waits for the fetches and drops whatever
+// WarmCaches did not adopt; the caller defers it.
+func startPrefetch(c *Ctx) (finish func()) {
+	if c.Cache == nil || c.Sandbox == nil {
+		return func() {}
+	}
+	st := c.state()
+	st.warmMu.Lock()
+	defer st.warmMu.Unlock()
+	if st.prefetch != nil {
+		return func() {}
+	}
+	st.prefetch = map[string]*prefetchJob{}
+	ctx, cancel := context.WithCancel(c)
+	for _, t := range toolchains {
+		if t.forInstall {
+			continue
+		}
+		j := &prefetchJob{done: make(chan struct{})}
+		st.prefetch[t.name] = j
+		go func() {
+			defer close(j.done)
+			staged, err := c.Cache.Prefetch(ctx, "tc-"+t.name+"-")
+			if err != nil && ctx.Err() == nil {
+				c.logger().Warn("toolchain cache prefetch failed", "tool", t.name, "err", err)
+			}
+			j.staged = staged
+		}()
+	}
+	return func() {
+		cancel() // what is still fetching is not needed any more
+		for name := range st.prefetch {
+			if p := takePrefetched(c, name); p != nil {
+				p.Drop()
+			}
+		}
+	}
+}
+
+// takePrefetched waits for the tool's prefetch and takes what it staged (nil: nothing,
+// none started, already taken, or the attempt ended first).
+func takePrefetched(c *Ctx, tool string) Prefetched {
+	st := c.state()
+	j := st.prefetch[tool]
+	if j == nil {
+		return nil
+	}
+	<-j.done // Prefetch ends with its context, which ends with the attempt's
+	st.prefetchMu.Lock()
+	defer st.prefetchMu.Unlock()
+	p := j.staged
+	j.staged = nil
+	return p
+}
+
 func coveredBy(p string, dirs []string) bool {
 	for _, d := range dirs {
 		if p == d || strings.HasPrefix(p, d+"/") || strings.HasPrefix(d, p+"/") {
@@ -255,8 +352,11 @@ type attemptState struct {
 	mu    sync.Mutex
 	hooks []func(context.Context)
 
-	warmMu sync.Mutex
-	warmed map[string]bool
+	warmMu   sync.Mutex
+	warmed   map[string]bool
+	prefetch map[string]*prefetchJob // by toolchain, set once (under warmMu) by startPrefetch
+
+	prefetchMu sync.Mutex // guards each prefetchJob's staged once it is done
 }
 
 func (c *Ctx) state() *attemptState {

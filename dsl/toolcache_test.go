@@ -172,3 +172,87 @@ func TestNewWorkspaceRestoresTheDownloadStoreBeforeAnInstallThatRuns(t *testing.
 		t.Fatalf("install %+v %v; the store at the install: %q, want restored from %s", w.Install, err, storeAtInstall, storeKey)
 	}
 }
+
+// TestNewWorkspaceAdoptsThePrefetchedArchiveOnlyWhenRestoreWouldChooseIt: the newest
+// Go archive, fetched while the checkout ran, serves the restore when it is the one
+// RestoreFallback would pick: the key itself, or the newest of the same Go version while
+// the key has no archive (then saved under the key after success). It is dropped when
+// the key has an archive of its own, or when it was saved by another Go version; and
+// it is dropped when nothing warms (a failed checkout). Each prefetch is adopted or
+// dropped exactly once. Fails if the prefetched archive is taken whatever its key (a
+// lockfile's cache restored for another), or if a fallback is no longer saved.
+func TestNewWorkspaceAdoptsThePrefetchedArchiveOnlyWhenRestoreWouldChooseIt(t *testing.T) {
+	key, fallback := dsl.ToolchainKey("go", "go1.26.8", []byte("module x\n"))
+	other := fallback + "0123456789abcdef" // the same Go, another lockfile
+	for _, c := range []struct {
+		name, staged string
+		saved        []string // keys with an archive
+		wantAdopt    bool
+		wantFrom     string // the key restored when it is not key
+		wantSave     bool
+	}{
+		{"the key itself", key, []string{key}, true, "", false},
+		{"the newest of the version, the key has none", other, []string{other}, true, other, true},
+		{"the key has an archive of its own", other, []string{other, key}, false, "", false},
+		{"another Go version", "tc-go-go1.25.0-0123456789abcdef", []string{"tc-go-go1.25.0-0123456789abcdef"}, false, "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sb := goSandbox()
+			mem := &memCache{saved: map[string][]string{}, sb: sb}
+			for _, k := range c.saved {
+				mem.saved[k] = []string{"/ws/.cache/go-build"}
+			}
+			st := &memStaged{m: mem, key: c.staged}
+			mem.staged = map[string]*memStaged{"tc-go-": st}
+			cache := &countingCache{memCache: mem}
+			x := newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) { x.Sandbox, x.Cache = sb, cache })
+			w, err := dsl.NewWorkspace(x, dsl.WorkspaceOptions{Repo: "acme/app", SHA: "abc"})
+			if err != nil || len(w.Toolchains) != 1 {
+				t.Fatalf("%+v %v", w, err)
+			}
+			tc := w.Toolchains[0]
+			if got := st.adopted.Load() == 1; got != c.wantAdopt || st.adopted.Load()+st.dropped.Load() != 1 {
+				t.Fatalf("adopted %d, dropped %d; want adopted: %v", st.adopted.Load(), st.dropped.Load(), c.wantAdopt)
+			}
+			if tc.Restore.Prefetched != c.wantAdopt || tc.Key != key || tc.Restore.FromKey != c.wantFrom {
+				t.Fatalf("restore %+v, want from %q", tc.Restore, c.wantFrom)
+			}
+			if c.wantAdopt && cache.restores.Load() != 0 {
+				t.Fatalf("%d fallback restores beside the prefetched archive", cache.restores.Load())
+			}
+			dsl.RunSucceeded(x, context.Background())
+			if saved := cache.saves.Load() == 1; saved != c.wantSave {
+				t.Fatalf("saved %v, want %v", saved, c.wantSave)
+			}
+		})
+	}
+	t.Run("nothing warms", func(t *testing.T) {
+		sb := goSandbox()
+		mem := &memCache{saved: map[string][]string{key: {"/ws/.cache/go-build"}}, sb: sb}
+		st := &memStaged{m: mem, key: key}
+		mem.staged = map[string]*memStaged{"tc-go-": st}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		x := newAttempt(dsltest.NewJournal(), nil, func(x *dsl.Ctx) {
+			x.Context, x.Sandbox, x.Cache = ctx, failingCheckout{sb, cancel}, mem
+		})
+		if _, err := dsl.NewWorkspace(x, dsl.WorkspaceOptions{Repo: "acme/app", SHA: "abc"}); err == nil {
+			t.Fatal("the checkout did not fail")
+		}
+		if st.adopted.Load() != 0 || st.dropped.Load() != 1 {
+			t.Fatalf("adopted %d, dropped %d after a failed checkout, want 0 and 1", st.adopted.Load(), st.dropped.Load())
+		}
+	})
+}
+
+// failingCheckout is a sandbox whose checkout fails and ends the attempt (no retry
+// after the step's backoff).
+type failingCheckout struct {
+	*fileSandbox
+	end func()
+}
+
+func (f failingCheckout) Checkout(context.Context, string, string) (string, error) {
+	f.end()
+	return "", &dsl.CheckoutFailed{Repo: "acme/app", SHA: "abc", Cause: "unreachable"}
+}

@@ -51,6 +51,9 @@ type Cache struct {
 	// dsl.CacheFamily beyond the newest Keep are deleted (0: DefaultKeep).
 	Keep  int
 	Level zstd.EncoderLevel
+	// Stage is a directory of the sandbox, on the paths' filesystem, where Prefetch
+	// extracts archives ahead of need ("": no prefetching).
+	Stage string
 	Log   *slog.Logger
 }
 
@@ -81,12 +84,39 @@ func (c *Cache) blobKey(key string) (string, error) {
 // cleared and the caller builds and saves again), not an error.
 func (c *Cache) Restore(ctx context.Context, key string, paths []string) (dsl.CacheResult, error) {
 	res := dsl.CacheResult{Key: key}
-	bk, err := c.blobKey(key)
-	if err != nil {
+	if _, err := c.blobKey(key); err != nil {
 		return res, err
 	}
+	// An image's layer (a Go image's pre-built standard library) is merged over, never
+	// removed: in a Container removing it would hide the image's files for good.
+	clear := func() error {
+		for _, p := range paths {
+			if !isLayer(p) {
+				if err := removeAll(p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return c.extract(ctx, key, clear, func(top string) string {
+		i, err := strconv.Atoi(top)
+		if err != nil || i < 0 || i >= len(paths) {
+			return ""
+		}
+		return paths[i]
+	})
+}
+
+// extract streams the archive under key (a valid key) through zstd into the
+// directories target names for its top-level entries, once clear has made room. No
+// archive, or one that cannot be read, is a miss: the store's or the archive's error is
+// logged, clear runs again when extraction failed halfway, and only a cancelled ctx or a
+// failed clear is an error.
+func (c *Cache) extract(ctx context.Context, key string, clear func() error, target func(top string) string) (dsl.CacheResult, error) {
+	res := dsl.CacheResult{Key: key}
 	start := time.Now()
-	body, size, err := c.Store.Get(ctx, bk)
+	body, size, err := c.Store.Get(ctx, c.Prefix+key+Ext)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		return res, nil
 	} else if err != nil {
@@ -97,37 +127,22 @@ func (c *Cache) Restore(ctx context.Context, key string, paths []string) (dsl.Ca
 		return res, nil
 	}
 	defer body.Close()
-	// An image's layer (a Go image's pre-built standard library) is merged over, never
-	// removed: in a Container removing it would hide the image's files for good.
-	for _, p := range paths {
-		if isLayer(p) {
-			continue
-		}
-		if err := removeAll(p); err != nil {
-			return res, &dsl.CacheError{Phase: "restore", Key: key, Cause: err.Error()}
-		}
+	if err := clear(); err != nil {
+		return res, &dsl.CacheError{Phase: "restore", Key: key, Cause: err.Error()}
 	}
 	counted := &countReader{r: body}
-	dec, err := zstd.NewReader(counted, zstd.WithDecoderConcurrency(0))
+	// One decoder goroutine: it starts faster in a fresh process (a sandbox's agent is
+	// one) than a pool of them, and extraction writes files from its own workers.
+	dec, err := zstd.NewReader(counted, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return res, &dsl.CacheError{Phase: "restore", Key: key, Cause: err.Error()}
 	}
 	defer dec.Close()
-	st, err := archive.Extract(dec, func(top string) string {
-		i, err := strconv.Atoi(top)
-		if err != nil || i < 0 || i >= len(paths) {
-			return ""
-		}
-		return paths[i]
-	})
+	st, err := archive.Extract(dec, target)
 	if err != nil {
 		// A layer keeps what was merged: the Go build cache checks each entry's size
 		// against its index entry, so a file cut short is a miss there, not an error.
-		for _, p := range paths {
-			if !isLayer(p) {
-				_ = removeAll(p)
-			}
-		}
+		_ = clear()
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
@@ -153,7 +168,7 @@ func (c *Cache) RestoreFallback(ctx context.Context, key string, prefixes, paths
 		if !validKey.MatchString(p) {
 			return res, &dsl.CacheError{Phase: "restore", Key: p, Cause: "a fallback prefix is 1-200 of [A-Za-z0-9._-]"}
 		}
-		objs, err := c.Store.List(ctx, c.Prefix+p)
+		from, err := c.newest(ctx, p)
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, err
@@ -161,16 +176,9 @@ func (c *Cache) RestoreFallback(ctx context.Context, key string, prefixes, paths
 			c.log().Warn("cache listing failed; treating as a miss", "prefix", p, "err", err)
 			continue
 		}
-		var newest blobstore.Object
-		for _, o := range objs {
-			if strings.HasSuffix(o.Key, Ext) && (newest.Key == "" || o.Modified.After(newest.Modified)) {
-				newest = o
-			}
-		}
-		if newest.Key == "" {
+		if from == "" {
 			continue
 		}
-		from := strings.TrimSuffix(strings.TrimPrefix(newest.Key, c.Prefix), Ext)
 		fb, err := c.Restore(ctx, from, paths)
 		if err != nil || !fb.Hit {
 			return res, err
@@ -179,6 +187,24 @@ func (c *Cache) RestoreFallback(ctx context.Context, key string, prefixes, paths
 		return fb, nil
 	}
 	return res, nil
+}
+
+// newest is the key of the newest archive whose key starts with prefix ("": none).
+func (c *Cache) newest(ctx context.Context, prefix string) (string, error) {
+	objs, err := c.Store.List(ctx, c.Prefix+prefix)
+	if err != nil {
+		return "", err
+	}
+	var newest blobstore.Object
+	for _, o := range objs {
+		if strings.HasSuffix(o.Key, Ext) && (newest.Key == "" || o.Modified.After(newest.Modified)) {
+			newest = o
+		}
+	}
+	if newest.Key == "" {
+		return "", nil
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(newest.Key, c.Prefix), Ext), nil
 }
 
 // Save implements dsl.Cache. Paths that do not exist are left out.

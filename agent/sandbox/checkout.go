@@ -78,7 +78,9 @@ func (s *Sandbox) Checkout(ctx context.Context, repo, sha string) (string, error
 
 	// No gc or maintenance after a fetch into a workspace that lives for one run: one
 	// process less on every checkout (the config keys are ignored by a git without them).
-	fetch := []string{"-c", "gc.auto=0", "-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags"}
+	// The pack is kept as it came (fetch.unpackLimit=1): a small repository's objects
+	// are otherwise written one file each, which made its fetch a third slower.
+	fetch := []string{"-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "fetch.unpackLimit=1", "fetch", "--quiet", "--no-tags"}
 	target := ""
 	if len(sha) == 40 || len(sha) == 64 {
 		if _, err := s.git(ctx, dir, env, append(fetch, "--depth=1", remote, sha)...); err == nil {

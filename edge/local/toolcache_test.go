@@ -77,7 +77,8 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 	})
 	// go build -v names each package it compiles (none it finds in the cache). The
 	// markers are split in the command, so only its output contains them whole.
-	const probe = `echo "GOCACHE=$(go env GOCACHE)"; go build -v ./... 2>&1 | sed 's/^/BU''ILT:/'; if [ -d "$(go env GOCACHE)" ]; then echo "STATE=w""arm"; fi`
+	// Whatever was prefetched beside the checkout is adopted or gone by the command.
+	const probe = `echo "GOCACHE=$(go env GOCACHE)"; go build -v ./... 2>&1 | sed 's/^/BU''ILT:/'; if [ -d "$(go env GOCACHE)" ]; then echo "STATE=w""arm"; fi; ls -A "$HOME/.cache/flare-prefetch" 2>/dev/null | sed 's/^/STA''GED:/'`
 	const cold, std = "BUILT:example.com/fx\n", "BUILT:fmt\n"
 	key, _ := dsl.ToolchainKey("go", goVersion(t), []byte(gomod))
 	blob := "cache/local/app/" + key + ".tar.zst"
@@ -92,7 +93,7 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 
 	second := commitFile(t, repo, "notes.txt", "same lockfile\n")
 	v, logs = runOffload(t, st, repo, second, probe)
-	if v.Execution.Status != "success" || strings.Contains(logs, cold) || !strings.Contains(logs, "STATE=warm") {
+	if v.Execution.Status != "success" || strings.Contains(logs, cold) || !strings.Contains(logs, "STATE=warm") || strings.Contains(logs, "STAGED:") {
 		t.Fatalf("second run did not find the restored cache: %s\n%s", v.Execution.Status, logs)
 	}
 
@@ -101,7 +102,7 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 	third := commitFile(t, repo, "go.mod", gomod+"\n// changed\n")
 	newKey, _ := dsl.ToolchainKey("go", goVersion(t), []byte(gomod+"\n// changed\n"))
 	v, logs = runOffload(t, st, repo, third, probe+" && exit 3")
-	if v.Execution.Status != "failure" || strings.Contains(logs, cold) {
+	if v.Execution.Status != "failure" || strings.Contains(logs, cold) || strings.Contains(logs, "STAGED:") {
 		t.Fatalf("failing run with a new lockfile: %s\n%s", v.Execution.Status, logs)
 	}
 	for _, k := range blobKeys(t, st, "cache/local/app/") {
