@@ -45,7 +45,7 @@ func (c *Cache) Prefetch(ctx context.Context, prefix string) (dsl.Prefetched, er
 	// The archive's entries 0/…, 1/… land in dir/0, dir/1: the paths they belong to are
 	// known only when Adopt is called, in the order Save was given them.
 	res, err := c.extract(ctx, key, func() error { return nil }, func(top string) string {
-		if i, err := strconv.Atoi(top); err != nil || i < 0 || strconv.Itoa(i) != top {
+		if _, err := strconv.Atoi(top); err != nil { // not an entry Save writes
 			return ""
 		}
 		return filepath.Join(dir, top)
