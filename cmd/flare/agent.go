@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/flare-dispatch/flare-dispatch/agent"
 	"github.com/flare-dispatch/flare-dispatch/agentapi"
@@ -27,8 +28,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	listen := fs.String("listen", envOr("FLARE_AGENT_LISTEN", "0.0.0.0:8080"), "listen address")
 	workspace := fs.String("workspace", envOr("FLARE_WORKSPACE", "/workspace"), "workspace directory")
 	logGiveUp := fs.Duration("log-give-up", 0, "retry a log segment's upload this long before it is lost and the run fails with StorageFull (default 2m)")
+	subreaper := fs.Bool(strings.TrimPrefix(sandboxes.SubreaperFlag, "--"), false,
+		"(flare up --no-isolation, Linux) run the agent as a child and kill everything it started once it exits")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if *subreaper {
+		return sandboxes.Supervise()
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -21,7 +21,11 @@ const requestsFile = "requests.ndjson"
 
 // TestMain doubles as the agent: Procs runs this test binary as the agent command, in a
 // sandbox's workspace with FLARE_SANDBOX set (one of the few variables it passes on).
+// Unisolated, on Linux, Procs starts it as the agent's supervisor first (SubreaperFlag).
 func TestMain(m *testing.M) {
+	if os.Getenv("FLARE_SANDBOX") != "" && slices.Contains(os.Args, sandboxes.SubreaperFlag) {
+		os.Exit(sandboxes.Supervise())
+	}
 	if os.Getenv("FLARE_SANDBOX") != "" && slices.Contains(os.Args, "--listen") {
 		os.Exit(fakeAgent())
 	}
@@ -31,6 +35,10 @@ func TestMain(m *testing.M) {
 // fakeAgent listens, prints the ready line Procs waits for, and serves FakeAgent,
 // appending each request to requestsFile in the workspace (its working directory).
 func fakeAgent() int {
+	if err := escape(os.Getenv("FLARE_SANDBOX")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -2,6 +2,8 @@
 // sandbox id, as a Container would be, each with its own workspace, an environment
 // built from an allowlist (never the edge's secrets), and a process group of its own
 // that dies with flare up (on Linux even by kill -9: Pdeathsig) and is killed whole on stop.
+// Nothing a run starts outlives its sandbox: a PID namespace holds it (Isolate), or, on
+// Linux without isolation, a supervisor that is the child subreaper of it all (Supervise).
 package sandboxes
 
 import (
@@ -30,6 +32,10 @@ import (
 
 // ReadyPrefix starts the line an agent prints on stdout once it listens.
 const ReadyPrefix = "flare-agent listening on "
+
+// SubreaperFlag, right after the agent command, makes the agent binary call Supervise
+// instead of being the agent: Procs adds it on Linux without isolation.
+const SubreaperFlag = "--subreaper"
 
 // Procs starts agents as child processes.
 type Procs struct {
@@ -70,11 +76,12 @@ type Procs struct {
 }
 
 type proc struct {
-	cmd  *exec.Cmd
-	url  string
-	ws   string
-	last time.Time     // the last Start handed to it (under Procs.mu)
-	done chan struct{} // closed once the agent and every process of its sandbox are gone
+	cmd        *exec.Cmd // the agent, or Supervise running it (supervised; see stop)
+	supervised bool
+	url        string
+	ws         string
+	last       time.Time     // the last Start handed to it (under Procs.mu)
+	done       chan struct{} // closed once the agent and every process of its sandbox are gone
 }
 
 var _ edge.Sandboxes = (*Procs)(nil)
@@ -242,15 +249,31 @@ func (p *Procs) Kill(sandbox string) bool {
 }
 
 func (p *Procs) kill(sandbox string, pr *proc) {
-	if pr.cmd.Process != nil {
-		_ = syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGKILL)
-	}
-	<-pr.done
+	pr.stop()
 	p.mu.Lock()
 	if p.procs[sandbox] == pr {
 		delete(p.procs, sandbox)
 	}
 	p.mu.Unlock()
+}
+
+// stop kills the agent and returns once it and every process of its sandbox are gone.
+// A supervisor is asked (SIGTERM) and given the time its sweep is bounded by; a
+// supervisor that does not exit by then is killed with its group, as an agent is.
+func (pr *proc) stop() {
+	if pr.cmd.Process == nil {
+		return
+	}
+	if pr.supervised {
+		_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-pr.done:
+			return
+		case <-time.After(15 * time.Second):
+		}
+	}
+	_ = syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGKILL)
+	<-pr.done
 }
 
 func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
@@ -283,7 +306,15 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		inner = FixedWorkspace
 	}
 	gocache := filepath.Join(inner, ".cache", "go-build")
-	argv := append(append([]string{}, p.Command...), "--listen", "127.0.0.1:0", "--workspace", inner)
+	argv := append([]string{}, p.Command...)
+	supervised := false
+	if !p.Isolate {
+		// No PID namespace ends with the agent: a supervisor, the subreaper of
+		// everything the agent starts, kills what is left (where there is one).
+		sub := subreaperArgs()
+		argv, supervised = append(argv, sub...), len(sub) > 0
+	}
+	argv = append(argv, "--listen", "127.0.0.1:0", "--workspace", inner)
 	lookup := os.LookupEnv
 	if p.Fresh {
 		lookup = freshEnv(os.LookupEnv)
@@ -311,7 +342,7 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 	if s.ServerToken != "" { // the agent's server token (edge.AgentServerToken)
 		cmd.Env = append(cmd.Env, agentapi.EnvServerToken+"="+s.ServerToken)
 	}
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sysProcAttr(supervised)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -333,7 +364,7 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		}
 		return nil, fmt.Errorf("sandbox %s: start agent: %w", sandbox, err)
 	}
-	pr = &proc{cmd: cmd, ws: ws, done: make(chan struct{})}
+	pr = &proc{cmd: cmd, supervised: supervised, ws: ws, done: make(chan struct{})}
 	nsInit := make(chan int, 1)
 	if info != nil {
 		cmd.ExtraFiles[0].Close() // the child has it; EOF once bwrap closes its copy
@@ -370,9 +401,10 @@ func (p *Procs) ensure(sandbox string, s agentapi.Start) (*proc, error) {
 		// synchronously. A restarted attempt must not meet the old one's commands, so
 		// done waits for the init to be gone: the kernel removes it only after the rest.
 		waitGone(<-nsInit)
-		// Without the sandbox (--no-isolation) a command outlives its agent: it has a
-		// process group of its own and is re-parented to init. It is still in the
-		// agent's session: kill whatever is left there.
+		// Without the sandbox (--no-isolation) the supervisor has killed what the agent
+		// left; where there is none (not Linux), or it was itself killed, a command that
+		// outlives its agent was re-parented to init but is still in the agent's
+		// session: kill whatever is left there.
 		sweepSession(cmd.Process.Pid)
 		close(pr.done)
 	}()
@@ -482,11 +514,12 @@ func (p *Procs) attempts(pr *proc) int {
 
 // sweepSession kills every live process of session sid until none is left (bounded
 // at 10 s). A process that made a session of its own (setsid) escapes it; the PID
-// namespace of an isolated sandbox does not let it. Without /proc it does nothing.
+// namespace of an isolated sandbox, or the supervisor, does not let it. Without /proc
+// it does nothing.
 func sweepSession(sid int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		left := sessionMembers(sid)
+		left := processes(func(_, s int) bool { return s == sid })
 		if len(left) == 0 || time.Now().After(deadline) {
 			return
 		}
@@ -497,8 +530,9 @@ func sweepSession(sid int) {
 	}
 }
 
-// sessionMembers lists the live (not zombie) processes of session sid, from /proc.
-func sessionMembers(sid int) []int {
+// processes lists the live (not zombie) processes whose parent and session match,
+// from /proc.
+func processes(match func(ppid, sid int) bool) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -522,7 +556,9 @@ func sessionMembers(sid int) []int {
 		if len(f) < 4 || f[0] == "Z" || f[0] == "X" {
 			continue
 		}
-		if s, err := strconv.Atoi(f[3]); err == nil && s == sid {
+		ppid, err1 := strconv.Atoi(f[1])
+		sid, err2 := strconv.Atoi(f[3])
+		if err1 == nil && err2 == nil && match(ppid, sid) {
 			out = append(out, pid)
 		}
 	}
