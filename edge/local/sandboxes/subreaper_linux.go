@@ -34,13 +34,9 @@ func Supervise() int {
 	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
-	exe, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "flare agent:", err)
-		return 3
-	}
 	args := slices.DeleteFunc(slices.Clone(os.Args), func(a string) bool { return a == SubreaperFlag })
-	agent, err := os.StartProcess(exe, args, &os.ProcAttr{
+	// This very binary, even if its file was replaced or removed since (an upgrade).
+	agent, err := os.StartProcess("/proc/self/exe", args, &os.ProcAttr{
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
 		// If the supervisor itself is killed, the agent goes too rather than run on unwatched.
 		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
