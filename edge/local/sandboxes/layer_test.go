@@ -8,9 +8,11 @@ import (
 
 // TestFreshSandboxesGetPrivateCopiesOfTheGoLayer: WarmUp returns with the first copy
 // ready; each fresh sandbox's GOCACHE is its own copy, so what one run writes changes
-// neither the layer nor the next sandbox's; Close waits for the copy under way and
-// leaves no spare behind. Fails if the layer were linked or bound instead of copied,
-// if WarmUp did not wait, or without Close's wait and removal.
+// neither the layer nor the next sandbox's; the next copy begins when a sandbox
+// retires, not beside the run that took the last one; Close waits for the copy under
+// way and leaves no spare behind. Fails if the layer were linked or bound instead of
+// copied, if WarmUp did not wait, if a start began the next copy (as it did, competing
+// with its own run), or without Close's wait and removal.
 func TestFreshSandboxesGetPrivateCopiesOfTheGoLayer(t *testing.T) {
 	layer := t.TempDir()
 	for name, body := range map[string]string{"0a/0a11-d": "std", layerManifest: "0a/0a11-d\n"} {
@@ -27,6 +29,24 @@ func TestFreshSandboxesGetPrivateCopiesOfTheGoLayer(t *testing.T) {
 	}
 	a := filepath.Join(root, "a", ".cache", "go-build")
 	if err := p.seedGo(a); err != nil {
+		t.Fatal(err)
+	}
+	// No copy competes with the run that just started: the next one begins when a
+	// sandbox retires.
+	p.mu.Lock()
+	copying := p.spare != nil
+	p.mu.Unlock()
+	if copying {
+		t.Fatal("a start began the next layer copy beside its own run")
+	}
+	p.retire("a")
+	p.mu.Lock()
+	copying = p.spare != nil
+	p.mu.Unlock()
+	if !copying {
+		t.Fatal("a retired sandbox did not begin the next layer copy")
+	}
+	if err := os.MkdirAll(filepath.Join(a, "0a"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(a, "0a", "0a11-d"), []byte("a run's write"), 0o644); err != nil {

@@ -171,6 +171,7 @@ func (p *Procs) RunEnded(sandbox string) {
 // sandbox's next run started before this ran) or not answering is left alone: its
 // own run's end, or the idle reaper, comes back for it.
 func (p *Procs) retire(sandbox string) {
+	defer p.refillSpare() // the next fresh sandbox's layer, copied between runs
 	g := p.sandboxLock(sandbox)
 	g.Lock()
 	defer g.Unlock()
