@@ -50,12 +50,13 @@ func (c *Cache) Prefetch(ctx context.Context, prefix string) (dsl.Prefetched, er
 		}
 		return filepath.Join(dir, top)
 	})
+	st := &staged{key: key, dir: dir, res: res}
 	if err != nil || !res.Hit {
-		_ = removeAll(dir)
+		st.Drop()
 		return nil, err
 	}
-	res.Prefetched = true
-	return &staged{key: key, dir: dir, res: res}, nil
+	st.res.Prefetched = true
+	return st, nil
 }
 
 // staged is one archive Prefetch extracted, waiting in dir.
@@ -73,7 +74,7 @@ func (s *staged) Key() string { return s.key }
 // gone afterwards. A failure leaves the paths to Restore: it clears and writes them.
 func (s *staged) Adopt(_ context.Context, paths []string) (dsl.CacheResult, error) {
 	start := time.Now()
-	defer removeAll(s.dir)
+	defer s.Drop()
 	// The files were extracted before the checkout wrote the sources: as a Restore's are
 	// (archive.Extract), they must all be newer than those, or Cargo rebuilds everything.
 	if err := touchFiles(s.dir, start); err != nil {
@@ -96,8 +97,12 @@ func (s *staged) Adopt(_ context.Context, paths []string) (dsl.CacheResult, erro
 	return res, nil
 }
 
-// Drop removes what was staged and not adopted.
-func (s *staged) Drop() { _ = removeAll(s.dir) }
+// Drop removes what was staged and not adopted, and the staging directory once it is
+// empty: a run's commands find nothing of the prefetch in their HOME.
+func (s *staged) Drop() {
+	_ = removeAll(s.dir)
+	_ = os.Remove(filepath.Dir(s.dir)) // fails while another prefetch still stages there
+}
 
 // touchFiles gives every regular file under dir the modification time t.
 func touchFiles(dir string, t time.Time) error {

@@ -78,7 +78,7 @@ func TestFreshSandboxRestoresTheGoBuildCacheFromTheBlobStore(t *testing.T) {
 	// go build -v names each package it compiles (none it finds in the cache). The
 	// markers are split in the command, so only its output contains them whole.
 	// Whatever was prefetched beside the checkout is adopted or gone by the command.
-	const probe = `echo "GOCACHE=$(go env GOCACHE)"; go build -v ./... 2>&1 | sed 's/^/BU''ILT:/'; if [ -d "$(go env GOCACHE)" ]; then echo "STATE=w""arm"; fi; ls -A "$HOME/.cache/flare-prefetch" 2>/dev/null | sed 's/^/STA''GED:/'`
+	const probe = `echo "GOCACHE=$(go env GOCACHE)"; go build -v ./... 2>&1 | sed 's/^/BU''ILT:/'; if [ -d "$(go env GOCACHE)" ]; then echo "STATE=w""arm"; fi; if [ -e "$HOME/.cache/flare-prefetch" ]; then echo "STA""GED:$(ls -A "$HOME/.cache/flare-prefetch")"; fi`
 	const cold, std = "BUILT:example.com/fx\n", "BUILT:fmt\n"
 	key, _ := dsl.ToolchainKey("go", goVersion(t), []byte(gomod))
 	blob := "cache/local/app/" + key + ".tar.zst"
