@@ -13,6 +13,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
+	"github.com/flare-dispatch/flare-dispatch/internal/proctest"
 )
 
 // upProcess is a real `flare up` process.
@@ -49,23 +50,10 @@ func flareUpWith(t *testing.T, data string, env []string, flags ...string) *upPr
 }
 
 // agentPIDs lists live `flare agent` processes whose workspace is data's.
-func agentPIDs(data string) []string {
-	var out []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, " agent ") && strings.Contains(cmd, local.WorkspacesDir(data)) {
-			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
-				continue // a zombie is dead
-			}
-			out = append(out, e.Name())
-		}
-	}
-	return out
+func agentPIDs(data string) []int {
+	return proctest.Live(func(cmd string) bool {
+		return strings.Contains(cmd, " agent ") && strings.Contains(cmd, local.WorkspacesDir(data))
+	})
 }
 
 // TestKillNineOfFlareUpMidRun kills `flare up` with SIGKILL while a step runs,

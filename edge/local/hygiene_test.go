@@ -1,14 +1,11 @@
 package local_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,32 +13,8 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge"
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
-	"github.com/flare-dispatch/flare-dispatch/runs"
+	"github.com/flare-dispatch/flare-dispatch/internal/proctest"
 )
-
-// waitCount waits until countCmdline(cmd) == want, failing after within with a ps.
-func waitCount(t *testing.T, cmd string, want int, within time.Duration, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for countCmdline(cmd) != want {
-		if time.Now().After(deadline) {
-			ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,stat,cmd").Output()
-			t.Fatalf("%s: %d processes %q, want %d\n%s", what, countCmdline(cmd), cmd, want, ps)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// killOnCleanup kills what a failure left: the processes with these command lines.
-func killOnCleanup(t *testing.T, cmdlines ...string) {
-	t.Cleanup(func() {
-		for _, c := range cmdlines {
-			for _, pid := range pidsOf(t, c) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-}
 
 // escapes is a command fragment that leaves two processes in sessions of their own,
 // out of the command's process group and the agent's session: `sleep n` started by
@@ -50,7 +23,7 @@ func killOnCleanup(t *testing.T, cmdlines ...string) {
 func escapes(t *testing.T, n int) (script string, cmdlines []string) {
 	t.Helper()
 	cmdlines = []string{fmt.Sprintf("sleep %d", n), fmt.Sprintf("sleep %d", n+1)}
-	killOnCleanup(t, cmdlines...)
+	proctest.KillOnCleanup(t, cmdlines...)
 	return fmt.Sprintf("setsid sh -c '%s' >/dev/null 2>&1 & (setsid %s >/dev/null 2>&1 &); ", cmdlines[0], cmdlines[1]), cmdlines
 }
 
@@ -61,14 +34,7 @@ func escapes(t *testing.T, n int) (script string, cmdlines []string) {
 // re-parented to init, escaped the session sweep and ran on: this test failed with
 // each still running.
 func TestSetsidCommandDoesNotOutliveItsRunWithoutIsolation(t *testing.T) {
-	st, err := local.Open(context.Background(), local.Options{
-		DataDir: t.TempDir(), Addr: "127.0.0.1:0", Getenv: env{}.get, NoIsolation: true,
-		AgentCommand: []string{flareBin, "agent"}, Runs: runs.Registry(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	st := startStack(t, nil)
 	repo, shas := gittest.Repo(t, 1)
 	script, escaped := escapes(t, 4_000_000+(os.Getpid()%10_000)*10)
 	// The command ends once released, so the test sees the escapes start first (no
@@ -80,7 +46,7 @@ func TestSetsidCommandDoesNotOutliveItsRunWithoutIsolation(t *testing.T) {
 		t.Fatalf("dispatch: %d %s", r.status, r.raw)
 	}
 	for _, c := range escaped {
-		waitCount(t, c, 1, 60*time.Second, "the escaping processes to start")
+		proctest.Wait(t, c, 1, 60*time.Second, "the escaping processes to start")
 	}
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -89,7 +55,7 @@ func TestSetsidCommandDoesNotOutliveItsRunWithoutIsolation(t *testing.T) {
 		t.Fatalf("run: %s %s", v.Execution.Status, v.Check.Summary)
 	}
 	for _, c := range escaped {
-		waitCount(t, c, 0, 20*time.Second, "after the run ended")
+		proctest.Wait(t, c, 0, 20*time.Second, "after the run ended")
 	}
 }
 
@@ -101,14 +67,7 @@ func TestSetsidCommandDoesNotOutliveItsRunWithoutIsolation(t *testing.T) {
 // restarted attempt; then, until the supervisor, the setsid and double-forked sleeps
 // still did (this test failed with each running).
 func TestKilledAgentTakesItsCommandsAlongWithoutIsolation(t *testing.T) {
-	st, err := local.Open(context.Background(), local.Options{
-		DataDir: t.TempDir(), Addr: "127.0.0.1:0", Getenv: env{}.get, NoIsolation: true,
-		AgentCommand: []string{flareBin, "agent"}, Runs: runs.Registry(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	st := startStack(t, nil)
 	repo, shas := gittest.Repo(t, 1)
 	sleep := fmt.Sprintf("sleep 48%d", os.Getpid()%1000+100)
 	script, escaped := escapes(t, 5_000_000+(os.Getpid()%10_000)*10)
@@ -116,39 +75,32 @@ func TestKilledAgentTakesItsCommandsAlongWithoutIsolation(t *testing.T) {
 	if r.status != 202 {
 		t.Fatalf("dispatch: %d %s", r.status, r.raw)
 	}
-	waitCount(t, sleep, 1, 60*time.Second, "the command to start")
+	proctest.Wait(t, sleep, 1, 60*time.Second, "the command to start")
 	for _, c := range escaped {
-		waitCount(t, c, 1, 10*time.Second, "the escaping processes to start")
+		proctest.Wait(t, c, 1, 10*time.Second, "the escaping processes to start")
 	}
 	ws := filepath.Join(local.WorkspacesDir(st.DataDir), edge.SandboxID(edge.SemanticID("offload-test", "local/app", shas[0])))
-	agent := pidsOf(t, flareBin+" agent --listen 127.0.0.1:0 --workspace "+ws)
+	agent := proctest.PIDs(flareBin + " agent --listen 127.0.0.1:0 --workspace " + ws)
 	if len(agent) != 1 {
 		t.Fatalf("agent processes of %s: %v", ws, agent)
 	}
 	// The restarted attempt runs the command again: watch the killed one's processes.
 	var old []int
 	for _, c := range append([]string{sleep}, escaped...) {
-		old = append(old, pidsOf(t, c)...)
+		old = append(old, proctest.PIDs(c)...)
 	}
 	if err := syscall.Kill(agent[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for _, pid := range old {
-		for alive(pid) {
+		for proctest.Alive(pid) {
 			if time.Now().After(deadline) {
-				ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,stat,cmd").Output()
-				t.Fatalf("process %d outlived kill -9 of its agent\n%s", pid, ps)
+				t.Fatalf("process %d outlived kill -9 of its agent\n%s", pid, proctest.Listing())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-}
-
-// alive says whether pid is a live process (not gone, not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err == nil && !strings.Contains(string(b), ") Z ")
 }
 
 // TestSigtermOfFlareUpLeavesNoCommand: `flare up --no-isolation` gets SIGTERM while a
@@ -178,20 +130,19 @@ func TestSigtermOfFlareUpLeavesNoCommand(t *testing.T) {
 				t.Fatalf("dispatch: %d %s", r.status, r.raw)
 			}
 			all := append([]string{sleep}, escaped...)
-			killOnCleanup(t, sleep)
+			proctest.KillOnCleanup(t, sleep)
 			for _, c := range all {
-				waitCount(t, c, 1, 60*time.Second, "the command to start")
+				proctest.Wait(t, c, 1, 60*time.Second, "the command to start")
 			}
 			if err := up.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
 			_ = up.cmd.Wait()
 			for _, c := range all {
-				if sig == syscall.SIGTERM && countCmdline(c) != 0 { // Close waited for the sandboxes
-					ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,stat,cmd").Output()
-					t.Fatalf("%d %q outlived flare up's SIGTERM\n%s", countCmdline(c), c, ps)
+				if n := proctest.Count(c); sig == syscall.SIGTERM && n != 0 { // Close waited for the sandboxes
+					t.Fatalf("%d %q outlived flare up's SIGTERM\n%s", n, c, proctest.Listing())
 				}
-				waitCount(t, c, 0, 15*time.Second, "after flare up's "+sig.String())
+				proctest.Wait(t, c, 0, 15*time.Second, "after flare up's "+sig.String())
 			}
 		})
 	}

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/edge/local"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
 	"github.com/flare-dispatch/flare-dispatch/internal/gittest"
+	"github.com/flare-dispatch/flare-dispatch/internal/proctest"
 	"github.com/flare-dispatch/flare-dispatch/runs"
 )
 
@@ -85,23 +84,6 @@ cat /proc/%[2]d/environ; cat /proc/1/environ; ls /proc; echo; echo probe-finishe
 // so that the test can be checked to fail with "--no-isolation".
 var isolationFlags = []string{}
 
-// countCmdline counts live (non-zombie) processes whose command line is s.
-func countCmdline(s string) int {
-	n := 0
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")) != s {
-			continue
-		}
-		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
-			continue
-		}
-		n++
-	}
-	return n
-}
-
 // TestKilledAgentTakesItsCommandsAlong kills -9 the agent of one of two runs at
 // ADMISSION_CAP=2, each in a long command. Counted from outside, the killed agent's
 // command must be gone once its sandbox is (the PID namespace dies with the agent),
@@ -132,14 +114,14 @@ func TestKilledAgentTakesItsCommandsAlong(t *testing.T) {
 		ids = append(ids, r.body["executionId"].(string))
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for countCmdline(token) < 2 {
+	for proctest.Count(token) < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 commands running", countCmdline(token))
+			t.Fatalf("%d of 2 commands running", proctest.Count(token))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	ws := filepath.Join(local.WorkspacesDir(st.DataDir), edge.SandboxID(edge.SemanticID("offload-test", "local/app", shas[0])))
-	agent := pidsOf(t, flareBin+" agent --listen 127.0.0.1:0 --workspace "+ws)
+	agent := proctest.PIDs(flareBin + " agent --listen 127.0.0.1:0 --workspace " + ws)
 	if len(agent) != 1 {
 		t.Fatalf("agent processes of %s: %v", ws, agent)
 	}
@@ -147,10 +129,9 @@ func TestKilledAgentTakesItsCommandsAlong(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline = time.Now().Add(10 * time.Second)
-	for countCmdline(token) != 1 {
-		if n := countCmdline(token); n > 2 || time.Now().After(deadline) {
-			ps, _ := exec.Command("ps", "-eo", "pid,ppid,stat,cmd").Output()
-			t.Fatalf("%d commands running after the agent was killed, want 1 (the other run's)\n%s", n, ps)
+	for proctest.Count(token) != 1 {
+		if n := proctest.Count(token); n > 2 || time.Now().After(deadline) {
+			t.Fatalf("%d commands running after the agent was killed, want 1 (the other run's)\n%s", n, proctest.Listing())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -158,29 +139,13 @@ func TestKilledAgentTakesItsCommandsAlong(t *testing.T) {
 	if v.Execution.Status != "success" || !strings.Contains(logsText(t, st, ids[0]), "second-attempt") {
 		t.Fatalf("the restarted attempt: %s %s", v.Execution.Status, v.Check.Summary)
 	}
-	if n := countCmdline(token); n > 1 {
+	if n := proctest.Count(token); n > 1 {
 		t.Fatalf("%d commands after the restarted attempt finished, want only the other run's", n)
 	}
 	if err := st.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := countCmdline(token); n != 0 {
+	if n := proctest.Count(token); n != 0 {
 		t.Fatalf("%d commands outlived Close", n)
 	}
-}
-
-func pidsOf(t *testing.T, cmdline string) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")) == cmdline {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flare-dispatch/flare-dispatch/agentapi"
 	"github.com/flare-dispatch/flare-dispatch/edge/local/sandboxes"
+	"github.com/flare-dispatch/flare-dispatch/internal/proctest"
 )
 
 // escape is what the fake agent of a sandbox named "escape-N" does before it listens:
@@ -31,49 +32,6 @@ func escape(sandbox string) error {
 	}
 	script := fmt.Sprintf("setsid sh -c 'sleep %d' >/dev/null 2>&1 & (setsid sleep %d >/dev/null 2>&1 &)", a, a+1)
 	return exec.Command("sh", "-c", script).Run()
-}
-
-// countCmdline counts the live processes whose command line is s.
-func countCmdline(s string) int {
-	n := 0
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")) != s {
-			continue
-		}
-		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
-			continue
-		}
-		n++
-	}
-	return n
-}
-
-// pidOf is a live process whose command line is s, or 0.
-func pidOf(s string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err == nil && strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")) == s && !strings.Contains(string(st), ") Z ") {
-			pid, _ := strconv.Atoi(e.Name())
-			return pid
-		}
-	}
-	return 0
-}
-
-func waitCount(t *testing.T, cmdline string, want int, what string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for countCmdline(cmdline) != want {
-		if time.Now().After(deadline) {
-			ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,stat,cmd").Output()
-			t.Fatalf("%s: %d processes %q, want %d\n%s", what, countCmdline(cmdline), cmdline, want, ps)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestSetsidDoesNotOutliveAnUnisolatedSandbox: without isolation, a process the agent
@@ -94,29 +52,22 @@ func TestSetsidDoesNotOutliveAnUnisolatedSandbox(t *testing.T) {
 				t.Fatal(err)
 			}
 			direct, forked := fmt.Sprintf("sleep %d", n), fmt.Sprintf("sleep %d", n+1)
-			t.Cleanup(func() { // what a failure leaves
-				for _, c := range []string{direct, forked} {
-					for pid := pidOf(c); pid != 0; pid = pidOf(c) {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-						waitCount(t, c, 0, "cleanup")
-					}
-				}
-			})
-			waitCount(t, direct, 1, "the setsid child to start")
-			waitCount(t, forked, 1, "the double-forked child to start")
+			proctest.KillOnCleanup(t, direct, forked) // what a failure leaves
+			proctest.Wait(t, direct, 1, 20*time.Second, "the setsid child to start")
+			proctest.Wait(t, forked, 1, 20*time.Second, "the double-forked child to start")
 			if i == 0 {
 				p.Kill(sb)
 			} else {
-				agent := pidOf(os.Args[0] + " --listen 127.0.0.1:0 --workspace " + filepath.Join(root, sb))
-				if agent == 0 {
+				agent := proctest.PIDs(os.Args[0] + " --listen 127.0.0.1:0 --workspace " + filepath.Join(root, sb))
+				if len(agent) == 0 {
 					t.Fatal("no agent process")
 				}
-				if err := syscall.Kill(agent, syscall.SIGKILL); err != nil {
+				if err := syscall.Kill(agent[0], syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
 			}
-			waitCount(t, direct, 0, "after "+how)
-			waitCount(t, forked, 0, "after "+how)
+			proctest.Wait(t, direct, 0, 20*time.Second, "after "+how)
+			proctest.Wait(t, forked, 0, 20*time.Second, "after "+how)
 		})
 	}
 }
