@@ -3,9 +3,7 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -40,20 +38,11 @@ func acceptParts(n int) error {
 	}
 	defer s.stop()
 	do := func(method, path string, body []byte, hdr map[string]string) error {
-		req, _ := http.NewRequest(method, s.w.URL+path, bytes.NewReader(body))
-		for k, v := range hdr {
-			req.Header.Set(k, v)
+		code, raw, err := s.send(method, path, body, hdr)
+		if err == nil && code/100 != 2 {
+			err = fmt.Errorf("%s %s: %d %s", method, path, code, raw)
 		}
-		res, err := s.c.Do(req)
-		if err != nil {
-			return err
-		}
-		raw, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode/100 != 2 {
-			return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, raw)
-		}
-		return nil
+		return err
 	}
 	dispatch := func(key string) error {
 		body, hdr := distinctDispatch(key)

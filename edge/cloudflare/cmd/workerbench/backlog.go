@@ -63,6 +63,24 @@ type backlogStack struct {
 	stop func()
 }
 
+// send makes one request to the stack and returns its status and body.
+func (s *backlogStack) send(method, path string, body []byte, hdr map[string]string) (int, []byte, error) {
+	req, err := http.NewRequest(method, s.w.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := s.c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	return res.StatusCode, raw, nil
+}
+
 // startBacklogStack starts a fresh stack whose sandboxes forward to closed; with -log
 // its output goes to the log path plus "."+name. stop also removes its state.
 func startBacklogStack(root, closed, name string) (*backlogStack, error) {
@@ -108,20 +126,11 @@ func distinctDispatch(key string) (body []byte, hdr map[string]string) {
 func (s *backlogStack) dispatches(prefix string, n, clients int) ([]time.Duration, int) {
 	lat, bad := benchstat.Fanout(n, clients, func(i int) error {
 		body, hdr := distinctDispatch(fmt.Sprintf("%s-%d", prefix, i))
-		req, _ := http.NewRequest(http.MethodPost, s.w.URL+"/v1/dispatch/offload-test", bytes.NewReader(body))
-		for k, v := range hdr {
-			req.Header.Set(k, v)
+		code, raw, err := s.send(http.MethodPost, "/v1/dispatch/offload-test", body, hdr)
+		if err == nil && code != http.StatusAccepted {
+			err = fmt.Errorf("%d %s", code, raw)
 		}
-		res, err := s.c.Do(req)
-		if err != nil {
-			return err
-		}
-		raw, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("%d %s", res.StatusCode, raw)
-		}
-		return nil
+		return err
 	})
 	for _, err := range bad[:min(5, len(bad))] {
 		fmt.Fprintln(os.Stderr, time.Now().Format(time.TimeOnly), s.name, prefix, "dispatch:", err)
