@@ -275,7 +275,7 @@ func restoreToolchain(c *Ctx, tool, key, fallback string, paths []string) (Cache
 // prefetchJob is one toolchain family's Cache.Prefetch, running beside the checkout.
 type prefetchJob struct {
 	done   chan struct{}
-	staged Prefetched // set before done closes; taken (nil) once adopted or dropped
+	staged Prefetched // set before done closes; taken (nil, under warmMu) once adopted or dropped
 }
 
 // startPrefetch starts, once per attempt, fetching the newest archive of each toolchain
@@ -313,6 +313,8 @@ func startPrefetch(c *Ctx) (finish func()) {
 	}
 	return func() {
 		cancel() // what is still fetching is not needed any more
+		st.warmMu.Lock()
+		defer st.warmMu.Unlock()
 		for name := range st.prefetch {
 			if p := takePrefetched(c, name); p != nil {
 				p.Drop()
@@ -322,16 +324,13 @@ func startPrefetch(c *Ctx) (finish func()) {
 }
 
 // takePrefetched waits for the tool's prefetch and takes what it staged (nil: nothing,
-// none started, already taken, or the attempt ended first).
+// none started, or already taken). st.warmMu is held.
 func takePrefetched(c *Ctx, tool string) Prefetched {
-	st := c.state()
-	j := st.prefetch[tool]
+	j := c.state().prefetch[tool]
 	if j == nil {
 		return nil
 	}
 	<-j.done // Prefetch ends with its context, which ends with the attempt's
-	st.prefetchMu.Lock()
-	defer st.prefetchMu.Unlock()
 	p := j.staged
 	j.staged = nil
 	return p
@@ -354,9 +353,7 @@ type attemptState struct {
 
 	warmMu   sync.Mutex
 	warmed   map[string]bool
-	prefetch map[string]*prefetchJob // by toolchain, set once (under warmMu) by startPrefetch
-
-	prefetchMu sync.Mutex // guards each prefetchJob's staged once it is done
+	prefetch map[string]*prefetchJob // by toolchain, set once by startPrefetch (under warmMu)
 }
 
 func (c *Ctx) state() *attemptState {
