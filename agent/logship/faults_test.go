@@ -91,7 +91,9 @@ func TestLostSegmentLeavesAGapMarker(t *testing.T) {
 	key := "logs/ft2/exec.ndjson"
 	fs := &faulty{Sink: sink(t, st, "ft2"), fail: func(k string, _ int) bool { return k == logship.SegmentKey(key, 2) }}
 	f := logship.Open(context.Background(), fs, key, logship.Options{Backoff: time.Millisecond, GiveUp: 50 * time.Millisecond})
-	for i := 0; i < 200; i++ {
+	// ~3 MB: segment 2 gathers what is printed while segment 1 is stored, and later
+	// segments what is printed while segment 2 is retried (up to MaxBuffered each).
+	for i := 0; i < 3000; i++ {
 		f.Line("stdout", strings.Repeat("z", 1000))
 	}
 	f.Exit(0, time.Second, false)
@@ -182,7 +184,7 @@ func TestRefusingStoreDoesNotWedgeTheWriter(t *testing.T) {
 	f := logship.Open(context.Background(), fs, "logs/ft5/exec.ndjson", logship.Options{Backoff: time.Millisecond, GiveUp: 20 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() {
-		for i := 0; i < 1000; i++ { // ~16 segments: the queue holds 4
+		for i := 0; i < 3000; i++ { // ~3 MB: more than MaxBuffered behind a refused put
 			f.Line("stdout", strings.Repeat("w", 1000))
 		}
 		f.Exit(0, time.Second, false)
@@ -191,8 +193,8 @@ func TestRefusingStoreDoesNotWedgeTheWriter(t *testing.T) {
 	select {
 	case err := <-done:
 		var lost *logship.LostError
-		if !errors.As(err, &lost) || lost.Segments < 15 {
-			t.Fatalf("Close = %v", err)
+		if !errors.As(err, &lost) || lost.Bytes < 3000*1000 {
+			t.Fatalf("Close = %v, want every line's bytes reported lost", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("writing to a refusing store wedged")

@@ -18,6 +18,12 @@
 // flows (FlushEvery), or as soon as SegmentBytes are buffered; no empty segments are
 // written. The last record of a finished file has stream "exit".
 //
+// One segment is stored at a time, in order. While its put is in flight the output
+// gathers into the next segment, up to MaxBuffered: a store far away (R2 from a
+// Container, tens of milliseconds a put) gets fewer, larger segments instead of
+// holding a chatty command to one 64 KiB segment per round trip (0.84 MB/s at 60 ms
+// when segments were cut at 64 KiB and queued four deep; BENCHMARKS.md).
+//
 // Records, one JSON object per line:
 //
 //	{"stream":"meta","command":"pnpm test"}
@@ -30,12 +36,13 @@
 //
 // # Never a silent gap
 //
-// A segment's put is retried with backoff for up to Options.GiveUp (the upload queue
-// holds 4 segments; past it writers block, so the command waits rather than the agent
-// buffering without bound). A segment that still fails is lost: the next segment that
-// is stored starts with a "gap" record naming what was lost, and Close returns a
-// *LostError (the agent fails the run with StorageFull). Readers show the record's
-// line like any other, so the gap is visible where it happened.
+// A segment's put is retried with backoff for up to Options.GiveUp (meanwhile the
+// next segment fills up to MaxBuffered; past it writers block, so the command waits
+// rather than the agent buffering without bound). A segment that still fails is
+// lost: the next segment that is stored starts with a "gap" record naming what was
+// lost, and Close returns a *LostError (the agent fails the run with StorageFull).
+// Readers show the record's line like any other, so the gap is visible where it
+// happened.
 //
 // # Per-run quota
 //
@@ -64,6 +71,10 @@ import (
 const (
 	FlushEvery   = time.Second
 	SegmentBytes = 64 << 10
+	// MaxBuffered is how much output gathers while a segment's put is in flight before
+	// writers block: a segment holds at most this plus one record, and a file holds at
+	// most two such segments in memory (one being stored, the next).
+	MaxBuffered = 1 << 20
 	// MaxLine is the longest line in one record; longer lines are split.
 	MaxLine = 64 << 10
 	// SegmentDigits is the width of the sequence number in a segment key.
@@ -168,12 +179,15 @@ type File struct {
 	sink Sink
 	key  string
 
-	opt     Options
-	mu      sync.Mutex
-	buf     bytes.Buffer
+	opt Options
+	mu  sync.Mutex
+	// cond (on mu) wakes the uploader when there is a segment to take, and writers
+	// waiting for room when it has taken one or the file is closed.
+	cond    sync.Cond
+	buf     bytes.Buffer // the next segment, gathering
 	seq     int
+	due     bool // a tick passed since the last cut: the buffer goes however small
 	closed  bool
-	queue   chan segment
 	stop    chan struct{}
 	flusher sync.WaitGroup
 	upload  sync.WaitGroup
@@ -182,8 +196,8 @@ type File struct {
 	truncated bool  // the quota ran out: stdout/stderr are dropped (under mu)
 	dropped   int64 // bytes dropped since (under mu)
 
-	// The uploader's state, under its own lock: a writer holds mu while it waits for
-	// room in the queue, so the uploader must never need mu.
+	// The uploader's state, under its own lock: the uploader must never need mu while
+	// a put is in flight, or writers could not gather the next segment meanwhile.
 	umu        sync.Mutex
 	lost       LostError // every segment lost so far
 	unreported int       // lost segments no stored segment has reported yet
@@ -197,8 +211,8 @@ type segment struct {
 }
 
 // Open starts a log file under key. Segments are uploaded in order by one goroutine;
-// when uploads fall behind, writers block (the command's pipes fill, so it waits
-// rather than the agent buffering without bound). ctx bounds the uploads.
+// when uploads fall behind by MaxBuffered, writers block (the command's pipes fill, so
+// it waits rather than the agent buffering without bound). ctx bounds the uploads.
 func Open(ctx context.Context, sink Sink, key string, opt Options) *File {
 	if opt.GiveUp <= 0 {
 		opt.GiveUp = DefaultGiveUp
@@ -206,7 +220,8 @@ func Open(ctx context.Context, sink Sink, key string, opt Options) *File {
 	if opt.Backoff <= 0 {
 		opt.Backoff = 250 * time.Millisecond
 	}
-	f := &File{sink: sink, key: key, opt: opt, queue: make(chan segment, 4), stop: make(chan struct{}), ctx: ctx}
+	f := &File{sink: sink, key: key, opt: opt, stop: make(chan struct{}), ctx: ctx}
+	f.cond.L = &f.mu
 	f.lost.Key = key
 	f.upload.Add(1)
 	go f.uploader()
@@ -311,24 +326,21 @@ func (f *File) write(rec any) {
 	f.appendLocked(b)
 }
 
+// appendLocked adds one record to the next segment, first waiting (f.mu released)
+// while MaxBuffered are already gathered behind a put in flight. A record whose file
+// was closed meanwhile is dropped, as later writes are.
 func (f *File) appendLocked(b []byte) {
+	for f.buf.Len() >= MaxBuffered && !f.closed {
+		f.cond.Wait()
+	}
+	if f.closed {
+		return
+	}
 	f.buf.Write(b)
 	f.buf.WriteByte('\n')
 	if f.buf.Len() >= SegmentBytes {
-		f.cutLocked()
+		f.cond.Broadcast()
 	}
-}
-
-// cutLocked hands the buffer to the uploader as the next segment. It may block while
-// the upload queue is full; f.mu is held, so writers wait too.
-func (f *File) cutLocked() {
-	if f.buf.Len() == 0 {
-		return
-	}
-	f.seq++
-	s := segment{key: SegmentKey(f.key, f.seq), body: bytes.Clone(f.buf.Bytes())}
-	f.buf.Reset()
-	f.queue <- s
 }
 
 func (f *File) ticker() {
@@ -341,17 +353,36 @@ func (f *File) ticker() {
 			return
 		case <-t.C:
 			f.mu.Lock()
-			if !f.closed {
-				f.cutLocked()
+			if f.buf.Len() > 0 {
+				f.due = true
+				f.cond.Broadcast()
 			}
 			f.mu.Unlock()
 		}
 	}
 }
 
+// uploader stores the segments in order: it takes the whole buffer as the next
+// segment once SegmentBytes are gathered, a tick has passed, or the file is closed,
+// and ships it without f.mu, so the output gathers meanwhile. It ends once the file
+// is closed and nothing is left.
 func (f *File) uploader() {
 	defer f.upload.Done()
-	for s := range f.queue {
+	for {
+		f.mu.Lock()
+		for !f.closed && f.buf.Len() < SegmentBytes && (!f.due || f.buf.Len() == 0) {
+			f.cond.Wait()
+		}
+		if f.buf.Len() == 0 {
+			f.mu.Unlock()
+			return
+		}
+		f.seq++
+		s := segment{key: SegmentKey(f.key, f.seq), body: bytes.Clone(f.buf.Bytes())}
+		f.buf.Reset()
+		f.due = false
+		f.cond.Broadcast() // writers waiting for room
+		f.mu.Unlock()
 		f.ship(s)
 	}
 }
@@ -426,15 +457,11 @@ func (f *File) Close() error {
 		f.mu.Unlock()
 		return f.firstErr()
 	}
-	close(f.stop)
-	f.mu.Unlock()
-	f.flusher.Wait() // no tick is mid-cut past this point
-
-	f.mu.Lock()
-	f.cutLocked()
 	f.closed = true
-	close(f.queue)
+	f.cond.Broadcast() // the uploader takes what is left; waiting writers drop theirs
 	f.mu.Unlock()
+	close(f.stop)
+	f.flusher.Wait()
 	f.upload.Wait()
 	f.umu.Lock()
 	gap := f.unreported > 0

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,7 +14,7 @@ import (
 	"github.com/flare-dispatch/flare-dispatch/internal/s3test"
 )
 
-func sink(t *testing.T, st *s3test.Store, exec string) *logship.S3Sink {
+func sink(t testing.TB, st *s3test.Store, exec string) *logship.S3Sink {
 	t.Helper()
 	id, secret := st.Credential(t, exec, "acme/web")
 	s, err := logship.NewS3Sink(logship.S3Config{Endpoint: st.URL, Bucket: st.Bucket, AccessKeyID: id, Secret: secret})
@@ -109,8 +111,13 @@ func TestBigOutputIsCutIntoSegmentsOfWholeLines(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if f.Segments() < 4 {
+	if f.Segments() < 2 {
 		t.Fatalf("%d segments for ~430 KiB", f.Segments())
+	}
+	for _, k := range st.Keys(t, key+".") {
+		if n := len(st.Get(t, k)); n > logship.MaxBuffered+2*logship.MaxLine {
+			t.Fatalf("segment %s holds %d bytes, more than MaxBuffered and a record", k, n)
+		}
 	}
 	recs := read(t, st, key)
 	if len(recs) != 302 {
@@ -147,5 +154,75 @@ func TestLastExecFindsEarlierAttemptsLogs(t *testing.T) {
 	}
 	if k, n, ok := logship.SplitSegmentKey(logship.SegmentKey("logs/e/exec.ndjson", 12)); !ok || k != "logs/e/exec.ndjson" || n != 12 {
 		t.Fatalf("SplitSegmentKey = %q %d %v", k, n, ok)
+	}
+}
+
+// gated is the real S3 sink whose first put waits until release is closed: a store
+// far away, with the first segment's put in flight.
+type gated struct {
+	logship.Sink
+	first   sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (g *gated) Put(ctx context.Context, key string, body []byte) error {
+	g.first.Do(func() {
+		close(g.started)
+		<-g.release
+	})
+	return g.Sink.Put(ctx, key, body)
+}
+
+// TestOutputGathersBehindASlowPutUpToTheBound: while the first segment's put is in
+// flight, the command goes on printing into the next segment until MaxBuffered are
+// gathered, and only then waits; the gathered output is stored as one segment. Before,
+// segments were cut at 64 KiB and queued four deep, so the command waited after
+// ~320 KiB and a distant store held it to one 64 KiB segment per round trip (this test
+// failed waiting for the writer to get past 1 MiB).
+func TestOutputGathersBehindASlowPutUpToTheBound(t *testing.T) {
+	st := s3test.Start(t)
+	g := &gated{Sink: sink(t, st, "ex4"), started: make(chan struct{}), release: make(chan struct{})}
+	key := "logs/ex4/exec.ndjson"
+	f := logship.Open(context.Background(), g, key, logship.Options{})
+	line := strings.Repeat("g", 1000)
+	record := len(`{"stream":"stdout","line":""}`) + len(line) + 1 // 1,030 bytes with its newline
+	for i := 0; i < logship.SegmentBytes/record+1; i++ {
+		f.Line("stdout", line)
+	}
+	<-g.started // segment 1 is being stored
+
+	var written atomic.Int64
+	done := make(chan struct{})
+	const total = 3000
+	go func() {
+		defer close(done)
+		for i := 0; i < total; i++ {
+			f.Line("stdout", line)
+			written.Add(int64(record))
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for written.Load() < int64(logship.MaxBuffered-record) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer stopped after %d bytes behind a put in flight, want MaxBuffered (%d)", written.Load(), logship.MaxBuffered)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the writer is now held: it must not get further
+	if n := written.Load(); n > int64(logship.MaxBuffered+record) {
+		t.Fatalf("the writer got %d bytes ahead of a put in flight, more than MaxBuffered (%d)", n, logship.MaxBuffered)
+	}
+	close(g.release)
+	<-done
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	keys := st.Keys(t, key+".")
+	if n := len(st.Get(t, keys[1])); n < logship.MaxBuffered-record {
+		t.Fatalf("segment 2 holds %d bytes, want what gathered behind segment 1 (~%d)", n, logship.MaxBuffered)
+	}
+	if recs := read(t, st, key); count(recs, "stdout") != logship.SegmentBytes/record+1+total {
+		t.Fatalf("%d stdout records stored, want %d", count(recs, "stdout"), logship.SegmentBytes/record+1+total)
 	}
 }

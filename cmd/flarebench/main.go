@@ -385,9 +385,9 @@ func (b *bench) logs() {
 	st := b.stack(map[string]string{"LOG_QUOTA_MB": "1024"})
 	defer st.Close(context.Background())
 
-	// Throughput: 32 MiB of 128-byte lines. The shipper holds 4 segments of 64 KiB and
-	// then blocks the command's writes, so the command runs as fast as its output is
-	// stored; the run ends after its last segment is stored.
+	// Throughput: 32 MiB of 128-byte lines. The shipper gathers up to 1 MiB behind the
+	// segment it is storing and then blocks the command's writes, so the command runs
+	// as fast as its output is stored; the run ends after its last segment is stored.
 	const size = 32 << 20
 	cmd := fmt.Sprintf("yes %s | head -c %d", strings.Repeat("x", 127), size)
 	c := exec.Command("sh", "-c", cmd)

@@ -384,14 +384,15 @@ func progress(path string) int {
 
 // TestLongBlobOutageBoundsTheBufferThenMarksTheGap: the blob store is unreachable
 // from the sandbox for longer than the shipper retries a segment (the agent's
-// --log-give-up 3s) while the command prints 3,000 lines of ~1 KB in 30 blocks of 100.
+// --log-give-up 3s) while the command prints 6,000 lines of ~1 KB in 60 blocks of 100.
 // What must hold:
 //   - while the first refused segment is still being retried (its fourth put, 1.75 s
 //     of backoff into the outage, is in flight), the command is held back: it has
-//     printed at most 10 blocks (the shipper holds its upload queue of 4 segments
-//     plus the pipes, about 0.5 MB, never the whole 3 MB). Fails with logship's
-//     queue made unbounded (make(chan segment, 1<<20) in Open): the command prints
-//     every block into the agent's memory before the retries end.
+//     printed fewer than 30 blocks (the shipper holds the segment being retried, at
+//     most logship.MaxBuffered gathered behind it, and the pipes: about 1.2-2.3 MB,
+//     never the whole 6 MB). Fails with logship's bound removed (the wait in
+//     appendLocked): the command prints every block into the agent's memory before
+//     the retries end.
 //   - past the bound the loss is visible: the log keeps every line printed before
 //     and after the outage, in order, with one gap record between them saying what
 //     is missing, and the run fails with StorageFull ("Storage refused a write")
@@ -412,7 +413,7 @@ func TestLongBlobOutageBoundsTheBufferThenMarksTheGap(t *testing.T) {
 
 	side := t.TempDir()
 	down, up, prog := side+"/down", side+"/up", side+"/progress"
-	const blocks, perBlock = 30, 100
+	const blocks, perBlock = 60, 100
 	command := fmt.Sprintf(`i=0; while [ $i -lt 100 ]; do echo "before-$i"; i=$((i+1)); done; `+
 		`while [ ! -f %[1]s ]; do sleep 0.05; done; `+
 		`i=0; while [ $i -lt %[4]d ]; do seq -f "burst-%%g %[5]s" $((i*%[6]d)) $((i*%[6]d+%[6]d-1)); echo $i > %[3]s; i=$((i+1)); done; `+
@@ -442,7 +443,7 @@ func TestLongBlobOutageBoundsTheBufferThenMarksTheGap(t *testing.T) {
 		t.Fatal("no segment put was retried three times during the outage")
 	}
 	t.Logf("the command had printed %d of %d blocks at the first segment's last refused put", n+1, blocks)
-	if n >= 10 {
+	if n >= blocks/2 {
 		t.Fatalf("the command printed %d of %d blocks while the store refused the first segment: the shipper buffers without bound", n+1, blocks)
 	}
 	// The shipper gives up on that segment (a later one is tried), the command is let
