@@ -12,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +46,7 @@ var esc = html.EscapeString
 
 const (
 	// viewerTick is how often an events stream looks for new lines: one blob listing
-	// per open viewer per tick, whatever the number of lines.
+	// per open viewer per tick, and a read of each segment stored since the last.
 	viewerTick = time.Second
 	// viewerStreamMax bounds one events response; EventSource reconnects with
 	// Last-Event-ID and the stream resumes where it stopped.
@@ -276,6 +278,7 @@ func (s *Server) viewerEvents(w http.ResponseWriter, r *http.Request, id string)
 	ctx := r.Context()
 	deadline := s.Now().Add(viewerStreamMax)
 	sizes := map[string]int64{}
+	read := map[string]readUpTo{}
 	lastState := ""
 	for {
 		// status before logs: lines read after a terminal status are all the lines
@@ -294,7 +297,7 @@ func (s *Server) viewerEvents(w http.ResponseWriter, r *http.Request, id string)
 				continue
 			}
 			sizes[f.name] = f.size
-			s.sendLines(w, r, f, cur)
+			s.sendLines(ctx, w, f, cur, read)
 		}
 		steps, _ := s.Meta.Steps(ctx, id)
 		state := s.viewState(e, steps)
@@ -327,10 +330,39 @@ func (s *Server) viewerEvents(w http.ResponseWriter, r *http.Request, id string)
 	}
 }
 
-// sendLines writes the lines of f past cur[f.name] and moves the cursor.
-func (s *Server) sendLines(w http.ResponseWriter, r *http.Request, f logFile, cur cursor) {
-	n := 0
-	s.eachSegment(r.Context(), f, func(body io.Reader) {
+// readUpTo is how far one events response has read a log file: up to and including
+// segment seg (its number), holding lines lines. A numbered segment is never
+// rewritten once stored (agent/logship), so the next tick reads only the segments
+// after it, not the file from its start again: a follower of a long chatty run costs
+// each segment one read, not one per tick.
+type readUpTo struct{ seg, lines int }
+
+// sendLines writes the lines of f past cur[f.name] and moves the cursor; read says
+// which of f's segments this response has already read whole. A file kept as one
+// unnumbered object (the original's) is read whole each time it changes.
+func (s *Server) sendLines(ctx context.Context, w io.Writer, f logFile, cur cursor, read map[string]readUpTo) {
+	numbered := true
+	for _, key := range f.segments {
+		numbered = numbered && segNum(key) > 0
+	}
+	from := readUpTo{}
+	if numbered {
+		from = read[f.name]
+	}
+	n, advance := from.lines, numbered
+	before, after := cur.idAround(f.name)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	defer bw.Flush()
+	for _, key := range f.segments {
+		num := segNum(key)
+		if num <= from.seg && from.seg > 0 {
+			continue
+		}
+		body, _, err := s.Blobs.Get(ctx, key)
+		if err != nil { // pruned since the listing: skipped, and read again while listed
+			advance = false
+			continue
+		}
 		sc := bufio.NewScanner(body)
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
@@ -340,9 +372,19 @@ func (s *Server) sendLines(w http.ResponseWriter, r *http.Request, f logFile, cu
 			}
 			cur[f.name] = n
 			b, _ := json.Marshal(renderRecord(f.name, sc.Bytes()))
-			fmt.Fprintf(w, "event: line\nid: %s\ndata: %s\n\n", cur, b)
+			bw.WriteString("event: line\nid: ")
+			bw.WriteString(before)
+			bw.WriteString(strconv.Itoa(n))
+			bw.WriteString(after)
+			bw.WriteString("\ndata: ")
+			bw.Write(b)
+			bw.WriteString("\n\n")
 		}
-	})
+		body.Close()
+		if advance = advance && sc.Err() == nil; advance {
+			read[f.name] = readUpTo{seg: num, lines: n}
+		}
+	}
 }
 
 // renderRecord is one NDJSON record for the viewer (logRecord): HTML rendered by
@@ -350,8 +392,8 @@ func (s *Server) sendLines(w http.ResponseWriter, r *http.Request, f logFile, cu
 // escape and control character removed.
 func renderRecord(file string, line []byte) viewLine {
 	v := logRecord(file, line)
-	v.HTML = renderANSI(v.Text)
 	v.Text = safeTerminalText(v.Text)
+	v.HTML = renderANSI(v.Text)
 	return v
 }
 
@@ -360,6 +402,9 @@ func renderRecord(file string, line []byte) viewLine {
 // and OSC 1337/1339 into <a> and <img> elements: a log line must never create
 // elements, so those (and cursor movement, which would rewrite earlier text) go.
 func safeTerminalText(s string) string {
+	if plainText(s) {
+		return s
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -401,6 +446,17 @@ func safeTerminalText(s string) string {
 	return b.String()
 }
 
+// plainText is s without any escape or control character but tabs: nothing for
+// safeTerminalText to remove.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 func onlySGRParams(p string) bool {
 	for i := 0; i < len(p); i++ {
 		if (p[i] < '0' || p[i] > '9') && p[i] != ';' && p[i] != ':' {
@@ -419,6 +475,29 @@ func (c cursor) String() string {
 		v.Set(f, fmt.Sprint(n))
 	}
 	return v.Encode()
+}
+
+// idAround splits the event id (String) that c has once file's count is set: before
+// + the count + after, so a stream writes one id per line without encoding the whole
+// cursor each time (url.Values.Encode: keys escaped and sorted, joined by &).
+func (c cursor) idAround(file string) (before, after string) {
+	keys := make([]string, 0, len(c)+1)
+	for k := range c {
+		if k != file {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b, a strings.Builder
+	for _, k := range keys {
+		entry := url.QueryEscape(k) + "=" + strconv.Itoa(c[k])
+		if k < file {
+			b.WriteString(entry + "&")
+		} else {
+			a.WriteString("&" + entry)
+		}
+	}
+	return b.String() + url.QueryEscape(file) + "=", a.String()
 }
 
 func parseCursor(s string) cursor {
