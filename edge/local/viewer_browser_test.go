@@ -57,7 +57,7 @@ func TestViewerInChromium(t *testing.T) {
 	defer browser.Close()
 
 	st := startStack(t, nil)
-	repo, shas := gittest.Repo(t, 1)
+	repo, shas := gittest.Repo(t, 2)
 	marker := filepath.Join(t.TempDir(), "release")
 	cmd := fmt.Sprintf("%s; echo first-line; while [ ! -f %s ]; do sleep 0.1; done; echo second-line", hostileCommand, marker)
 	id := dispatch(t, st, "offload-test", offloadBody(repo, shas[0], cmd, nil), "").body["executionId"].(string)
@@ -151,5 +151,34 @@ func TestViewerInChromium(t *testing.T) {
 	}
 	if _, err := fp.Timeout(30*time.Second).ElementR(".l", "hello from 2"); err != nil {
 		t.Fatalf("the child link did not open the child's viewer: %v", err)
+	}
+
+	// A chatty run: the page keeps the last 20,000 lines of a file and says how many
+	// earlier ones it does not show (fails without the cap: all 30,002 are kept).
+	chatty := dispatch(t, st, "offload-test", offloadBody(repo, shas[1], "seq 1 30000", nil), "").body["executionId"].(string)
+	waitDone(t, st, chatty, 60*time.Second)
+	opened := time.Now()
+	cp, err := browser.Page(proto.TargetCreateTarget{URL: viewerURL(st, chatty, token(st, chatty))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Timeout(120 * time.Second).Element("body[data-ended]"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a 30,002-line log: page open → every line read in %s", time.Since(opened).Round(time.Millisecond))
+	shown := cp.MustEval(`() => { const f = document.querySelector("details.file"), l = f.querySelector(".lines");
+		return {n: l.childElementCount, first: l.firstElementChild.textContent, beforeLast: l.lastElementChild.previousElementSibling.textContent,
+			note: f.querySelector(".dropped").hidden ? "" : f.querySelector(".dropped").textContent} }`)
+	if n, first, beforeLast, note := shown.Get("n").Int(), shown.Get("first").Str(), shown.Get("beforeLast").Str(), shown.Get("note").Str(); n != 20000 || first != "10002" || beforeLast != "30000" ||
+		!strings.HasPrefix(note, "10002 earlier lines are not shown here") {
+		t.Fatalf("a 30,002-line log shows %d lines from %q to %q, note %q", n, first, beforeLast, note)
+	}
+	cp.MustEval(`() => window.scrollTo(0, 0)`)
+	b, err := cp.Screenshot(false, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng}) // the top: a full page is 12 MB
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(artifactDir(t), "viewer-chatty.png"), b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -275,6 +275,15 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 				t.Fatalf("logs lack %q:\n%s", want, text)
 			}
 		}
+		// The viewer's events stream of the finished run (what `flare run` and the page
+		// follow): its lines rendered in the Worker's build, then the end.
+		ev := s.do(t, http.MethodGet, "/logs/"+url.PathEscape(id)+"?format=events&t="+edge.LogToken(s.cfg, id), nil, map[string]string{"Accept": "text/event-stream"})
+		for _, want := range []string{`"k":"cmd"`, `"k":"out","h":"tests pass","t":"tests pass"`,
+			`"k":"err","h":"oops","t":"oops"`, "event: end\ndata: \"success\""} {
+			if ev.status != http.StatusOK || !strings.Contains(string(ev.raw), want) {
+				t.Fatalf("events stream (%d) lacks %s:\n%s", ev.status, want, ev.raw)
+			}
+		}
 	})
 
 	t.Run("BrowserCDPRefusesWithoutUpgradeTokenOrLiveAttempt", func(t *testing.T) {
