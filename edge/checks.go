@@ -9,7 +9,10 @@ import (
 )
 
 // CheckName is the check-run name of a run.
-func CheckName(run string) string { return "flare-dispatch/" + run }
+func CheckName(run string) string { return checkRunPrefix + run }
+
+// checkRunPrefix starts the name of every check-run this deploy writes.
+const checkRunPrefix = "flare-dispatch/"
 
 // RenderCheck turns a run's progress into the check-run text of the contract (§4.12,
 // §6.1). The failure markdown comes from dsl.Markdown, the one renderer of typed errors.

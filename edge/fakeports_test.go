@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -102,8 +103,28 @@ func (m *memMeta) ReopenExecution(_ context.Context, id string) error {
 	m.execs[id] = e
 	return nil
 }
-func (m *memMeta) ListExecutions(context.Context, edge.ExecutionFilter) ([]edge.ExecutionListing, error) {
-	return nil, nil
+
+// ListExecutions filters as the SQL store does, newest first.
+func (m *memMeta) ListExecutions(_ context.Context, f edge.ExecutionFilter) ([]edge.ExecutionListing, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []edge.ExecutionListing
+	for _, e := range m.execs {
+		if (f.Run == "" || e.Run == f.Run) && (f.Repo == "" || e.Repo == f.Repo) && (f.SHA == "" || e.SHA == f.SHA) &&
+			(f.Status == "" || e.Status == f.Status) && (f.Parent == "" || e.Parent == f.Parent) {
+			out = append(out, edge.ExecutionListing{Execution: e})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].StartedAt.Equal(out[j].StartedAt) {
+			return out[i].StartedAt.After(out[j].StartedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
 }
 func (m *memMeta) PutCost(_ context.Context, exec string, c edge.Cost) error {
 	m.mu.Lock()

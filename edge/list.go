@@ -9,6 +9,7 @@ import (
 // ExecutionFilter selects executions (Metadata.ListExecutions).
 type ExecutionFilter struct {
 	Run, Repo, Status string
+	SHA               string    // the commit; "" = any
 	Parent            string    // children of this execution; "" = any
 	Before            time.Time // started strictly before; zero = no bound
 	Limit             int

@@ -135,17 +135,56 @@ func (s *Server) fanOut(ctx context.Context, ev *dsl.WebhookEvent, origin string
 			}
 		}
 	}
-	if ev.Name == "check_run" && ev.String("action") == "rerequested" {
-		d, sk := s.rerun(ctx, ev, origin)
-		switch {
-		case sk != nil:
+	var reruns []checkRef // check-runs to run again
+	switch {
+	case ev.Name == "check_run" && ev.String("action") == "rerequested":
+		if run, ours := strings.CutPrefix(ev.String("check_run.name"), checkRunPrefix); ours {
+			reruns = []checkRef{{run, ev.Int("check_run.id")}} // else another App's check-run
+		}
+	case ev.Name == "check_suite" && ev.String("action") == "rerequested":
+		reruns = s.suiteCheckRuns(ctx, ev.String("repository.full_name"), ev.String("check_suite.head_sha"))
+	}
+	for _, c := range reruns {
+		d, sk := s.rerun(ctx, c, ev.Int("installation.id"), origin)
+		if sk != nil {
 			res.Skipped = append(res.Skipped, *sk)
 			failed = failed || sk.Reason == "start_failed"
-		case d != nil:
+		} else {
 			res.Dispatched = append(res.Dispatched, *d)
 		}
 	}
 	return res, failed
+}
+
+// checkRef is one of our check-runs: its run's name and its id.
+type checkRef struct {
+	run string
+	id  int64
+}
+
+// suiteCheckRuns is what "Re-run all checks" (check_suite rerequested) runs again:
+// the check-runs of this deploy on the commit, which are the suite (GitHub groups one
+// App's check-runs per commit), the newest of each run as GitHub shows it. A fan-out's
+// children are run again by their parent, never alone.
+func (s *Server) suiteCheckRuns(ctx context.Context, repo, sha string) []checkRef {
+	if repo == "" || sha == "" {
+		return nil
+	}
+	rows, err := s.Meta.ListExecutions(ctx, ExecutionFilter{Repo: repo, SHA: sha, Limit: 500})
+	if err != nil {
+		s.Log.Warn("webhook: listing the suite's executions failed", "repo", repo, "sha", sha, "err", err)
+		return nil
+	}
+	var refs []checkRef
+	seen := map[string]bool{}
+	for _, e := range rows { // newest first
+		if e.CheckRunID <= 0 || e.Parent != "" || seen[e.Run] {
+			continue
+		}
+		seen[e.Run] = true
+		refs = append(refs, checkRef{e.Run, e.CheckRunID})
+	}
+	return refs
 }
 
 // fire evaluates one matching trigger. A panicking gate, key or inputs function is
@@ -190,26 +229,22 @@ func (s *Server) fire(ctx context.Context, run dsl.Run, t dsl.Trigger, ev *dsl.W
 	return &WebhookDispatched{Run: name, ExecutionID: exec, Deduped: !st.Created}, nil
 }
 
-// rerun handles check_run rerequested: the execution behind one of our check-runs runs
-// again as "<execution>:rerun-<check_run.id>", with the same run, target and inputs,
-// and reports to a new check-run.
-func (s *Server) rerun(ctx context.Context, ev *dsl.WebhookEvent, origin string) (*WebhookDispatched, *WebhookSkipped) {
-	checkName, checkID := ev.String("check_run.name"), ev.Int("check_run.id")
-	runName, ours := strings.CutPrefix(checkName, "flare-dispatch/")
-	if !ours || checkID <= 0 {
-		return nil, nil // another App's check-run
-	}
+// rerun runs the execution behind one of our check-runs (check_run rerequested, or each
+// of a suite's) again as "<execution>:rerun-<check-run id>", with the same run, target
+// and inputs, and it reports to a new check-run.
+func (s *Server) rerun(ctx context.Context, c checkRef, installation int64, origin string) (*WebhookDispatched, *WebhookSkipped) {
+	checkID := c.id
 	orig, ok, err := s.KV.Get(ctx, checkRunKey(checkID))
-	if err != nil || !ok {
-		return nil, &WebhookSkipped{Run: runName, Reason: "unknown_check_run", Detail: fmt.Sprintf("check-run %d was not created by this deploy", checkID)}
+	if err != nil || !ok || checkID <= 0 {
+		return nil, &WebhookSkipped{Run: c.run, Reason: "unknown_check_run", Detail: fmt.Sprintf("check-run %d was not created by this deploy", checkID)}
 	}
 	ex, err := s.Meta.Execution(ctx, orig)
 	if err != nil {
-		return nil, &WebhookSkipped{Run: runName, ExecutionID: orig, Reason: "unknown_check_run", Detail: err.Error()}
+		return nil, &WebhookSkipped{Run: c.run, ExecutionID: orig, Reason: "unknown_check_run", Detail: err.Error()}
 	}
 	var p Params
 	if err := json.Unmarshal(ex.Input, &p); err != nil {
-		return nil, &WebhookSkipped{Run: runName, ExecutionID: orig, Reason: "unknown_check_run", Detail: "stored params: " + err.Error()}
+		return nil, &WebhookSkipped{Run: c.run, ExecutionID: orig, Reason: "unknown_check_run", Detail: "stored params: " + err.Error()}
 	}
 	run, ok := s.Runs[p.Run]
 	if !ok {
@@ -220,8 +255,8 @@ func (s *Server) rerun(ctx context.Context, ev *dsl.WebhookEvent, origin string)
 	if !ValidExecutionID(p.Exec) {
 		return nil, &WebhookSkipped{Run: p.Run, ExecutionID: p.Exec, Reason: "invalid_execution_id"}
 	}
-	if inst := ev.Int("installation.id"); inst > 0 {
-		p.InstallationID = inst
+	if installation > 0 {
+		p.InstallationID = installation
 	}
 	p.Origin = origin
 	st, err := s.Start(ctx, run, p)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -431,6 +432,74 @@ func TestCheckRunRerequestedRerunsTheExecutionBehindIt(t *testing.T) {
 	r = f.deliver("check_run", "d-5", webhookexamples.With(rr, "check_run.id", 77))
 	if got := skipped(r); len(got) != 1 || got[0] != "pr:unknown_check_run" {
 		t.Fatalf("unknown check-run: %s", r.raw)
+	}
+}
+
+// TestCheckSuiteRerequestedRerunsTheSuitesRuns: "Re-run all checks" on GitHub
+// (check_suite rerequested) runs again the newest execution of each of our runs on the
+// suite's commit, each as check_run rerequested would. Not run again: an older
+// execution of the same run, one on another commit, a fan-out's child, one without a
+// check-run. Before, the event was ignored and the button did nothing.
+func TestCheckSuiteRerequestedRerunsTheSuitesRuns(t *testing.T) {
+	f := newFixture(t, edge.Config{WebhookSecret: whSecret})
+	ctx := t.Context()
+	// Our check-runs on ec26c3e (the commit of GitHub's example suite): pr's and smoke's.
+	prExec := strings.TrimPrefix(dispatched(f.deliver("pull_request", "d-1", webhookexamples.Load("pull_request.opened.1")))[0], "pr=")
+	const sha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+	smoke := webhookexamples.With(webhookexamples.Load("deployment_status.created.4"), "deployment.sha", sha,
+		"deployment_status.environment_url", "https://preview.test")
+	smokeExec := strings.TrimPrefix(dispatched(f.deliver("deployment_status", "d-2", smoke))[0], "smoke=")
+	report := func(exec string, check int64) {
+		if err := f.meta.UpdateExecution(ctx, edge.Execution{ID: exec, CheckRunID: check}); err != nil {
+			t.Fatal(err)
+		}
+		f.kv.Put(ctx, fmt.Sprintf("check-run-id:%d", check), exec, 0)
+	}
+	report(prExec, 11)
+	report(smokeExec, 12)
+	// An older execution of pr on the commit (GitHub shows the newest), a child, one on
+	// another commit, one without a check-run.
+	input := f.meta.execs[prExec].Input
+	for _, e := range []edge.Execution{
+		{ID: "pr-older", Run: "pr", Repo: "Codertocat/Hello-World", SHA: sha, StartedAt: time.Unix(1, 0), Input: input, CheckRunID: 13},
+		{ID: "pr-child", Run: "pr", Repo: "Codertocat/Hello-World", SHA: sha, StartedAt: time.Now().Add(time.Hour), Input: input, CheckRunID: 14, Parent: prExec},
+		{ID: "pr-other", Run: "pr", Repo: "Codertocat/Hello-World", SHA: strings.Repeat("a", 40), StartedAt: time.Now().Add(time.Hour), Input: input, CheckRunID: 15},
+		{ID: "pr-unreported", Run: "smoke", Repo: "Codertocat/Hello-World", SHA: sha, StartedAt: time.Now().Add(time.Hour), Input: input},
+	} {
+		f.meta.CreateExecution(ctx, e)
+		if e.CheckRunID > 0 {
+			report(e.ID, e.CheckRunID)
+		}
+	}
+
+	r := f.deliver("check_suite", "d-3", webhookexamples.Load("check_suite.rerequested.1"))
+	got := dispatched(r)
+	sort.Strings(got)
+	want := []string{"pr=" + prExec + ":rerun-11", "smoke=" + smokeExec + ":rerun-12"}
+	if strings.Join(got, ",") != strings.Join(want, ",") || len(skipped(r)) != 0 {
+		t.Fatalf("re-run all: dispatched %v, want %v; %s", got, want, r.raw)
+	}
+	if p := f.meta.params(prExec + ":rerun-11"); p.InstallationID != 957387 || p.SHA != sha {
+		t.Fatalf("re-run params %+v", p)
+	}
+	// The same delivery again (GitHub retries) is the delivery seen; a second click
+	// before the re-runs have reported finds the same executions.
+	if r := f.deliver("check_suite", "d-3", webhookexamples.Load("check_suite.rerequested.1")); r.body["deduped"] != true || len(dispatched(r)) != 0 {
+		t.Fatalf("redelivery: %s", r.raw)
+	}
+	r = f.deliver("check_suite", "d-5", webhookexamples.Load("check_suite.rerequested.1"))
+	if len(dispatched(r)) != 2 {
+		t.Fatalf("a second click: %s", r.raw)
+	}
+	for _, d := range r.body["dispatched"].([]any) {
+		if d.(map[string]any)["deduped"] != true {
+			t.Fatalf("a second click started new executions: %s", r.raw)
+		}
+	}
+	// Another App's suite on a commit we never reported on: nothing.
+	other := webhookexamples.With(webhookexamples.Load("check_suite.rerequested.1"), "check_suite.head_sha", strings.Repeat("b", 40))
+	if r := f.deliver("check_suite", "d-4", other); len(dispatched(r)) != 0 || len(skipped(r)) != 0 {
+		t.Fatalf("a suite without our check-runs: %s", r.raw)
 	}
 }
 

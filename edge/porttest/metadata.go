@@ -322,6 +322,17 @@ func listingWithCost(t T, m edge.Metadata) {
 	if kids[0].Cost != nil || !kids[0].FirstStepAt.IsZero() || kids[0].Input != nil {
 		t.Fatalf("listing of %s: %+v", kids[0].ID, kids[0])
 	}
+	// By commit (a check suite's executions): :b moved to another commit.
+	b := execution(id + ":b-elsewhere")
+	b.Repo, b.SHA = repo, strings.Repeat("e", 40)
+	mustCreate(t, m, b)
+	onSHA, err := m.ListExecutions(ctx, edge.ExecutionFilter{Repo: repo, SHA: parent.SHA, Limit: 10})
+	if err != nil || len(onSHA) != 3 {
+		t.Fatalf("executions of %s on %s: %+v %v", repo, parent.SHA, onSHA, err)
+	}
+	if other, err := m.ListExecutions(ctx, edge.ExecutionFilter{Repo: repo, SHA: b.SHA, Limit: 10}); err != nil || len(other) != 1 || other[0].ID != b.ID {
+		t.Fatalf("executions of %s on %s: %+v %v", repo, b.SHA, other, err)
+	}
 }
 
 func costTotals(t T, m edge.Metadata) {

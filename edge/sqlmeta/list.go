@@ -17,7 +17,7 @@ func (s *Store) ListExecutions(ctx context.Context, f edge.ExecutionFilter) ([]e
 		(SELECT MIN(st.started_at) FROM steps st WHERE st.execution_id = e.id), c.cost_json
 		FROM executions e LEFT JOIN execution_costs c ON c.execution_id = e.id WHERE 1 = 1`
 	var args []any
-	for _, w := range []struct{ col, v string }{{"e.run", f.Run}, {"e.repo", f.Repo}, {"e.status", f.Status}, {"e.parent_execution_id", f.Parent}} {
+	for _, w := range []struct{ col, v string }{{"e.run", f.Run}, {"e.repo", f.Repo}, {"e.sha", f.SHA}, {"e.status", f.Status}, {"e.parent_execution_id", f.Parent}} {
 		if w.v != "" {
 			q += " AND " + w.col + " = ?"
 			args = append(args, w.v)
