@@ -353,6 +353,22 @@ func TestWorkerServesTheEdgeEndToEnd(t *testing.T) {
 		if v.Execution.CheckRunID != cr.ID {
 			t.Fatalf("executions.check_run_id = %d, want %d", v.Execution.CheckRunID, cr.ID)
 		}
+
+		// "Re-run all checks" on that commit: check_suite rerequested, through D1's
+		// listing by commit, runs it again and reports to a second check-run.
+		suite := webhookexamples.With(webhookexamples.Load("check_suite.rerequested.1"), "repository.full_name", "acme/app",
+			"check_suite.head_sha", shas[2], "installation.id", s.inst)
+		rr := s.do(t, http.MethodPost, "/v1/webhooks/github", suite, map[string]string{"X-GitHub-Event": "check_suite", "X-GitHub-Delivery": "suite-1",
+			"X-Hub-Signature-256": edge.SignatureHeader(hookSecret, suite), "Content-Type": "application/json"})
+		list, _ := rr.body["dispatched"].([]any)
+		want := id + ":rerun-" + fmt.Sprint(cr.ID)
+		if rr.status != http.StatusAccepted || len(list) != 1 || list[0].(map[string]any)["executionId"] != want {
+			t.Fatalf("check_suite rerequested: %d %s", rr.status, rr.raw)
+		}
+		s.waitDone(t, want, 90*time.Second)
+		if runs := s.gh.CheckRuns("acme/app"); len(runs) != 2 || runs[1].Status != "completed" || runs[1].Conclusion != "success" || runs[1].ID == cr.ID {
+			t.Fatalf("check-runs after the re-run: %+v", runs)
+		}
 	})
 
 	t.Run("WebhookDeliveriesMakeOneExecution", func(t *testing.T) {
