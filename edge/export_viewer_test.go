@@ -2,11 +2,8 @@ package edge
 
 import "fmt"
 
-// PlainHTML and RenderANSI expose the viewer's rendering to the external tests.
-var (
-	PlainHTML  = plainHTML
-	RenderANSI = renderANSI
-)
+// PlainHTML exposes the viewer's rendering of plain lines to the external tests.
+var PlainHTML = plainHTML
 
 // ViewRecord is one log record as the viewer reads it (fast path or decoder) and as
 // the decoder alone reads it: kind and text.

@@ -28,9 +28,10 @@ func artifactDir(t *testing.T) string {
 	return t.TempDir()
 }
 
-func screenshot(t *testing.T, p *rod.Page, name string) {
+// screenshot saves the whole page, or (full false) what the window shows.
+func screenshot(t *testing.T, p *rod.Page, name string, full bool) {
 	t.Helper()
-	b, err := p.Screenshot(true, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
+	b, err := p.Screenshot(full, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -89,7 +90,7 @@ func TestViewerInChromium(t *testing.T) {
 	if red, err := hostile.Element("span.term-fg31"); err != nil || red.MustText() != "red" {
 		t.Fatalf("ANSI red not rendered as a coloured span: %v", err)
 	}
-	screenshot(t, page, "viewer-running.png")
+	screenshot(t, page, "viewer-running.png", true)
 
 	os.WriteFile(marker, nil, 0o644)
 	if _, err := p.Element("body[data-ended]"); err != nil {
@@ -101,7 +102,7 @@ func TestViewerInChromium(t *testing.T) {
 	if status := page.MustElement("#status").MustText(); status != "success" {
 		t.Fatalf("status shown %q", status)
 	}
-	screenshot(t, page, "viewer-done.png")
+	screenshot(t, page, "viewer-done.png", true)
 
 	dash, err := browser.Page(proto.TargetCreateTarget{})
 	if err != nil {
@@ -119,7 +120,7 @@ func TestViewerInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("execution not on the dashboard: %v", err)
 	}
-	screenshot(t, dash, "dashboard.png")
+	screenshot(t, dash, "dashboard.png", true)
 	if err := row.Click(proto.InputMouseButtonLeft, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestViewerInChromium(t *testing.T) {
 	if _, err := fp.Timeout(60 * time.Second).Element("body[data-ended]"); err != nil {
 		t.Fatal(err)
 	}
-	screenshot(t, fp, "viewer-fanout.png")
+	screenshot(t, fp, "viewer-fanout.png", true)
 	// the list is redrawn with each state: take the link from the last one
 	child, err := fp.Timeout(10*time.Second).ElementR("#children a", "shard-2")
 	if err != nil {
@@ -174,11 +175,5 @@ func TestViewerInChromium(t *testing.T) {
 		t.Fatalf("a 30,002-line log shows %d lines from %q to %q, note %q", n, first, beforeLast, note)
 	}
 	cp.MustEval(`() => window.scrollTo(0, 0)`)
-	b, err := cp.Screenshot(false, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng}) // the top: a full page is 12 MB
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(artifactDir(t), "viewer-chatty.png"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	screenshot(t, cp, "viewer-chatty.png", false) // the top: the full page is 12 MB
 }
